@@ -1,0 +1,1 @@
+//! The built-in Avala API emulator (see SPEC §7). Placeholder until the emulator lands.

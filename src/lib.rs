@@ -1,0 +1,11 @@
+//! avala-pipe: run declarative YAML pipelines against the Avala REST API.
+//!
+//! The crate is organised by stage, in the order data flows through it:
+//! `pipeline` (load + validate a file) → `template` (minijinja) → `graph` (dependencies)
+//! → `plan` (concrete requests; what dry-run prints) → `execute` (the scheduler) with
+//! `api` (the HTTP client) and `actions` → `report` (events to text/JSON).
+//! `emulator` is a local stand-in for the Avala API, used by `run --emulator` and the tests.
+//! `cli` is the only module that reads the process environment or arguments.
+
+pub mod cli;
+pub mod emulator;

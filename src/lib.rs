@@ -9,3 +9,6 @@
 
 pub mod cli;
 pub mod emulator;
+pub mod graph;
+pub mod pipeline;
+pub mod template;

@@ -1,4 +1,41 @@
-//! Command-line layer: clap definitions, settings resolution, exit codes.
+//! Command-line layer: clap definitions (`args`), logging setup, and one function per
+//! command. This is the only module that reads the process environment; exit codes are
+//! chosen here, in [`ExitCode`].
+
+pub mod args;
+mod commands;
+mod logging;
+mod run;
+
+use clap::Parser;
+
+pub use args::Cli;
+
+/// The process exit codes (documented in the README).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExitCode {
+    Success = 0,
+    RunFailed = 1,
+    Invalid = 2,
+    Interrupted = 130,
+    Terminated = 143,
+}
+
+/// Parses arguments, sets up logging, runs the command, returns the exit code.
 pub fn main() -> i32 {
-    0
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() {
+                ExitCode::Invalid as i32
+            } else {
+                0
+            };
+            let _ = e.print();
+            return code;
+        }
+    };
+    let color = logging::use_color(cli.color);
+    logging::init(cli.verbose, cli.quiet, cli.log_format, color);
+    commands::dispatch(cli, color) as i32
 }

@@ -1,0 +1,1329 @@
+//! Validation: turns a YAML [`Node`] tree into a checked [`Pipeline`], or into every
+//! problem it can find (not only the first), each with its position, its step and a
+//! suggestion where one helps. It walks the format table of `spec`, parses every
+//! template, checks every reference a template makes, and builds the dependency graph.
+//!
+//! Must not: send requests or read anything but the pipeline file.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use indexmap::IndexMap;
+
+use super::diag::{did_you_mean, Diagnostic, FileDiagnostics};
+use super::model::{parse_duration, ActionKind, Pipeline, RetryPolicy, Step, TValue, Tmpl};
+use super::spec::{self, Field, Ty};
+use super::yaml::{self, Node, NodeKind, Pos};
+use crate::graph;
+use crate::template;
+
+/// Reads and checks a pipeline file.
+pub fn load(path: &Path) -> Result<Pipeline, FileDiagnostics> {
+    let origin = Pos { line: 1, col: 1 };
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) => {
+            return Err(FileDiagnostics::single(
+                path,
+                "",
+                Diagnostic::new(origin, format!("cannot read the pipeline file: {e}")),
+            ))
+        }
+    };
+    if bytes.len() > yaml::MAX_FILE_BYTES {
+        return Err(FileDiagnostics::single(
+            path,
+            "",
+            Diagnostic::new(
+                origin,
+                format!(
+                    "the file is {} bytes; pipeline files are limited to {} MiB",
+                    bytes.len(),
+                    yaml::MAX_FILE_BYTES >> 20
+                ),
+            ),
+        ));
+    }
+    let source = match String::from_utf8(bytes) {
+        Ok(s) => s,
+        Err(e) => {
+            let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+            let text = String::from_utf8_lossy(valid);
+            let line = text.matches('\n').count() as u32 + 1;
+            let col = text.rsplit('\n').next().map_or(0, |l| l.chars().count()) as u32 + 1;
+            return Err(FileDiagnostics::single(
+                path,
+                &String::from_utf8_lossy(e.as_bytes()),
+                Diagnostic::new(Pos { line, col }, "the file is not valid UTF-8 text"),
+            ));
+        }
+    };
+    check_source(path, &source)
+}
+
+/// Checks pipeline text (as if read from `path`).
+pub fn check_source(path: &Path, source: &str) -> Result<Pipeline, FileDiagnostics> {
+    if source.contains('\0') {
+        let before = &source[..source.find('\0').unwrap_or(0)];
+        let line = before.matches('\n').count() as u32 + 1;
+        return Err(FileDiagnostics::single(
+            path,
+            source,
+            Diagnostic::new(
+                Pos { line, col: 1 },
+                "the file contains binary data (NUL bytes)",
+            ),
+        ));
+    }
+    let root = match yaml::parse(source) {
+        Ok(root) => root,
+        Err(e) => {
+            let mut d = Diagnostic::new(e.pos, format!("invalid YAML: {}", e.message));
+            d.len = token_width(source, e.pos);
+            return Err(FileDiagnostics::single(path, source, d));
+        }
+    };
+    let mut checker = Checker {
+        source,
+        diags: Vec::new(),
+        step: None,
+    };
+    let pipeline = checker.pipeline(path, &root);
+    match pipeline {
+        Some(p) if checker.diags.is_empty() => Ok(p),
+        _ => {
+            let mut diagnostics = checker.diags;
+            diagnostics.sort_by_key(|d| d.pos);
+            diagnostics.dedup();
+            Err(FileDiagnostics {
+                file: path.to_path_buf(),
+                source: source.to_string(),
+                diagnostics,
+            })
+        }
+    }
+}
+
+/// Where a template sits, which decides the names it may use.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Scope {
+    Vars,
+    StepWith { for_each: bool },
+    StepIf,
+    StepForEach,
+    StepOutputs { for_each: bool },
+    Poll { for_each: bool },
+    PipelineOutputs,
+}
+
+/// A template found while walking, checked once all step ids are known.
+struct PendingTemplate {
+    step: Option<usize>,
+    scope: Scope,
+    tmpl: Tmpl,
+    references: Vec<String>,
+}
+
+struct Checker<'a> {
+    source: &'a str,
+    diags: Vec<Diagnostic>,
+    /// The step being checked, for messages.
+    step: Option<String>,
+}
+
+const GLOBAL_FUNCTIONS: &[&str] = &[
+    "range",
+    "dict",
+    "namespace",
+    "debug",
+    "lipsum",
+    "cycler",
+    "joiner",
+];
+const ROOTS: &[&str] = &["vars", "env", "secrets", "steps", "run", "pipeline"];
+
+impl Checker<'_> {
+    fn error(&mut self, pos: Pos, message: impl Into<String>) -> &mut Diagnostic {
+        let mut d = Diagnostic::new(pos, message);
+        d.step = self.step.clone();
+        d.len = token_width(self.source, pos);
+        self.diags.push(d);
+        self.diags.last_mut().expect("just pushed")
+    }
+
+    /// An error whose caret spans `width` characters.
+    fn error_span(
+        &mut self,
+        pos: Pos,
+        width: usize,
+        message: impl Into<String>,
+    ) -> &mut Diagnostic {
+        let d = self.error(pos, message);
+        d.len = width.max(1);
+        d
+    }
+
+    fn pipeline(&mut self, path: &Path, root: &Node) -> Option<Pipeline> {
+        let Some(map) = root.as_map() else {
+            self.error(
+                root.pos,
+                format!(
+                    "a pipeline file must be a mapping, found {}",
+                    root.type_name()
+                ),
+            )
+            .help("start with `version: 1` and a `steps:` list");
+            return None;
+        };
+        let fields = self.fields(map, spec::TOP, "the pipeline");
+
+        let version = fields.get("version").copied();
+        if let Some(v) = version {
+            if !matches!(v.kind, NodeKind::Int(1))
+                && !matches!(&v.kind, NodeKind::Str(s) if s == "1")
+            {
+                self.error(
+                    v.pos,
+                    format!(
+                        "unsupported version {}: this avala-pipe reads version 1",
+                        scalar_text(v)
+                    ),
+                )
+                .help("set `version: 1`");
+            }
+        }
+
+        let mut pending = Vec::new();
+        let name = fields
+            .get("name")
+            .and_then(|n| self.string(n))
+            .unwrap_or_else(|| {
+                path.file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| "pipeline".into())
+            });
+        let description = fields.get("description").and_then(|n| self.string(n));
+        let (mut base_url, mut trailing_slash) = (None, false);
+        if let Some(api) = fields.get("api").and_then(|n| n.as_map()) {
+            let api = lookup(api, spec::API);
+            base_url = api.get("base_url").and_then(|n| self.string(n));
+            trailing_slash = api
+                .get("trailing_slash")
+                .and_then(|n| self.boolean(n))
+                .unwrap_or(false);
+        }
+        if let Some(url) = &base_url {
+            if let Some(node) = fields
+                .get("api")
+                .and_then(|n| n.as_map())
+                .and_then(|m| find(m, "base_url"))
+            {
+                if let Err(msg) = check_base_url(url) {
+                    self.error(node.pos, msg);
+                }
+            }
+        }
+
+        let mut vars = IndexMap::new();
+        if let Some(node) = fields.get("vars") {
+            if let Some(map) = self.expect_map(node, "`vars`") {
+                for (k, v) in map {
+                    let Some(key) = self.key(k) else { continue };
+                    let value = self.tvalue(v, Scope::Vars, None, &mut pending);
+                    vars.insert(key, value);
+                }
+            }
+        }
+        let secrets = fields
+            .get("secrets")
+            .map(|n| self.str_list(n))
+            .unwrap_or_default();
+        for (i, s) in secrets.iter().enumerate() {
+            if s == "AVALA_API_KEY" {
+                if let Some(NodeKind::Seq(items)) = fields.get("secrets").map(|n| &n.kind) {
+                    self.error(items[i].pos, "AVALA_API_KEY cannot be a template secret: the key is sent by avala-pipe itself and never reachable from templates");
+                }
+            }
+        }
+        let concurrency = fields
+            .get("concurrency")
+            .and_then(|n| self.int(n, 1, 256))
+            .unwrap_or(4) as usize;
+        let mut default_retry = RetryPolicy::default();
+        let mut default_timeout = None;
+        if let Some(node) = fields.get("defaults") {
+            if let Some(map) = node.as_map() {
+                let d = lookup(map, spec::DEFAULTS);
+                default_timeout = d.get("timeout").and_then(|n| self.duration(n));
+                if let Some(r) = d.get("retry") {
+                    default_retry = self.retry(r, RetryPolicy::default());
+                }
+            }
+        }
+
+        let steps_node = fields.get("steps").copied();
+        let mut steps = Vec::new();
+        if let Some(node) = steps_node {
+            match &node.kind {
+                NodeKind::Seq(items) if items.is_empty() => {
+                    self.error(
+                        node.pos,
+                        "`steps` is empty: a pipeline needs at least one step",
+                    );
+                }
+                NodeKind::Seq(items) => {
+                    for (index, item) in items.iter().enumerate() {
+                        if let Some(step) =
+                            self.step(index, item, default_retry, default_timeout, &mut pending)
+                        {
+                            steps.push(step);
+                        }
+                    }
+                }
+                NodeKind::Null => {
+                    self.error(
+                        node.pos,
+                        "`steps` is empty: a pipeline needs at least one step",
+                    );
+                }
+                _ => {
+                    self.error(
+                        node.pos,
+                        format!(
+                            "`steps` must be a list of steps, found {}",
+                            node.type_name()
+                        ),
+                    );
+                }
+            }
+        }
+        self.step = None;
+
+        let mut outputs = IndexMap::new();
+        if let Some(node) = fields.get("outputs") {
+            if let Some(map) = self.expect_map(node, "`outputs`") {
+                for (k, v) in map {
+                    let Some(key) = self.key(k) else { continue };
+                    outputs.insert(
+                        key,
+                        self.tvalue(v, Scope::PipelineOutputs, None, &mut pending),
+                    );
+                }
+            }
+        }
+
+        let all_steps_parsed = steps_node
+            .map(|n| matches!(&n.kind, NodeKind::Seq(items) if items.len() == steps.len()))
+            .unwrap_or(false);
+        self.unique_ids(&steps);
+        let ids: HashMap<String, usize> = steps.iter().map(|s| (s.id.clone(), s.index)).collect();
+        let step_names: Vec<String> = steps.iter().map(|s| s.id.clone()).collect();
+        for p in &pending {
+            self.references(
+                p,
+                &steps,
+                &ids,
+                &step_names,
+                &vars,
+                &secrets,
+                all_steps_parsed,
+            );
+        }
+        // Edges: needs + template references.
+        for step in &mut steps {
+            let mut deps: Vec<usize> = step
+                .needs
+                .iter()
+                .filter_map(|n| ids.get(n).copied())
+                .collect();
+            for t in pending.iter().filter(|p| p.step == Some(step.index)) {
+                deps.extend(
+                    referenced_steps(&t.references)
+                        .iter()
+                        .filter_map(|r| ids.get(r).copied()),
+                );
+            }
+            deps.retain(|d| *d != step.index);
+            deps.sort_unstable();
+            deps.dedup();
+            step.deps = deps;
+        }
+        // Store the analysed templates (with their step refs) back into the steps.
+        attach_step_refs(&mut steps, &pending);
+        let mut outputs = outputs;
+        for v in outputs.values_mut() {
+            fill_refs(v, &pending);
+        }
+        let mut vars = vars;
+        for v in vars.values_mut() {
+            fill_refs(v, &pending);
+        }
+
+        if self.diags.is_empty() {
+            let deps: Vec<Vec<usize>> = steps.iter().map(|s| s.deps.clone()).collect();
+            if let Err(cycles) = graph::Graph::build(&deps) {
+                for cycle in cycles {
+                    let first = &steps[cycle[0]];
+                    let path: Vec<&str> = cycle
+                        .iter()
+                        .chain(std::iter::once(&cycle[0]))
+                        .map(|i| steps[*i].id.as_str())
+                        .collect();
+                    self.step = Some(first.id.clone());
+                    self.error(first.pos, format!("dependency cycle: {}", path.join(" -> ")))
+                        .help("a step cannot depend, directly or through others, on itself; remove one of these edges (`needs` or a `steps.<id>` reference)");
+                }
+                self.step = None;
+            }
+        }
+
+        Some(Pipeline {
+            path: path.to_path_buf(),
+            source: Arc::from(self.source),
+            name,
+            description,
+            base_url,
+            trailing_slash,
+            vars,
+            secrets,
+            concurrency,
+            steps,
+            outputs,
+        })
+    }
+
+    /// Checks the keys of a mapping against a field table: unknown keys (with a
+    /// suggestion), missing required keys, and each value's type. Returns the known keys.
+    fn fields<'n>(
+        &mut self,
+        map: &'n [(Node, Node)],
+        table: &[Field],
+        what: &str,
+    ) -> HashMap<&'static str, &'n Node> {
+        let anchor = map.first().map(|(k, _)| k.pos);
+        self.fields_at(map, table, what, anchor)
+    }
+
+    /// As [`Self::fields`], reporting missing keys at `anchor`.
+    fn fields_at<'n>(
+        &mut self,
+        map: &'n [(Node, Node)],
+        table: &[Field],
+        what: &str,
+        anchor: Option<Pos>,
+    ) -> HashMap<&'static str, &'n Node> {
+        let mut found = HashMap::new();
+        for (k, v) in map {
+            let Some(key) = self.key(k) else { continue };
+            match spec::field(table, &key) {
+                Some(field) => {
+                    self.type_check(v, field.ty, field.name);
+                    found.insert(field.name, v);
+                }
+                None => {
+                    let suggestion = did_you_mean(&key, table.iter().map(|f| f.name));
+                    let known: Vec<&str> = table.iter().map(|f| f.name).collect();
+                    let d = self
+                        .error(k.pos, format!("unknown key `{key}` in {what}"))
+                        .suggest(suggestion);
+                    if suggestion.is_none() {
+                        d.help = Some(format!("known keys: {}", known.join(", ")));
+                    }
+                }
+            }
+        }
+        let pos = anchor;
+        for field in table.iter().filter(|f| f.required) {
+            if !found.contains_key(field.name) {
+                if let Some(pos) = pos {
+                    self.error(
+                        pos,
+                        format!("missing required key `{}` in {what}", field.name),
+                    )
+                    .help(field.doc.to_string());
+                }
+            }
+        }
+        found
+    }
+
+    /// Type checks a literal value; templates are checked when rendered.
+    fn type_check(&mut self, node: &Node, ty: Ty, name: &str) {
+        if is_template(node) {
+            if matches!(ty, Ty::Object(_) | Ty::Steps) {
+                self.error(
+                    node.pos,
+                    format!("`{name}` must be written out, not a template"),
+                );
+            }
+            return;
+        }
+        let ok = match (ty, &node.kind) {
+            (Ty::Any, _) => true,
+            (Ty::Str, NodeKind::Str(_) | NodeKind::Int(_) | NodeKind::Float(_)) => true,
+            (Ty::Bool, NodeKind::Bool(_)) => true,
+            (Ty::Int { min, max }, NodeKind::Int(i)) => {
+                if (*i < min || *i > max) && name != "version" {
+                    self.error(
+                        node.pos,
+                        format!("`{name}` must be between {min} and {max}, found {i}"),
+                    );
+                }
+                true
+            }
+            (Ty::Int { .. }, NodeKind::Str(_)) if name == "version" => true,
+            (Ty::Duration, NodeKind::Int(_) | NodeKind::Float(_) | NodeKind::Str(_)) => {
+                self.duration(node);
+                true
+            }
+            (Ty::StrList, NodeKind::Seq(_)) | (Ty::StrOrList, NodeKind::Seq(_)) => {
+                self.str_list(node);
+                true
+            }
+            (Ty::StrOrList, NodeKind::Str(_)) => true,
+            (Ty::IntOrList, NodeKind::Int(_)) => true,
+            (Ty::IntOrList, NodeKind::Seq(items)) => {
+                for item in items {
+                    if !matches!(item.kind, NodeKind::Int(_)) && !is_template(item) {
+                        self.error(
+                            item.pos,
+                            format!("`{name}` must list integers, found {}", item.type_name()),
+                        );
+                    }
+                }
+                true
+            }
+            (Ty::Map(inner), NodeKind::Map(entries)) => {
+                for (k, v) in entries {
+                    if let Some(key) = self.key(k) {
+                        self.type_check(v, *inner, &key);
+                    }
+                }
+                true
+            }
+            (Ty::Map(_), NodeKind::Null) => true,
+            (Ty::Enum(options), NodeKind::Str(s)) => {
+                if !options.contains(&s.as_str()) {
+                    let suggestion = did_you_mean(s, options.iter().copied())
+                        .or_else(|| options.iter().copied().find(|o| o.eq_ignore_ascii_case(s)));
+                    self.error(
+                        node.pos,
+                        format!(
+                            "`{name}` must be one of {}, found `{s}`",
+                            options.join(", ")
+                        ),
+                    )
+                    .suggest(suggestion);
+                }
+                true
+            }
+            (Ty::Object(fields), NodeKind::Map(entries)) => {
+                self.fields(entries, fields, &format!("`{name}`"));
+                true
+            }
+            (Ty::Condition, NodeKind::Bool(_)) => true,
+            (Ty::Condition, NodeKind::Str(_)) => {
+                self.error(node.pos, format!("`{name}` must be a template such as \"{{{{ steps.x.outputs.count > 0 }}}}\" or true/false"));
+                true
+            }
+            (Ty::List, NodeKind::Seq(_)) => true,
+            (Ty::Steps, _) => true,
+            _ => false,
+        };
+        if !ok {
+            let expected = match ty {
+                Ty::Str => "a string",
+                Ty::Bool => "true or false",
+                Ty::Int { .. } => "an integer",
+                Ty::Duration => "a duration such as 500ms, 2s, 10m, 1h",
+                Ty::StrList => "a list of strings",
+                Ty::StrOrList => "a string or a list of strings",
+                Ty::IntOrList => "an integer or a list of integers",
+                Ty::Map(_) => "a mapping",
+                Ty::Any | Ty::Steps => "a value",
+                Ty::Enum(_) => "a string",
+                Ty::Object(_) => "a mapping",
+                Ty::Condition => "a template or true/false",
+                Ty::List => "a list or a template that yields one",
+            };
+            self.error(
+                node.pos,
+                format!("`{name}` must be {expected}, found {}", describe_node(node)),
+            );
+        }
+    }
+
+    fn step(
+        &mut self,
+        index: usize,
+        node: &Node,
+        default_retry: RetryPolicy,
+        default_timeout: Option<Duration>,
+        pending: &mut Vec<PendingTemplate>,
+    ) -> Option<Step> {
+        self.step = None;
+        let Some(map) = node.as_map() else {
+            self.error(
+                node.pos,
+                format!(
+                    "each step must be a mapping with `id` and `action`, found {}",
+                    node.type_name()
+                ),
+            );
+            return None;
+        };
+        // Name the step in messages as early as possible.
+        let id = find(map, "id").and_then(|n| n.as_str().map(str::to_string));
+        self.step = id.clone().or_else(|| Some(format!("#{}", index + 1)));
+        let fields = self.fields(
+            map,
+            spec::STEP,
+            &format!("step `{}`", self.step.clone().unwrap_or_default()),
+        );
+        let id_node = fields.get("id").copied();
+        let id = match (id, id_node) {
+            (Some(id), Some(n)) => {
+                if !valid_id(&id) {
+                    let fixed = sanitize_id(&id);
+                    self.error(n.pos, format!("invalid step id `{id}`: ids match [A-Za-z_][A-Za-z0-9_]* so templates can use steps.<id>")).suggest(Some(&fixed));
+                }
+                id
+            }
+            _ => format!("#{}", index + 1),
+        };
+        let action_node = fields.get("action").copied();
+        let action = action_node.and_then(|n| {
+            let name = n.as_str()?;
+            let kind = ActionKind::from_name(name);
+            if kind.is_none() {
+                let names: Vec<&str> = spec::ACTIONS.iter().map(|a| a.name).collect();
+                let suggestion = did_you_mean(name, names.iter().copied());
+                self.error(n.pos, format!("unknown action `{name}`"))
+                    .suggest(suggestion)
+                    .help = Some(format!("actions: {}", names.join(", ")));
+            }
+            kind
+        });
+        let has_for_each = fields.contains_key("for_each");
+        let mut with = IndexMap::new();
+        if let Some(kind) = action {
+            let aspec = spec::action(kind.name()).expect("every action has a spec");
+            let what = format!("the inputs (`with`) of {}", kind.name());
+            let empty: &[(Node, Node)] = &[];
+            let with_node = fields.get("with").copied();
+            let entries = match with_node {
+                Some(n) if matches!(n.kind, NodeKind::Null) => empty,
+                Some(n) => match n.as_map() {
+                    Some(m) => m,
+                    None => {
+                        self.error(
+                            n.pos,
+                            format!(
+                                "`with` must be a mapping of inputs, found {}",
+                                n.type_name()
+                            ),
+                        );
+                        empty
+                    }
+                },
+                None => empty,
+            };
+            let with_key = map
+                .iter()
+                .find(|(k, _)| k.as_str() == Some("with"))
+                .map(|(k, _)| k.pos);
+            let anchor = with_key.or(action_node.map(|n| n.pos)).unwrap_or(node.pos);
+            let found = self.fields_at(entries, aspec.inputs, &what, Some(anchor));
+            if entries.is_empty() {
+                for f in aspec.inputs.iter().filter(|f| f.required) {
+                    self.error(
+                        anchor,
+                        format!("missing required input `{}` of {}", f.name, kind.name()),
+                    )
+                    .help(f.doc.to_string());
+                }
+            }
+            if !aspec.one_of.is_empty() && !aspec.one_of.iter().any(|n| found.contains_key(n)) {
+                self.error(
+                    anchor,
+                    format!("{} needs one of: {}", kind.name(), aspec.one_of.join(", ")),
+                );
+            }
+            for (k, v) in entries {
+                let Some(key) = self.key(k) else { continue };
+                if spec::field(aspec.inputs, &key).is_none() {
+                    continue;
+                }
+                let scope = if key == "poll" {
+                    None
+                } else {
+                    Some(Scope::StepWith {
+                        for_each: has_for_each,
+                    })
+                };
+                let value = match scope {
+                    Some(scope) => self.tvalue(v, scope, Some(index), pending),
+                    None => self.poll(v, index, has_for_each, pending),
+                };
+                with.insert(key, value);
+            }
+        }
+        let needs = fields
+            .get("needs")
+            .map(|n| self.str_list(n))
+            .unwrap_or_default();
+        let condition = fields
+            .get("if")
+            .map(|n| self.tvalue(n, Scope::StepIf, Some(index), pending));
+        let for_each = fields
+            .get("for_each")
+            .map(|n| self.tvalue(n, Scope::StepForEach, Some(index), pending));
+        let max_parallel = fields
+            .get("max_parallel")
+            .and_then(|n| self.int(n, 1, 256))
+            .map(|v| v as usize);
+        if let (Some(n), false) = (fields.get("max_parallel"), has_for_each) {
+            self.error(
+                n.pos,
+                "`max_parallel` only applies to a step with `for_each`",
+            );
+        }
+        let mut outputs = IndexMap::new();
+        if let Some(node) = fields.get("outputs") {
+            if let Some(map) = self.expect_map(node, "`outputs`") {
+                for (k, v) in map {
+                    let Some(key) = self.key(k) else { continue };
+                    outputs.insert(
+                        key,
+                        self.tvalue(
+                            v,
+                            Scope::StepOutputs {
+                                for_each: has_for_each,
+                            },
+                            Some(index),
+                            pending,
+                        ),
+                    );
+                }
+            }
+        }
+        let retry = fields
+            .get("retry")
+            .map(|n| self.retry(n, default_retry))
+            .unwrap_or(default_retry);
+        let timeout = fields
+            .get("timeout")
+            .and_then(|n| self.duration(n))
+            .or(default_timeout);
+        let continue_on_error = fields
+            .get("continue_on_error")
+            .and_then(|n| self.boolean(n))
+            .unwrap_or(false);
+        let name = fields.get("name").and_then(|n| self.string(n));
+
+        // Remember where each `needs` entry is, for reference errors.
+        let needs_nodes: Vec<(String, Pos)> = match fields.get("needs").map(|n| &n.kind) {
+            Some(NodeKind::Seq(items)) => items
+                .iter()
+                .filter_map(|i| Some((i.as_str()?.to_string(), i.pos)))
+                .collect(),
+            Some(NodeKind::Str(s)) => vec![(s.clone(), fields["needs"].pos)],
+            _ => vec![],
+        };
+        for (need, pos) in needs_nodes {
+            pending.push(PendingTemplate {
+                step: Some(index),
+                scope: Scope::StepWith { for_each: false },
+                tmpl: Tmpl {
+                    source: String::new(),
+                    pos,
+                    whole_expr: None,
+                    step_refs: vec![],
+                },
+                references: vec![format!("needs:{need}")],
+            });
+        }
+
+        Some(Step {
+            index,
+            id,
+            name,
+            action: action?,
+            with,
+            needs,
+            deps: vec![],
+            condition,
+            for_each,
+            max_parallel,
+            outputs,
+            retry,
+            timeout,
+            continue_on_error,
+            pos: map.first().map(|(k, _)| k.pos).unwrap_or(node.pos),
+        })
+    }
+
+    fn poll(
+        &mut self,
+        node: &Node,
+        index: usize,
+        for_each: bool,
+        pending: &mut Vec<PendingTemplate>,
+    ) -> TValue {
+        let Some(map) = node.as_map() else {
+            return self.tvalue(node, Scope::StepWith { for_each }, Some(index), pending);
+        };
+        let mut out = IndexMap::new();
+        for (k, v) in map {
+            let Some(key) = self.key(k) else { continue };
+            let scope = if key == "until" || key == "fail_if" {
+                Scope::Poll { for_each }
+            } else {
+                Scope::StepWith { for_each }
+            };
+            out.insert(key, self.tvalue(v, scope, Some(index), pending));
+        }
+        TValue::Map(out)
+    }
+
+    fn retry(&mut self, node: &Node, base: RetryPolicy) -> RetryPolicy {
+        let mut policy = base;
+        if let Some(map) = node.as_map() {
+            let f = lookup(map, spec::RETRY);
+            if let Some(n) = f.get("max_attempts").and_then(|n| self.int(n, 1, 100)) {
+                policy.max_attempts = n as u32;
+            }
+            if let Some(d) = f.get("initial_interval").and_then(|n| self.duration(n)) {
+                policy.initial_interval = d;
+            }
+            if let Some(d) = f.get("max_interval").and_then(|n| self.duration(n)) {
+                policy.max_interval = d;
+            }
+        }
+        policy
+    }
+
+    fn unique_ids(&mut self, steps: &[Step]) {
+        let mut seen: HashMap<&str, &Step> = HashMap::new();
+        for step in steps {
+            if let Some(first) = seen.get(step.id.as_str()) {
+                let line = first.pos.line;
+                self.step = Some(step.id.clone());
+                self.error(
+                    step.pos,
+                    format!(
+                        "duplicate step id `{}` (first used on line {line})",
+                        step.id
+                    ),
+                )
+                .help("step ids must be unique: rename one of them");
+            } else {
+                seen.insert(&step.id, step);
+            }
+        }
+        self.step = None;
+    }
+
+    /// Checks every name a template uses.
+    #[allow(clippy::too_many_arguments)]
+    fn references(
+        &mut self,
+        p: &PendingTemplate,
+        steps: &[Step],
+        ids: &HashMap<String, usize>,
+        step_names: &[String],
+        vars: &IndexMap<String, TValue>,
+        secrets: &[String],
+        all_steps_parsed: bool,
+    ) {
+        self.step = p
+            .step
+            .and_then(|i| steps.iter().find(|s| s.index == i))
+            .map(|s| s.id.clone());
+        let own_id = self.step.clone();
+        for reference in &p.references {
+            if let Some(need) = reference.strip_prefix("needs:") {
+                if Some(need) == own_id.as_deref() {
+                    self.error(p.tmpl.pos, format!("step `{need}` needs itself"));
+                } else if !ids.contains_key(need) && all_steps_parsed {
+                    let s = did_you_mean(need, step_names.iter().map(String::as_str));
+                    self.error(p.tmpl.pos, format!("`needs` names unknown step `{need}`"))
+                        .suggest(s);
+                }
+                continue;
+            }
+            let parts: Vec<&str> = reference.split('.').collect();
+            let root = parts[0];
+            let (pos, width) = self.locate(&p.tmpl, reference);
+            let allowed_locals: &[&str] = match p.scope {
+                Scope::StepWith { for_each: true }
+                | Scope::StepOutputs { for_each: true }
+                | Scope::Poll { for_each: true } => &["item", "index"],
+                _ => &[],
+            };
+            match root {
+                "steps" => {
+                    let Some(id) = parts.get(1) else {
+                        self.error_span(pos, width, "refer to a step as `steps.<id>` (dynamic lookups cannot be checked or ordered)");
+                        continue;
+                    };
+                    if Some(*id) == own_id.as_deref() && p.scope != Scope::PipelineOutputs {
+                        self.error_span(pos, width, format!("step `{id}` refers to itself"))
+                            .help("use `result` in a step's `outputs` to read its own result");
+                        continue;
+                    }
+                    if !ids.contains_key(*id) {
+                        if all_steps_parsed {
+                            let s = did_you_mean(id, step_names.iter().map(String::as_str))
+                                .map(|s| format!("steps.{s}"));
+                            self.error_span(
+                                pos,
+                                width,
+                                format!("unknown step `{id}` in `steps.{id}`"),
+                            )
+                            .suggest(s.as_deref());
+                        }
+                        continue;
+                    }
+                    if let Some(attr) = parts.get(2) {
+                        if *attr != "outputs" && *attr != "status" {
+                            let s = did_you_mean(attr, ["outputs", "status"])
+                                .map(|s| format!("steps.{id}.{s}"));
+                            self.error_span(pos, width, format!("`steps.{id}.{attr}` does not exist: a step has `outputs` and `status`")).suggest(s.as_deref());
+                        }
+                    }
+                }
+                "vars" => {
+                    if let Some(name) = parts.get(1) {
+                        if !vars.contains_key(*name) {
+                            let s = did_you_mean(name, vars.keys().map(String::as_str))
+                                .map(|s| format!("vars.{s}"));
+                            let d = self
+                                .error_span(
+                                    pos,
+                                    width,
+                                    format!("undeclared var `{name}` in `vars.{name}`"),
+                                )
+                                .suggest(s.as_deref());
+                            if d.suggestion.is_none() {
+                                d.help = Some(format!(
+                                    "declare it under `vars:` (vars: {})",
+                                    list_or_none(vars.keys())
+                                ));
+                            }
+                        }
+                    }
+                }
+                "secrets" => {
+                    if let Some(name) = parts.get(1) {
+                        if !secrets.iter().any(|s| s == name) {
+                            let s = did_you_mean(name, secrets.iter().map(String::as_str))
+                                .map(|s| format!("secrets.{s}"));
+                            self.error_span(
+                                pos,
+                                width,
+                                format!("`secrets.{name}` is not listed under `secrets:`"),
+                            )
+                            .suggest(s.as_deref());
+                        }
+                    }
+                }
+                "env" => {
+                    if parts.get(1) == Some(&"AVALA_API_KEY") {
+                        self.error_span(pos, width, "`env.AVALA_API_KEY` is not available to templates: avala-pipe sends the key itself and never exposes it");
+                    }
+                }
+                "run" => {
+                    if let Some(attr) = parts.get(1) {
+                        if !["id", "started_at", "date"].contains(attr) {
+                            let s = did_you_mean(attr, ["id", "started_at", "date"])
+                                .map(|s| format!("run.{s}"));
+                            self.error_span(
+                                pos,
+                                width,
+                                format!(
+                                    "`run.{attr}` does not exist (run has id, started_at, date)"
+                                ),
+                            )
+                            .suggest(s.as_deref());
+                        }
+                    }
+                }
+                "pipeline" => {
+                    if let Some(attr) = parts.get(1) {
+                        if !["name", "dir"].contains(attr) {
+                            let s = did_you_mean(attr, ["name", "dir"])
+                                .map(|s| format!("pipeline.{s}"));
+                            self.error_span(
+                                pos,
+                                width,
+                                format!(
+                                    "`pipeline.{attr}` does not exist (pipeline has name, dir)"
+                                ),
+                            )
+                            .suggest(s.as_deref());
+                        }
+                    }
+                }
+                "result" if matches!(p.scope, Scope::StepOutputs { .. }) => {}
+                "response" if matches!(p.scope, Scope::Poll { .. }) => {}
+                name if allowed_locals.contains(&name) => {}
+                name if GLOBAL_FUNCTIONS.contains(&name) => {}
+                name => {
+                    let mut candidates: Vec<&str> = ROOTS.to_vec();
+                    candidates.extend_from_slice(allowed_locals);
+                    if matches!(p.scope, Scope::StepOutputs { .. }) {
+                        candidates.push("result");
+                    }
+                    if matches!(p.scope, Scope::Poll { .. }) {
+                        candidates.push("response");
+                    }
+                    let s = did_you_mean(name, candidates.iter().copied());
+                    let help = match name {
+                        "item" | "index" => "`item` and `index` exist only in a step with `for_each` (in its `with` and `outputs`)".to_string(),
+                        "result" => "`result` exists only in a step's `outputs`".to_string(),
+                        "response" => "`response` exists only in `poll.until` and `poll.fail_if`".to_string(),
+                        _ => format!("available here: {}", candidates.join(", ")),
+                    };
+                    self.error_span(pos, width, format!("unknown variable `{name}` in template"))
+                        .suggest(s)
+                        .help(help);
+                }
+            }
+        }
+        self.step = None;
+    }
+
+    /// The position and width of `reference` in the file, when it is on the template's
+    /// first line; else the template's own position.
+    fn locate(&self, tmpl: &Tmpl, reference: &str) -> (Pos, usize) {
+        let line = self
+            .source
+            .lines()
+            .nth(tmpl.pos.line.saturating_sub(1) as usize)
+            .unwrap_or("");
+        let start = line
+            .char_indices()
+            .nth(tmpl.pos.col.saturating_sub(1) as usize)
+            .map_or(line.len(), |(i, _)| i);
+        match line[start..].find(reference) {
+            Some(offset) => (
+                Pos {
+                    line: tmpl.pos.line,
+                    col: (line[..start + offset].chars().count() + 1) as u32,
+                },
+                reference.chars().count(),
+            ),
+            None => (tmpl.pos, token_width(self.source, tmpl.pos)),
+        }
+    }
+
+    /// Converts a node to a template value, parsing the templates inside.
+    fn tvalue(
+        &mut self,
+        node: &Node,
+        scope: Scope,
+        step: Option<usize>,
+        pending: &mut Vec<PendingTemplate>,
+    ) -> TValue {
+        match &node.kind {
+            NodeKind::Null => TValue::Null,
+            NodeKind::Bool(b) => TValue::Bool(*b),
+            NodeKind::Int(i) => TValue::Int(*i),
+            NodeKind::Float(f) => TValue::Float(*f),
+            NodeKind::Str(s) if template::has_syntax(s) => match template::analyze(s) {
+                Ok(analysis) => {
+                    let tmpl = Tmpl {
+                        source: s.clone(),
+                        pos: node.pos,
+                        whole_expr: template::whole_expression(s).map(str::to_string),
+                        step_refs: vec![],
+                    };
+                    pending.push(PendingTemplate {
+                        step,
+                        scope,
+                        tmpl: tmpl.clone(),
+                        references: analysis.references,
+                    });
+                    TValue::Tmpl(tmpl)
+                }
+                Err(msg) => {
+                    self.error(node.pos, format!("template does not parse: {msg}"));
+                    TValue::Str(s.clone())
+                }
+            },
+            NodeKind::Str(s) => TValue::Str(s.clone()),
+            NodeKind::Seq(items) => TValue::List(
+                items
+                    .iter()
+                    .map(|i| self.tvalue(i, scope, step, pending))
+                    .collect(),
+            ),
+            NodeKind::Map(entries) => {
+                let mut map = IndexMap::new();
+                for (k, v) in entries {
+                    if let Some(key) = self.key(k) {
+                        map.insert(key, self.tvalue(v, scope, step, pending));
+                    }
+                }
+                TValue::Map(map)
+            }
+        }
+    }
+
+    fn key(&mut self, node: &Node) -> Option<String> {
+        match &node.kind {
+            NodeKind::Str(s) => Some(s.clone()),
+            NodeKind::Int(i) => Some(i.to_string()),
+            NodeKind::Bool(b) => Some(b.to_string()),
+            _ => {
+                self.error(
+                    node.pos,
+                    format!("keys must be strings, found {}", node.type_name()),
+                );
+                None
+            }
+        }
+    }
+
+    fn expect_map<'n>(&mut self, node: &'n Node, what: &str) -> Option<&'n [(Node, Node)]> {
+        match &node.kind {
+            NodeKind::Map(m) => Some(m),
+            NodeKind::Null => Some(&[]),
+            _ => {
+                let _ = what;
+                None // type_check has reported it
+            }
+        }
+    }
+
+    fn string(&mut self, node: &Node) -> Option<String> {
+        match &node.kind {
+            NodeKind::Str(s) => Some(s.clone()),
+            NodeKind::Int(i) => Some(i.to_string()),
+            NodeKind::Float(f) => Some(f.to_string()),
+            _ => None,
+        }
+    }
+
+    fn boolean(&mut self, node: &Node) -> Option<bool> {
+        match node.kind {
+            NodeKind::Bool(b) => Some(b),
+            _ => None,
+        }
+    }
+
+    fn int(&mut self, node: &Node, min: i64, max: i64) -> Option<i64> {
+        match node.kind {
+            NodeKind::Int(i) if i >= min && i <= max => Some(i),
+            _ => None,
+        }
+    }
+
+    fn duration(&mut self, node: &Node) -> Option<Duration> {
+        let text = match &node.kind {
+            NodeKind::Str(s) if template::has_syntax(s) => return None,
+            NodeKind::Str(s) => s.clone(),
+            NodeKind::Int(i) => i.to_string(),
+            NodeKind::Float(f) => f.to_string(),
+            _ => return None,
+        };
+        let parsed = parse_duration(&text);
+        if parsed.is_none() && !self.diags.iter().any(|d| d.pos == node.pos) {
+            self.error(node.pos, format!("`{text}` is not a duration"))
+                .help("write durations as 500ms, 2s, 10m, 1h or a number of seconds");
+        }
+        parsed
+    }
+
+    fn str_list(&mut self, node: &Node) -> Vec<String> {
+        match &node.kind {
+            NodeKind::Str(s) => vec![s.clone()],
+            NodeKind::Seq(items) => items
+                .iter()
+                .filter_map(|i| match &i.kind {
+                    NodeKind::Str(s) => Some(s.clone()),
+                    NodeKind::Int(n) => Some(n.to_string()),
+                    _ => {
+                        if !self.diags.iter().any(|d| d.pos == i.pos) {
+                            self.error(
+                                i.pos,
+                                format!("expected a string, found {}", i.type_name()),
+                            );
+                        }
+                        None
+                    }
+                })
+                .collect(),
+            _ => vec![],
+        }
+    }
+}
+
+fn attach_step_refs(steps: &mut [Step], pending: &[PendingTemplate]) {
+    for step in steps.iter_mut() {
+        for v in step.with.values_mut() {
+            fill_refs(v, pending);
+        }
+        for v in step.outputs.values_mut() {
+            fill_refs(v, pending);
+        }
+        if let Some(v) = step.condition.as_mut() {
+            fill_refs(v, pending);
+        }
+        if let Some(v) = step.for_each.as_mut() {
+            fill_refs(v, pending);
+        }
+    }
+}
+
+/// Copies the step ids each template references into the stored template.
+fn fill_refs(value: &mut TValue, pending: &[PendingTemplate]) {
+    match value {
+        TValue::Tmpl(t) => {
+            if let Some(p) = pending
+                .iter()
+                .find(|p| p.tmpl.pos == t.pos && p.tmpl.source == t.source)
+            {
+                t.step_refs = referenced_steps(&p.references);
+            }
+        }
+        TValue::List(items) => items.iter_mut().for_each(|i| fill_refs(i, pending)),
+        TValue::Map(map) => map.values_mut().for_each(|v| fill_refs(v, pending)),
+        _ => {}
+    }
+}
+
+/// The known keys of a mapping that `fields` has already checked.
+fn lookup<'n>(map: &'n [(Node, Node)], table: &[Field]) -> HashMap<&'static str, &'n Node> {
+    map.iter()
+        .filter_map(|(k, v)| Some((spec::field(table, k.as_str()?)?.name, v)))
+        .collect()
+}
+
+/// The step ids named by `steps.<id>` references, sorted and unique.
+fn referenced_steps(references: &[String]) -> Vec<String> {
+    let mut ids: Vec<String> = references
+        .iter()
+        .filter_map(|r| {
+            r.strip_prefix("steps.")
+                .map(|rest| rest.split('.').next().unwrap_or(rest).to_string())
+        })
+        .collect();
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
+/// Width of the token at `pos`, for the caret: a quoted scalar, a key, or a plain value.
+pub fn token_width(source: &str, pos: Pos) -> usize {
+    let Some(line) = source.lines().nth(pos.line.saturating_sub(1) as usize) else {
+        return 1;
+    };
+    let rest: String = line
+        .chars()
+        .skip(pos.col.saturating_sub(1) as usize)
+        .collect();
+    let rest = rest.trim_end();
+    let width = if rest.starts_with('"') || rest.starts_with('\'') {
+        let quote = rest.chars().next().unwrap_or('"');
+        rest[1..].find(quote).map_or(rest.len(), |i| i + 2)
+    } else {
+        rest.find(": ")
+            .or_else(|| rest.strip_suffix(':').map(str::len))
+            .or_else(|| rest.find(", "))
+            .or_else(|| rest.find(']'))
+            .unwrap_or_else(|| rest.find(" #").unwrap_or(rest.len()))
+    };
+    rest[..width.min(rest.len())].chars().count().max(1)
+}
+
+fn find<'n>(map: &'n [(Node, Node)], key: &str) -> Option<&'n Node> {
+    map.iter()
+        .find(|(k, _)| k.as_str() == Some(key))
+        .map(|(_, v)| v)
+}
+
+fn is_template(node: &Node) -> bool {
+    node.as_str().is_some_and(template::has_syntax)
+}
+
+fn valid_id(id: &str) -> bool {
+    let mut chars = id.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+fn sanitize_id(id: &str) -> String {
+    let mut out: String = id
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    if out.chars().next().is_none_or(|c| c.is_ascii_digit()) {
+        out.insert(0, '_');
+    }
+    out
+}
+
+fn scalar_text(node: &Node) -> String {
+    match &node.kind {
+        NodeKind::Int(i) => i.to_string(),
+        NodeKind::Float(f) => f.to_string(),
+        NodeKind::Str(s) => format!("\"{s}\""),
+        NodeKind::Bool(b) => b.to_string(),
+        _ => node.type_name().to_string(),
+    }
+}
+
+fn describe_node(node: &Node) -> String {
+    match &node.kind {
+        NodeKind::Str(s) => format!("\"{}\"", s.chars().take(40).collect::<String>()),
+        NodeKind::Int(i) => i.to_string(),
+        NodeKind::Bool(b) => b.to_string(),
+        _ => node.type_name().to_string(),
+    }
+}
+
+fn list_or_none<'a>(names: impl Iterator<Item = &'a String>) -> String {
+    let names: Vec<&str> = names.map(String::as_str).collect();
+    if names.is_empty() {
+        "none yet".into()
+    } else {
+        names.join(", ")
+    }
+}
+
+/// A base URL must be absolute http(s); plain http only to loopback (SPEC §1).
+pub fn check_base_url(url: &str) -> Result<(), String> {
+    if template::has_syntax(url) {
+        return Ok(());
+    }
+    let parsed = reqwest::Url::parse(url).map_err(|e| format!("invalid base URL `{url}`: {e}"))?;
+    match parsed.scheme() {
+        "https" => Ok(()),
+        "http" if is_loopback(&parsed) => Ok(()),
+        "http" => Err(format!(
+            "refusing plain http:// base URL `{url}`: the API key would travel unencrypted; use https:// (plain http is allowed only to loopback hosts)"
+        )),
+        other => Err(format!("unsupported scheme `{other}` in base URL `{url}`: use https://")),
+    }
+}
+
+/// Is the URL's host loopback (127.0.0.0/8, ::1, localhost)?
+pub fn is_loopback(url: &reqwest::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+/// Files given on the command line, in order, for `validate`.
+pub fn load_all(paths: &[PathBuf]) -> Vec<Result<Pipeline, FileDiagnostics>> {
+    paths.iter().map(|p| load(p)).collect()
+}

@@ -1,0 +1,347 @@
+//! The only door to YAML: parses text into a [`Node`] tree where every node knows its
+//! line and column. Everything YAML-specific (serde-saphyr, its budgets, its options)
+//! stays in this file so the parser can be swapped without touching validation.
+//!
+//! Scalars follow YAML 1.2 core: only `true`/`false` are booleans (`NO` stays a string),
+//! a number with leading zeros stays a string (`012`), and every non-string scalar keeps
+//! the text it was written as, so a string-typed field can recover `3.10` exactly.
+//!
+//! Must not: interpret the pipeline format (that is `pipeline::check`).
+
+use std::fmt;
+
+use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_saphyr::Spanned;
+
+/// Largest pipeline file we accept, checked before parsing.
+pub const MAX_FILE_BYTES: usize = 16 * 1024 * 1024;
+/// Deepest nesting of collections we accept (a pipeline needs fewer than 10).
+pub const MAX_DEPTH: usize = 48;
+
+/// A position in the source: 1-based line and column.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Pos {
+    pub line: u32,
+    pub col: u32,
+}
+
+impl fmt::Display for Pos {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.line, self.col)
+    }
+}
+
+/// One YAML node with its position.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Node {
+    pub pos: Pos,
+    pub kind: NodeKind,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum NodeKind {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    /// A string scalar.
+    Str(String),
+    /// A non-string scalar (null, bool, number): its value and the text it was written as.
+    Seq(Vec<Node>),
+    Map(Vec<(Node, Node)>),
+}
+
+impl Node {
+    /// What the node is, for "expected X, found Y" messages.
+    pub fn type_name(&self) -> &'static str {
+        match self.kind {
+            NodeKind::Null => "null",
+            NodeKind::Bool(_) => "a boolean",
+            NodeKind::Int(_) => "an integer",
+            NodeKind::Float(_) => "a number",
+            NodeKind::Str(_) => "a string",
+            NodeKind::Seq(_) => "a list",
+            NodeKind::Map(_) => "a mapping",
+        }
+    }
+
+    pub fn as_str(&self) -> Option<&str> {
+        match &self.kind {
+            NodeKind::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn as_map(&self) -> Option<&[(Node, Node)]> {
+        match &self.kind {
+            NodeKind::Map(m) => Some(m),
+            _ => None,
+        }
+    }
+}
+
+/// A parse failure: where and what.
+#[derive(Debug, Clone)]
+pub struct YamlError {
+    pub pos: Pos,
+    pub message: String,
+}
+
+/// Parses one YAML document. Duplicate keys, alias bombs and deep nesting are errors.
+pub fn parse(source: &str) -> Result<Node, YamlError> {
+    if source.len() > MAX_FILE_BYTES {
+        return Err(YamlError {
+            pos: Pos { line: 1, col: 1 },
+            message: format!(
+                "file is {} bytes; pipeline files are limited to {} MiB",
+                source.len(),
+                MAX_FILE_BYTES / (1024 * 1024)
+            ),
+        });
+    }
+    let options = options();
+    let raw: Spanned<RawNode> =
+        serde_saphyr::from_str_with_options(source, options).map_err(convert_error)?;
+    Ok(lower(source, raw))
+}
+
+fn options() -> serde_saphyr::Options {
+    let mut options = serde_saphyr::Options::default();
+    options.strict_booleans = true;
+    options.leading_zero_numbers_as_strings = true;
+    options.underscored_numbers_as_strings = true;
+    options.legacy_octal_numbers = false;
+    options.duplicate_keys = serde_saphyr::DuplicateKeyPolicy::Error;
+    options.with_snippet = false;
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_depth = MAX_DEPTH;
+    budget.max_nodes = 2_000_000;
+    budget.max_events = 4_000_000;
+    budget.max_aliases = 10_000;
+    budget.max_total_scalar_bytes = MAX_FILE_BYTES;
+    budget.max_recorded_anchor_events = 100_000;
+    options.budget = Some(budget);
+    options.alias_limits.max_total_replayed_events = 100_000;
+    options
+}
+
+fn convert_error(err: serde_saphyr::Error) -> YamlError {
+    let pos = err
+        .location()
+        .map(|l| Pos {
+            line: l.line().max(1) as u32,
+            col: l.column().max(1) as u32,
+        })
+        .unwrap_or(Pos { line: 1, col: 1 });
+    let mut message = err.to_string();
+    // serde-saphyr appends the position; we render positions ourselves.
+    if let Some(cut) = message.find(" at line ") {
+        message.truncate(cut);
+    }
+    let message = friendly(message.trim().trim_end_matches('.'));
+    YamlError { pos, message }
+}
+
+/// Rewrites the parser's messages that name its internals.
+fn friendly(message: &str) -> String {
+    if let Some(rest) = message.strip_prefix("duplicate mapping key: ") {
+        let key = rest.split(", set ").next().unwrap_or(rest);
+        return format!("duplicate key `{key}`: each key may appear once in a mapping");
+    }
+    if message.contains("budget breached") {
+        if message.contains("Depth") {
+            return format!("nesting deeper than {MAX_DEPTH} levels");
+        }
+        if message.contains("Alias") || message.contains("Anchor") || message.contains("Replay") {
+            return "aliases expand to too much data (an alias bomb?): anchors and aliases are limited to keep loading fast and safe".into();
+        }
+        return format!("the document is too large to load safely ({message})");
+    }
+    message.to_string()
+}
+
+/// The tree as serde-saphyr hands it over, before positions are lowered to [`Pos`].
+enum RawNode {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(String),
+    Seq(Vec<Spanned<RawNode>>),
+    Map(Vec<(Spanned<RawNode>, Spanned<RawNode>)>),
+}
+
+fn lower(source: &str, raw: Spanned<RawNode>) -> Node {
+    let loc = raw.referenced;
+    let pos = Pos {
+        line: loc.line().max(1) as u32,
+        col: loc.column().max(1) as u32,
+    };
+    let span = loc.span();
+    let written = || -> Option<String> {
+        let start = span.byte_offset()? as usize;
+        let len = span.byte_len()? as usize;
+        source.get(start..start + len).map(|s| s.trim().to_string())
+    };
+    let kind = match raw.value {
+        RawNode::Null => NodeKind::Null,
+        RawNode::Bool(b) => NodeKind::Bool(b),
+        RawNode::Int(i) => NodeKind::Int(i),
+        RawNode::Float(f) => match written() {
+            // A float that would not survive a round trip (`3.10`, `1e3`) keeps its text.
+            Some(text) if text.parse::<f64>().ok() == Some(f) && format_float(f) != text => {
+                NodeKind::Str(text)
+            }
+            _ => NodeKind::Float(f),
+        },
+        RawNode::Str(s) => NodeKind::Str(s),
+        RawNode::Seq(items) => NodeKind::Seq(items.into_iter().map(|n| lower(source, n)).collect()),
+        RawNode::Map(entries) => NodeKind::Map(
+            entries
+                .into_iter()
+                .map(|(k, v)| (lower(source, k), lower(source, v)))
+                .collect(),
+        ),
+    };
+    Node { pos, kind }
+}
+
+fn format_float(f: f64) -> String {
+    let s = f.to_string();
+    if s.contains('.') || s.contains('e') || s.contains("inf") || s.contains("NaN") {
+        s
+    } else {
+        format!("{s}.0")
+    }
+}
+
+impl<'de> Deserialize<'de> for RawNode {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(RawVisitor)
+    }
+}
+
+struct RawVisitor;
+
+impl<'de> Visitor<'de> for RawVisitor {
+    type Value = RawNode;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any YAML value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<RawNode, E> {
+        Ok(RawNode::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<RawNode, E> {
+        Ok(RawNode::Int(v))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<RawNode, E> {
+        i64::try_from(v)
+            .map(RawNode::Int)
+            .map_err(|_| E::custom("integer too large"))
+    }
+    fn visit_i128<E: de::Error>(self, v: i128) -> Result<RawNode, E> {
+        i64::try_from(v)
+            .map(RawNode::Int)
+            .map_err(|_| E::custom("integer too large"))
+    }
+    fn visit_u128<E: de::Error>(self, v: u128) -> Result<RawNode, E> {
+        i64::try_from(v)
+            .map(RawNode::Int)
+            .map_err(|_| E::custom("integer too large"))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<RawNode, E> {
+        Ok(RawNode::Float(v))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<RawNode, E> {
+        Ok(RawNode::Str(v.to_string()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<RawNode, E> {
+        Ok(RawNode::Str(v))
+    }
+    fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<RawNode, E> {
+        String::from_utf8(v.to_vec())
+            .map(RawNode::Str)
+            .map_err(|_| E::custom("binary values are not supported"))
+    }
+    fn visit_unit<E>(self) -> Result<RawNode, E> {
+        Ok(RawNode::Null)
+    }
+    fn visit_none<E>(self) -> Result<RawNode, E> {
+        Ok(RawNode::Null)
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<RawNode, D::Error> {
+        RawNode::deserialize(d)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<RawNode, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element::<Spanned<RawNode>>()? {
+            items.push(item);
+        }
+        Ok(RawNode::Seq(items))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawNode, A::Error> {
+        let mut entries = Vec::new();
+        while let Some(key) = map.next_key::<Spanned<RawNode>>()? {
+            let value = map.next_value::<Spanned<RawNode>>()?;
+            entries.push((key, value));
+        }
+        Ok(RawNode::Map(entries))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scalar(src: &str) -> NodeKind {
+        let node = parse(&format!("v: {src}\n")).unwrap();
+        node.as_map().unwrap()[0].1.kind.clone()
+    }
+
+    #[test]
+    fn yaml_1_2_scalars_keep_their_text() {
+        assert_eq!(scalar("NO"), NodeKind::Str("NO".into()));
+        assert_eq!(scalar("yes"), NodeKind::Str("yes".into()));
+        assert_eq!(scalar("3.10"), NodeKind::Str("3.10".into()));
+        assert_eq!(scalar("012"), NodeKind::Str("012".into()));
+        assert_eq!(scalar("1_000"), NodeKind::Str("1_000".into()));
+        assert_eq!(scalar("3.5"), NodeKind::Float(3.5));
+        assert_eq!(scalar("12"), NodeKind::Int(12));
+        assert_eq!(scalar("true"), NodeKind::Bool(true));
+        assert_eq!(scalar("~"), NodeKind::Null);
+        assert_eq!(scalar("'3.10'"), NodeKind::Str("3.10".into()));
+    }
+
+    #[test]
+    fn positions_are_one_based() {
+        let node = parse("a: 1\nbb:\n  - x\n").unwrap();
+        let map = node.as_map().unwrap();
+        assert_eq!(map[1].0.pos, Pos { line: 2, col: 1 });
+        let NodeKind::Seq(items) = &map[1].1.kind else {
+            panic!()
+        };
+        assert_eq!(items[0].pos, Pos { line: 3, col: 5 });
+    }
+
+    #[test]
+    fn duplicate_keys_are_rejected() {
+        let err = parse("a: 1\na: 2\n").unwrap_err();
+        assert_eq!(err.pos.line, 2, "{err:?}");
+        assert!(err.message.contains("duplicate"), "{err:?}");
+    }
+
+    #[test]
+    fn alias_bomb_is_rejected_quickly() {
+        let mut src = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..30 {
+            let p = i - 1;
+            src.push_str(&format!(
+                "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
+            ));
+        }
+        let started = std::time::Instant::now();
+        assert!(parse(&src).is_err());
+        assert!(started.elapsed().as_secs() < 5);
+    }
+}

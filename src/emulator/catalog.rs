@@ -1,0 +1,371 @@
+//! The seeded, read-only part of the emulator's world: datasets, their seeded items, projects.
+//!
+//! It takes the options (or a `--seed` file) and gives objects by position or by id. Generated
+//! objects are computed from their index on demand, so `--datasets 100000` costs no memory and
+//! no start-up time. It must not hold anything that changes while serving (uploads and exports
+//! live in `state`), and it knows nothing of HTTP or of the two response shapes.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+/// 2024-01-01T00:00:00Z: seeded timestamps count from here, so they never change between runs.
+const SEED_EPOCH: u64 = 1_704_067_200;
+const DATA_TYPES: [&str; 5] = ["image", "video", "lidar", "mcap", "splat"];
+
+/// A dataset as the catalog knows it (item count without uploads).
+#[derive(Clone, Debug)]
+pub(crate) struct DatasetInfo {
+    /// Position in the catalog, 0-based; also the number in seeded item ids.
+    pub index: usize,
+    pub id: String,
+    pub name: String,
+    pub slug: String,
+    pub data_type: String,
+    pub visibility: String,
+    pub seeded_items: usize,
+    pub created_at: u64,
+}
+
+/// A dataset item, seeded or uploaded.
+#[derive(Clone, Debug)]
+pub(crate) struct ItemRecord {
+    pub id: String,
+    pub key: String,
+    pub metadata: Value,
+    pub created_at: u64,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct ProjectInfo {
+    pub id: String,
+    pub name: String,
+    pub status: String,
+    pub created_at: u64,
+}
+
+/// The `--seed` file: `{"datasets": [...], "projects": [...]}` or just the list of datasets.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum SeedFile {
+    Full {
+        datasets: Vec<SeedDataset>,
+        #[serde(default)]
+        projects: Option<Vec<SeedProject>>,
+    },
+    Datasets(Vec<SeedDataset>),
+}
+
+#[derive(Deserialize, Clone, Debug)]
+#[serde(deny_unknown_fields)]
+struct SeedDataset {
+    id: Option<String>,
+    name: Option<String>,
+    slug: Option<String>,
+    data_type: Option<String>,
+    visibility: Option<String>,
+    /// Explicit items; without it, `item_count` (default `--items-per-dataset`) are generated.
+    items: Option<Vec<SeedItem>>,
+    item_count: Option<usize>,
+}
+
+#[derive(Deserialize, Clone, Debug)]
+#[serde(deny_unknown_fields)]
+struct SeedItem {
+    id: Option<String>,
+    key: String,
+    #[serde(default)]
+    metadata: Option<Value>,
+}
+
+#[derive(Deserialize, Clone, Debug)]
+#[serde(deny_unknown_fields)]
+struct SeedProject {
+    id: Option<String>,
+    name: Option<String>,
+    status: Option<String>,
+}
+
+enum Datasets {
+    Generated(usize),
+    Listed {
+        list: Vec<DatasetInfo>,
+        items: Vec<Option<Vec<ItemRecord>>>,
+        by_id: HashMap<String, usize>,
+    },
+}
+
+enum Projects {
+    Generated(usize),
+    Listed {
+        list: Vec<ProjectInfo>,
+        by_id: HashMap<String, usize>,
+    },
+}
+
+pub(crate) struct Catalog {
+    datasets: Datasets,
+    projects: Projects,
+    items_per_dataset: usize,
+}
+
+impl Catalog {
+    pub(crate) fn generated(datasets: usize, projects: usize, items_per_dataset: usize) -> Self {
+        Catalog {
+            datasets: Datasets::Generated(datasets),
+            projects: Projects::Generated(projects),
+            items_per_dataset,
+        }
+    }
+
+    /// Reads a `--seed` file; its datasets replace the generated ones, and its projects (when
+    /// given) replace the generated projects.
+    pub(crate) fn from_seed_file(
+        path: &Path,
+        projects: usize,
+        items_per_dataset: usize,
+    ) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+        let seed: SeedFile = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+        let (datasets, seeded_projects) = match seed {
+            SeedFile::Full { datasets, projects } => (datasets, projects),
+            SeedFile::Datasets(datasets) => (datasets, None),
+        };
+        let mut catalog = Catalog::generated(0, projects, items_per_dataset);
+        catalog.datasets = listed_datasets(datasets, items_per_dataset)?;
+        if let Some(list) = seeded_projects {
+            catalog.projects = listed_projects(list)?;
+        }
+        Ok(catalog)
+    }
+
+    pub(crate) fn dataset_count(&self) -> usize {
+        match &self.datasets {
+            Datasets::Generated(n) => *n,
+            Datasets::Listed { list, .. } => list.len(),
+        }
+    }
+
+    /// The dataset at a 0-based position.
+    pub(crate) fn dataset_at(&self, index: usize) -> Option<DatasetInfo> {
+        match &self.datasets {
+            Datasets::Generated(n) if index < *n => {
+                Some(generated_dataset(index, self.items_per_dataset))
+            }
+            Datasets::Generated(_) => None,
+            Datasets::Listed { list, .. } => list.get(index).cloned(),
+        }
+    }
+
+    pub(crate) fn find_dataset(&self, id: &str) -> Option<DatasetInfo> {
+        match &self.datasets {
+            Datasets::Generated(n) => {
+                parse_seeded_id(id, "ds_", *n).and_then(|index| self.dataset_at(index))
+            }
+            Datasets::Listed { by_id, .. } => by_id.get(id).and_then(|&i| self.dataset_at(i)),
+        }
+    }
+
+    /// The `position`-th (0-based) seeded item of a dataset; `position < seeded_items`.
+    pub(crate) fn seeded_item(&self, dataset: &DatasetInfo, position: usize) -> ItemRecord {
+        if let Datasets::Listed { items, .. } = &self.datasets {
+            if let Some(Some(list)) = items.get(dataset.index) {
+                return list[position].clone();
+            }
+        }
+        let number = position + 1;
+        let (stem, ext) = match dataset.data_type.as_str() {
+            "video" => ("clip", "mp4"),
+            "lidar" => ("scan", "pcd"),
+            "mcap" => ("log", "mcap"),
+            "splat" => ("scene", "ply"),
+            _ => ("image", "jpg"),
+        };
+        let size = 1_000 + (dataset.index * 7_919 + number * 104_729) % 900_000;
+        ItemRecord {
+            id: item_id(dataset.index, number),
+            key: format!("{stem}_{number:04}.{ext}"),
+            metadata: json!({ "size": size, "index": number }),
+            created_at: dataset.created_at + 60 * number as u64,
+        }
+    }
+
+    pub(crate) fn project_count(&self) -> usize {
+        match &self.projects {
+            Projects::Generated(n) => *n,
+            Projects::Listed { list, .. } => list.len(),
+        }
+    }
+
+    pub(crate) fn project_at(&self, index: usize) -> Option<ProjectInfo> {
+        match &self.projects {
+            Projects::Generated(n) if index < *n => Some(ProjectInfo {
+                id: seeded_id("prj_", index + 1),
+                name: format!("Demo project {}", index + 1),
+                status: "active".into(),
+                created_at: SEED_EPOCH + 1_800 + 3_600 * index as u64,
+            }),
+            Projects::Generated(_) => None,
+            Projects::Listed { list, .. } => list.get(index).cloned(),
+        }
+    }
+
+    pub(crate) fn find_project(&self, id: &str) -> Option<ProjectInfo> {
+        match &self.projects {
+            Projects::Generated(n) => {
+                parse_seeded_id(id, "prj_", *n).and_then(|index| self.project_at(index))
+            }
+            Projects::Listed { by_id, .. } => by_id.get(id).and_then(|&i| self.project_at(i)),
+        }
+    }
+}
+
+/// `item_0001_0021`: dataset position and item number, both 1-based and zero-padded.
+pub(crate) fn item_id(dataset_index: usize, number: usize) -> String {
+    format!("item_{:04}_{number:04}", dataset_index + 1)
+}
+
+/// `ds_0001`, `prj_0012`, `exp_0003`: the prefix and a number zero-padded to 4 digits.
+pub(crate) fn seeded_id(prefix: &str, number: usize) -> String {
+    format!("{prefix}{number:04}")
+}
+
+/// The 0-based index of a generated id, if it is exactly one the catalog would produce.
+pub(crate) fn parse_seeded_id(id: &str, prefix: &str, count: usize) -> Option<usize> {
+    let number: usize = id.strip_prefix(prefix)?.parse().ok()?;
+    (number >= 1 && number <= count && seeded_id(prefix, number) == id).then(|| number - 1)
+}
+
+fn generated_dataset(index: usize, items: usize) -> DatasetInfo {
+    let number = index + 1;
+    DatasetInfo {
+        index,
+        id: seeded_id("ds_", number),
+        name: format!("Demo dataset {number}"),
+        slug: format!("demo-dataset-{number}"),
+        data_type: DATA_TYPES[index % DATA_TYPES.len()].into(),
+        visibility: "private".into(),
+        seeded_items: items,
+        created_at: SEED_EPOCH + 3_600 * index as u64,
+    }
+}
+
+fn listed_datasets(seeds: Vec<SeedDataset>, items_per_dataset: usize) -> Result<Datasets, String> {
+    let mut list = Vec::with_capacity(seeds.len());
+    let mut items = Vec::with_capacity(seeds.len());
+    let mut by_id = HashMap::new();
+    for (index, seed) in seeds.into_iter().enumerate() {
+        let base = generated_dataset(index, seed.item_count.unwrap_or(items_per_dataset));
+        let id = seed.id.unwrap_or(base.id);
+        if by_id.insert(id.clone(), index).is_some() {
+            return Err(format!("dataset id {id} appears twice"));
+        }
+        let name = seed.name.unwrap_or(base.name);
+        let explicit = seed.items.map(|list| {
+            list.into_iter()
+                .enumerate()
+                .map(|(j, item)| ItemRecord {
+                    id: item.id.unwrap_or_else(|| item_id(index, j + 1)),
+                    key: item.key,
+                    metadata: item.metadata.unwrap_or_else(|| json!({})),
+                    created_at: base.created_at + 60 * (j as u64 + 1),
+                })
+                .collect::<Vec<_>>()
+        });
+        list.push(DatasetInfo {
+            index,
+            slug: seed.slug.unwrap_or_else(|| slugify(&name)),
+            name,
+            id,
+            data_type: seed.data_type.unwrap_or(base.data_type),
+            visibility: seed.visibility.unwrap_or(base.visibility),
+            seeded_items: explicit.as_ref().map_or(base.seeded_items, Vec::len),
+            created_at: base.created_at,
+        });
+        items.push(explicit);
+    }
+    Ok(Datasets::Listed { list, items, by_id })
+}
+
+fn listed_projects(seeds: Vec<SeedProject>) -> Result<Projects, String> {
+    let mut list = Vec::with_capacity(seeds.len());
+    let mut by_id = HashMap::new();
+    for (index, seed) in seeds.into_iter().enumerate() {
+        let id = seed.id.unwrap_or_else(|| seeded_id("prj_", index + 1));
+        if by_id.insert(id.clone(), index).is_some() {
+            return Err(format!("project id {id} appears twice"));
+        }
+        list.push(ProjectInfo {
+            name: seed.name.unwrap_or_else(|| id.clone()),
+            id,
+            status: seed.status.unwrap_or_else(|| "active".into()),
+            created_at: SEED_EPOCH + 1_800 + 3_600 * index as u64,
+        });
+    }
+    Ok(Projects::Listed { list, by_id })
+}
+
+fn slugify(name: &str) -> String {
+    let mut slug = String::with_capacity(name.len());
+    for c in name.chars() {
+        if c.is_ascii_alphanumeric() {
+            slug.push(c.to_ascii_lowercase());
+        } else if !slug.ends_with('-') && !slug.is_empty() {
+            slug.push('-');
+        }
+    }
+    slug.trim_end_matches('-').to_owned()
+}
+
+/// Seconds since the Unix epoch as ISO 8601 UTC (`2024-01-01T00:00:00Z`).
+pub(crate) fn iso8601(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3_600,
+        rem % 3_600 / 60,
+        rem % 60
+    )
+}
+
+/// The current time in seconds since the Unix epoch.
+pub(crate) fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iso8601_formats_known_instants() {
+        assert_eq!(iso8601(0), "1970-01-01T00:00:00Z");
+        assert_eq!(iso8601(SEED_EPOCH), "2024-01-01T00:00:00Z");
+        assert_eq!(iso8601(951_782_400 + 3_661), "2000-02-29T01:01:01Z");
+    }
+
+    #[test]
+    fn generated_ids_round_trip_and_reject_near_misses() {
+        assert_eq!(parse_seeded_id("ds_0001", "ds_", 3), Some(0));
+        assert_eq!(parse_seeded_id("ds_12345", "ds_", 20_000), Some(12_344));
+        assert_eq!(parse_seeded_id("ds_1", "ds_", 3), None);
+        assert_eq!(parse_seeded_id("ds_0004", "ds_", 3), None);
+        assert_eq!(parse_seeded_id("ds_0000", "ds_", 3), None);
+        assert_eq!(slugify("Cats & Dogs!"), "cats-dogs");
+    }
+}

@@ -1,0 +1,249 @@
+//! The middleware in front of every route of both listeners: it journals the request, applies
+//! `--latency`, `--rate-limit`, scripted faults, `--fail-rate` and the API key check, in that
+//! order, then lets the route answer.
+//!
+//! It takes a request and gives the response actually sent (possibly a fault's). The
+//! rate-limit, fail-rate, latency and key checks apply to the API listener only; scripted
+//! faults and the journal apply to both. It must not log header values (keys are secrets)
+//! and must not know what any route does.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, HttpBody};
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde_json::Value;
+
+use super::faults::{CutBody, FaultEffect};
+use super::flavor::{json_response, Problem};
+use super::state::{Origin, RecordedRequest, Shared};
+
+/// The header that carries the API key.
+pub(crate) const KEY_HEADER: &str = "x-avala-api-key";
+
+/// Request extension: a `repeat_cursor` fault fired (the fault's position in the plan).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RepeatCursor(pub usize);
+
+/// The middleware's state: the shared world and which listener this is.
+#[derive(Clone)]
+pub(crate) struct Gate {
+    shared: Arc<Shared>,
+    origin: Origin,
+}
+
+impl Gate {
+    pub(crate) fn new(shared: Arc<Shared>, origin: Origin) -> Self {
+        Gate { shared, origin }
+    }
+}
+
+pub(crate) async fn gate(State(gate): State<Gate>, request: Request, next: Next) -> Response {
+    let method = request.method().as_str().to_owned();
+    let path = request.uri().path().to_owned();
+    let seq = gate.shared.record(RecordedRequest {
+        origin: gate.origin,
+        method: method.clone(),
+        path: path.clone(),
+        query: request.uri().query().unwrap_or("").to_owned(),
+        headers: journal_headers(request.headers()),
+        status: 0,
+    });
+    let response = answer(&gate, &method, &path, request, next).await;
+    let status = response.status().as_u16();
+    gate.shared.set_status(seq, status);
+    tracing::debug!(origin = ?gate.origin, %method, %path, status, "emulator request");
+    response
+}
+
+async fn answer(gate: &Gate, method: &str, path: &str, request: Request, next: Next) -> Response {
+    let shared = &gate.shared;
+    let options = &shared.options;
+    let api = gate.origin == Origin::Api;
+    if let Some(ms) = options.latency.filter(|_| api) {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    let rate = options
+        .rate_limit
+        .filter(|_| api)
+        .map(|limit| (limit, shared.take_rate_slot(limit)));
+    let mut response = match rate {
+        Some((_, (false, _, _))) => {
+            let mut response = options
+                .flavor
+                .problem(Problem::RateLimited { retry_after: 1 });
+            set_header(&mut response, header::RETRY_AFTER, "1".into());
+            response
+        }
+        _ => faulted(gate, method, path, request, next).await,
+    };
+    if let Some((limit, (_, remaining, reset))) = rate {
+        set_header(
+            &mut response,
+            HeaderName::from_static("x-ratelimit-limit"),
+            limit.to_string(),
+        );
+        set_header(
+            &mut response,
+            HeaderName::from_static("x-ratelimit-remaining"),
+            remaining.to_string(),
+        );
+        set_header(
+            &mut response,
+            HeaderName::from_static("x-ratelimit-reset"),
+            reset.to_string(),
+        );
+    }
+    response
+}
+
+/// Applies the scripted faults that fire for this request around the checks and the route.
+async fn faulted(
+    gate: &Gate,
+    method: &str,
+    path: &str,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let shared = &gate.shared;
+    let (mut instead, mut after, mut cut) = (None, None, None);
+    for (position, effect) in shared.faults.fire(method, path) {
+        match effect {
+            FaultEffect::DelayMs(ms) => {
+                shared.faults.delivered(position);
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+            }
+            FaultEffect::Status {
+                after_route: true, ..
+            } => {
+                after.get_or_insert((position, effect));
+            }
+            FaultEffect::Status { .. } | FaultEffect::RedirectOtherOrigin => {
+                instead.get_or_insert((position, effect));
+            }
+            FaultEffect::CutAfterBytes(bytes) => {
+                cut.get_or_insert((position, bytes));
+            }
+            FaultEffect::RepeatCursor => {
+                if request.extensions().get::<RepeatCursor>().is_none() {
+                    request.extensions_mut().insert(RepeatCursor(position));
+                }
+            }
+        }
+    }
+    let mut response = match instead {
+        Some((position, FaultEffect::RedirectOtherOrigin)) => {
+            shared.faults.delivered(position);
+            redirect(gate, &request)
+        }
+        Some((position, effect)) => {
+            shared.faults.delivered(position);
+            status_response(gate, &effect)
+        }
+        None => checked(gate, request, next).await,
+    };
+    if let Some((position, effect)) = after {
+        shared.faults.delivered(position);
+        response = status_response(gate, &effect);
+    }
+    if let Some((position, bytes)) = cut {
+        if response
+            .body()
+            .size_hint()
+            .exact()
+            .is_some_and(|len| len > bytes)
+        {
+            shared.faults.delivered(position);
+            response = response.map(|body| Body::new(CutBody::new(body, bytes)));
+        }
+    }
+    response
+}
+
+/// `--fail-rate` and the key check (API listener only), then the route.
+async fn checked(gate: &Gate, request: Request, next: Next) -> Response {
+    let options = &gate.shared.options;
+    if gate.origin == Origin::Api {
+        if options.fail_rate > 0.0 && fastrand::f64() < options.fail_rate {
+            return options
+                .flavor
+                .problem(Problem::Status(StatusCode::SERVICE_UNAVAILABLE));
+        }
+        let key = request.headers().get(KEY_HEADER).map(HeaderValue::as_bytes);
+        let problem = match (key, options.key.as_deref()) {
+            (None | Some(b""), _) => Some(Problem::Unauthorized { missing: true }),
+            (Some(k), Some(expected)) if k != expected.as_bytes() => {
+                Some(Problem::Unauthorized { missing: false })
+            }
+            _ => None,
+        };
+        if let Some(problem) = problem {
+            return options.flavor.problem(problem);
+        }
+    }
+    next.run(request).await
+}
+
+/// The response of a `status` fault (other effects give a 500 here; they never get here).
+fn status_response(gate: &Gate, effect: &FaultEffect) -> Response {
+    let FaultEffect::Status {
+        code,
+        body,
+        retry_after,
+        ..
+    } = effect
+    else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
+    let status = StatusCode::from_u16(*code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut response = match body {
+        None => gate.shared.options.flavor.problem(Problem::Status(status)),
+        Some(Value::String(text)) => (status, text.clone()).into_response(),
+        Some(json) => json_response(status, json),
+    };
+    if let Some(retry_after) = retry_after {
+        set_header(
+            &mut response,
+            header::RETRY_AFTER,
+            retry_after.header_value(),
+        );
+    }
+    response
+}
+
+/// A 302 to the same path and query on the other listener.
+fn redirect(gate: &Gate, request: &Request) -> Response {
+    let other = match gate.origin {
+        Origin::Api => &gate.shared.storage_origin,
+        Origin::Storage => &gate.shared.api_origin,
+    };
+    let target = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
+    let mut response = StatusCode::FOUND.into_response();
+    set_header(&mut response, header::LOCATION, format!("{other}{target}"));
+    response
+}
+
+fn set_header(response: &mut Response, name: HeaderName, value: String) {
+    if let Ok(value) = HeaderValue::try_from(value) {
+        response.headers_mut().insert(name, value);
+    }
+}
+
+/// Header names (already lowercase) to values; repeated headers joined with `", "`.
+fn journal_headers(headers: &HeaderMap) -> BTreeMap<String, String> {
+    let mut map = BTreeMap::<String, String>::new();
+    for (name, value) in headers {
+        let value = String::from_utf8_lossy(value.as_bytes());
+        map.entry(name.as_str().to_owned())
+            .and_modify(|v| {
+                v.push_str(", ");
+                v.push_str(&value);
+            })
+            .or_insert_with(|| value.into_owned());
+    }
+    map
+}

@@ -1,0 +1,117 @@
+//! The emulator's settings: the clap arguments of `avala-pipe emulator` and the struct tests fill
+//! in with `..Default::default()`.
+//!
+//! It takes flags (or struct fields) and gives plain values; `check` rejects impossible ones.
+//! It must not read the environment, open files or start anything: the CLI layer owns the
+//! process, and `Emulator::start` reads the `--seed`/`--faults` files.
+
+use std::path::PathBuf;
+
+/// Which of the two published shapes of the Avala API to serve (see `API.md`).
+#[derive(
+    clap::ValueEnum,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Flavor {
+    /// The REST-over-HTTP documentation page: `items/total/has_more/cursor`, `id`,
+    /// `{"error": {"code", "message", "details"}}`, exports `pending → processing → completed`.
+    #[default]
+    Documented,
+    /// What the official SDKs speak today: `results/next/previous/count`, `uid`,
+    /// `{"detail": ...}` and field maps, exports `requested → pending → processing → exported`.
+    Current,
+}
+
+/// Options of the emulator. `Default` gives the same values as the command line without flags.
+#[derive(clap::Args, Clone, Debug, PartialEq)]
+pub struct EmulatorOptions {
+    /// Port of the API listener on 127.0.0.1 (0 picks a free port).
+    #[arg(long, default_value_t = 0)]
+    pub port: u16,
+    /// Port of the storage listener (the second origin serving export downloads; 0 = free port).
+    #[arg(long, default_value_t = 0)]
+    pub storage_port: u16,
+    /// Which shape of the API to serve.
+    #[arg(long, value_enum, default_value_t = Flavor::Documented)]
+    pub flavor: Flavor,
+    /// Accept only this API key (by default any non-empty key is accepted).
+    #[arg(long, value_name = "KEY")]
+    pub key: Option<String>,
+    /// Number of generated demo datasets (ds_0001, ds_0002, ...).
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub datasets: usize,
+    /// Number of generated demo projects (prj_0001, ...).
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    pub projects: usize,
+    /// Items generated in each demo dataset.
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub items_per_dataset: usize,
+    /// Size in bytes of each export file (generated and streamed: gigabytes cost no memory).
+    #[arg(long, value_name = "N", default_value_t = 65536)]
+    pub export_bytes: u64,
+    /// Polls of `GET /exports/{id}` until an export is done.
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    pub export_polls: u32,
+    /// Datasets (and optionally projects) from a JSON file, instead of the generated ones.
+    #[arg(long, value_name = "FILE")]
+    pub seed: Option<PathBuf>,
+    /// Answer 429 with Retry-After past N API requests in the current second.
+    #[arg(long, value_name = "N")]
+    pub rate_limit: Option<u32>,
+    /// Probability (0 to 1) that an API request gets a random 503.
+    #[arg(long, value_name = "P", default_value_t = 0.0)]
+    pub fail_rate: f64,
+    /// Delay every API response by this many milliseconds.
+    #[arg(long, value_name = "MS")]
+    pub latency: Option<u64>,
+    /// Exports end `failed` with a message instead of completing.
+    #[arg(long)]
+    pub fail_export: bool,
+    /// Scripted fault plan (JSON): see the module documentation for the format.
+    #[arg(long, value_name = "FILE")]
+    pub faults: Option<PathBuf>,
+    /// Keep at most this many requests in the in-memory request journal (oldest dropped).
+    #[arg(long, value_name = "N", default_value_t = 100_000)]
+    pub journal_limit: usize,
+}
+
+impl Default for EmulatorOptions {
+    fn default() -> Self {
+        // One source of truth for the defaults: the clap attributes above.
+        #[derive(clap::Parser)]
+        struct Wrapper {
+            #[command(flatten)]
+            options: EmulatorOptions,
+        }
+        <Wrapper as clap::Parser>::try_parse_from(["emulator"])
+            .expect("emulator options have no required flags")
+            .options
+    }
+}
+
+impl EmulatorOptions {
+    /// Rejects values that cannot be served; the message names the flag.
+    pub(crate) fn check(&self) -> Result<(), String> {
+        if !(0.0..=1.0).contains(&self.fail_rate) {
+            return Err(format!(
+                "--fail-rate must be between 0 and 1, not {}",
+                self.fail_rate
+            ));
+        }
+        if self.rate_limit == Some(0) {
+            return Err("--rate-limit must be at least 1".into());
+        }
+        if self.key.as_deref() == Some("") {
+            return Err("--key must not be empty".into());
+        }
+        Ok(())
+    }
+}

@@ -7,8 +7,13 @@
 //! `emulator` is a local stand-in for the Avala API, used by `run --emulator` and the tests.
 //! `cli` is the only module that reads the process environment or arguments.
 
+pub mod actions;
+pub mod api;
 pub mod cli;
 pub mod emulator;
+pub mod execute;
 pub mod graph;
 pub mod pipeline;
+pub mod plan;
+pub mod report;
 pub mod template;

@@ -9,6 +9,7 @@ use super::ExitCode;
 use crate::pipeline::{self, schema};
 
 pub fn dispatch(cli: Cli, color: bool) -> ExitCode {
+    let json_logs = cli.log_format == super::args::LogFormat::Json;
     match cli.command {
         Command::Validate(args) => validate(args, color),
         Command::Graph(args) => graph(args, color),
@@ -30,7 +31,7 @@ pub fn dispatch(cli: Cli, color: bool) -> ExitCode {
             let _ = std::io::stdout().write_all(&out);
             ExitCode::Success
         }
-        Command::Run(args) => super::run::run(args, color),
+        Command::Run(args) => super::run::run(args, color, json_logs),
         Command::Emulator(opts) => super::run::emulator(opts),
     }
 }

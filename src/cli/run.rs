@@ -1,16 +1,347 @@
-//! `run` and `emulator`: settings resolution (flags + env + file) and the async runtime.
+//! `run` and `emulator`: settings resolution (flags > env > file > default), the
+//! preflight plan, the async runtime, signals, and the exit code of a run.
 
-use super::args::RunArgs;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use super::args::{OutputFormat, RunArgs};
 use super::ExitCode;
-use crate::emulator::EmulatorOptions;
+use crate::api::{ApiConfig, Client, Secret, DEFAULT_BASE_URL};
+use crate::emulator::{Emulator, EmulatorOptions};
+use crate::execute::{self, Environment, Globals, RunSettings, RunStatus};
+use crate::pipeline::check::check_base_url;
+use crate::pipeline::model::{Pipeline, TValue};
+use crate::pipeline::{self, yaml};
+use crate::report::{self, Progress, Redactor};
 
-pub fn run(args: RunArgs, color: bool) -> ExitCode {
-    let _ = (args, color);
-    eprintln!("run: not built yet");
+/// An invocation problem: printed, exit 2.
+fn invalid(message: impl AsRef<str>) -> ExitCode {
+    eprintln!("error: {}", message.as_ref());
     ExitCode::Invalid
 }
 
+pub fn run(args: RunArgs, color: bool, json_logs: bool) -> ExitCode {
+    let mut p = match pipeline::load(&args.file) {
+        Ok(p) => p,
+        Err(d) => {
+            eprint!("{}", d.render(color));
+            return ExitCode::Invalid;
+        }
+    };
+    if let Err(msg) = apply_overrides(&mut p, &args) {
+        return invalid(msg);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return invalid(format!("cannot start the async runtime: {e}")),
+    };
+    runtime.block_on(run_async(p, args, json_logs))
+}
+
+async fn run_async(p: Pipeline, args: RunArgs, json_logs: bool) -> ExitCode {
+    // The emulator, when asked for, lives as long as the run.
+    let emulator = if args.emulator && !args.dry_run {
+        match Emulator::start(EmulatorOptions::default()).await {
+            Ok(e) => Some(e),
+            Err(e) => return invalid(format!("cannot start the emulator: {e}")),
+        }
+    } else {
+        None
+    };
+    let base_url = match &emulator {
+        Some(e) => e.base_url(),
+        None if args.emulator => "http://127.0.0.1:0/api/v1".to_string(),
+        None => args
+            .base_url
+            .clone()
+            .or_else(|| p.base_url.clone())
+            .unwrap_or_else(|| DEFAULT_BASE_URL.to_string()),
+    };
+    if let Err(msg) = check_base_url(&base_url) {
+        return invalid(msg);
+    }
+    let Ok(url) = reqwest::Url::parse(&base_url) else {
+        return invalid(format!("invalid base URL `{base_url}`"));
+    };
+    let key = match &emulator {
+        Some(e) => Some(e.demo_key()),
+        None if args.dry_run => None,
+        None => match std::env::var("AVALA_API_KEY") {
+            Ok(k) if !k.trim().is_empty() => Some(k),
+            _ => {
+                return invalid(
+                    "AVALA_API_KEY is not set: a real run needs the API key in the AVALA_API_KEY environment variable (use --dry-run to preview without it, or --emulator to try offline)",
+                )
+            }
+        },
+    };
+    let mut cfg = ApiConfig::new(url, key.clone().map(Secret::new));
+    cfg.trailing_slash = p.trailing_slash;
+    let client = match Client::new(cfg) {
+        Ok(c) => c,
+        Err(e) => return invalid(e),
+    };
+
+    let now = httpdate_now();
+    let environment = Environment {
+        env: std::env::vars()
+            .filter(|(k, _)| k != "AVALA_API_KEY")
+            .collect::<BTreeMap<_, _>>(),
+        run_id: format!("run-{}-{:04x}", now.0, fastrand::u16(..)),
+        started_at: now.1.clone(),
+        date: now.1[..10].to_string(),
+    };
+    let globals = match Globals::new(&p, &environment) {
+        Ok(g) => g,
+        Err(e) => return invalid(format!("{}: {e}", p.path.display())),
+    };
+    let mut secret_values: Vec<String> = p
+        .secrets
+        .iter()
+        .filter_map(|s| environment.env.get(s).cloned())
+        .collect();
+    if let Ok(k) = std::env::var("AVALA_API_KEY") {
+        secret_values.push(k);
+    }
+    secret_values.extend(key.clone());
+    let redactor = Redactor::new(secret_values);
+    let concurrency = args.concurrency.map(usize::from).unwrap_or(p.concurrency);
+
+    // The plan: what dry-run prints, and the preflight of a real run.
+    let plan = match crate::plan::build(&p, &globals, &client, concurrency) {
+        Ok(plan) => plan,
+        Err(e) => {
+            return invalid(redactor.text(&format!(
+                "step `{}` ({}:{}): {}",
+                e.step,
+                p.path.display(),
+                e.line,
+                e.message
+            )))
+        }
+    };
+    if args.dry_run {
+        match args.format {
+            OutputFormat::Json => {
+                let doc = serde_json::to_value(&plan).unwrap_or_default();
+                println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+            }
+            OutputFormat::Text => print!("{}", redactor.text(&crate::plan::to_text(&plan))),
+        }
+        return ExitCode::Success;
+    }
+
+    let cancel = CancellationToken::new();
+    let signal = Arc::new(AtomicI32::new(0));
+    spawn_signal_handler(cancel.clone(), signal.clone());
+
+    let p = Arc::new(p);
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let progress = Progress {
+        file: p.path.display().to_string(),
+        redactor: redactor.clone(),
+        json_logs,
+    };
+    let printer = tokio::spawn(async move {
+        while let Some(event) = rx.recv().await {
+            progress.event(&event);
+        }
+        progress
+    });
+    if let Some(e) = &emulator {
+        eprintln!("using the built-in emulator at {}", e.base_url());
+    }
+    let settings = RunSettings {
+        client,
+        concurrency,
+        cancel: cancel.clone(),
+        globals,
+    };
+    let result = execute::run(p.clone(), settings, tx).await;
+    let progress = match printer.await {
+        Ok(p) => p,
+        Err(_) => return ExitCode::RunFailed,
+    };
+    progress.summary(&result);
+    let report = report::report_json(&p.name, &environment.started_at, &result, &redactor);
+    if let Some(path) = &args.report {
+        if let Err(e) = write_file(path, &report) {
+            eprintln!("error: cannot write the report to {}: {e}", path.display());
+        }
+    }
+    if let Some(path) = &args.junit {
+        if let Err(e) = std::fs::write(
+            path,
+            report::junit::to_xml(&p.name, &p.path.display().to_string(), &result, &redactor),
+        ) {
+            eprintln!(
+                "error: cannot write the JUnit report to {}: {e}",
+                path.display()
+            );
+        }
+    }
+    if args.format == OutputFormat::Json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        );
+    }
+    if let Some(e) = emulator {
+        e.shutdown().await;
+    }
+    match (result.status, signal.load(Ordering::SeqCst)) {
+        (RunStatus::Interrupted, 15) => ExitCode::Terminated,
+        (RunStatus::Interrupted, _) => ExitCode::Interrupted,
+        (RunStatus::Failed, _) => ExitCode::RunFailed,
+        (RunStatus::Succeeded, _) => ExitCode::Success,
+    }
+}
+
+fn write_file(path: &Path, value: &serde_json::Value) -> std::io::Result<()> {
+    let text = serde_json::to_string_pretty(value).unwrap_or_default() + "\n";
+    std::fs::write(path, text)
+}
+
+/// First SIGINT/SIGTERM: cancel (transfers abort, temporary files go). Second: exit now.
+fn spawn_signal_handler(cancel: CancellationToken, which: Arc<AtomicI32>) {
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let (Ok(mut int), Ok(mut term)) = (
+                signal(SignalKind::interrupt()),
+                signal(SignalKind::terminate()),
+            ) else {
+                return;
+            };
+            let mut received = 0;
+            loop {
+                let code = tokio::select! {
+                    _ = int.recv() => 2,
+                    _ = term.recv() => 15,
+                };
+                received += 1;
+                if received == 1 {
+                    which.store(code, Ordering::SeqCst);
+                    eprintln!("interrupted: stopping (finishing nothing new, aborting transfers); press Ctrl-C again to exit at once");
+                    cancel.cancel();
+                } else {
+                    std::process::exit(if code == 15 { 143 } else { 130 });
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                which.store(2, Ordering::SeqCst);
+                cancel.cancel();
+            }
+        }
+    });
+}
+
+/// Applies `--vars-file` then `--var`; an undeclared name is an error.
+fn apply_overrides(p: &mut Pipeline, args: &RunArgs) -> Result<(), String> {
+    let mut overrides: Vec<(String, TValue, String)> = Vec::new();
+    if let Some(path) = &args.vars_file {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let map =
+            yaml::parse_map_of_scalars(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        for (k, v) in map {
+            overrides.push((k, v, format!("--vars-file {}", path.display())));
+        }
+    }
+    for item in &args.vars {
+        let Some((k, v)) = item.split_once('=') else {
+            return Err(format!("--var {item}: expected KEY=VALUE"));
+        };
+        overrides.push((
+            k.trim().to_string(),
+            yaml::parse_scalar(v),
+            format!("--var {k}"),
+        ));
+    }
+    for (name, value, origin) in overrides {
+        if !p.vars.contains_key(&name) {
+            let declared: Vec<&str> = p.vars.keys().map(String::as_str).collect();
+            let hint = crate::pipeline::diag::did_you_mean(&name, declared.iter().copied())
+                .map(|s| format!(" (did you mean `{s}`?)"))
+                .unwrap_or_default();
+            return Err(format!(
+                "{origin}: `{name}` is not a declared var of {}{hint}; declared: {}",
+                p.path.display(),
+                if declared.is_empty() {
+                    "none".to_string()
+                } else {
+                    declared.join(", ")
+                }
+            ));
+        }
+        p.vars.insert(name, value);
+    }
+    Ok(())
+}
+
+/// (unix seconds, RFC 3339 UTC) of now.
+fn httpdate_now() -> (u64, String) {
+    let now = std::time::SystemTime::now();
+    let secs = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    (secs, rfc3339(secs))
+}
+
+/// Seconds since the epoch as `YYYY-MM-DDTHH:MM:SSZ`.
+pub fn rfc3339(secs: u64) -> String {
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    // Civil from days (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
 pub fn emulator(opts: EmulatorOptions) -> ExitCode {
-    let _ = opts;
-    ExitCode::Invalid
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return invalid(format!("cannot start the async runtime: {e}")),
+    };
+    match runtime.block_on(crate::emulator::serve(opts)) {
+        Ok(()) => ExitCode::Success,
+        Err(e) => invalid(format!("emulator: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn dates() {
+        assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(super::rfc3339(1_796_000_000), "2026-11-30T00:53:20Z");
+    }
 }

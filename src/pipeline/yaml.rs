@@ -142,6 +142,57 @@ fn convert_error(err: serde_saphyr::Error) -> YamlError {
     YamlError { pos, message }
 }
 
+/// Reads one command-line value (`--var K=VALUE`) as a YAML scalar, with the same
+/// YAML 1.2 rules as the file (`NO` and `3.10` stay strings). Anything that is not a
+/// plain scalar is kept as the text given.
+pub fn parse_scalar(text: &str) -> crate::pipeline::model::TValue {
+    use crate::pipeline::model::TValue;
+    match parse(text).map(|n| n.kind) {
+        Ok(NodeKind::Null) if text.trim().is_empty() => TValue::Str(String::new()),
+        Ok(NodeKind::Null) => TValue::Null,
+        Ok(NodeKind::Bool(b)) => TValue::Bool(b),
+        Ok(NodeKind::Int(i)) => TValue::Int(i),
+        Ok(NodeKind::Float(f)) => TValue::Float(f),
+        Ok(NodeKind::Str(s)) => TValue::Str(s),
+        _ => TValue::Str(text.to_string()),
+    }
+}
+
+/// Reads a `--vars-file`: a mapping of names to values (any YAML, no templates).
+pub fn parse_map_of_scalars(
+    text: &str,
+) -> Result<Vec<(String, crate::pipeline::model::TValue)>, String> {
+    let node = parse(text).map_err(|e| format!("{}: {}", e.pos, e.message))?;
+    let NodeKind::Map(entries) = node.kind else {
+        return Err("a vars file must be a mapping of var names to values".into());
+    };
+    entries
+        .into_iter()
+        .map(|(k, v)| match k.kind {
+            NodeKind::Str(name) => Ok((name, literal(v))),
+            _ => Err(format!("{}: var names must be strings", k.pos)),
+        })
+        .collect()
+}
+
+fn literal(node: Node) -> crate::pipeline::model::TValue {
+    use crate::pipeline::model::TValue;
+    match node.kind {
+        NodeKind::Null => TValue::Null,
+        NodeKind::Bool(b) => TValue::Bool(b),
+        NodeKind::Int(i) => TValue::Int(i),
+        NodeKind::Float(f) => TValue::Float(f),
+        NodeKind::Str(s) => TValue::Str(s),
+        NodeKind::Seq(items) => TValue::List(items.into_iter().map(literal).collect()),
+        NodeKind::Map(entries) => TValue::Map(
+            entries
+                .into_iter()
+                .filter_map(|(k, v)| Some((k.as_str()?.to_string(), literal(v))))
+                .collect(),
+        ),
+    }
+}
+
 /// Rewrites the parser's messages that name its internals.
 fn friendly(message: &str) -> String {
     if let Some(rest) = message.strip_prefix("duplicate mapping key: ") {

@@ -1,0 +1,208 @@
+//! `download`: GET a URL and stream the body to a temporary file beside the
+//! destination, renamed into place only when complete (and matching `sha256` when
+//! given). A cut-off body is retried from the start; a failure leaves any existing file
+//! untouched and no temporary file behind (the temporary file is removed on drop, also
+//! when the run is interrupted). The key goes only to the API's own origin.
+//!
+//! Must not: hold the body in memory, or leave a partial file under the final name.
+
+use std::path::{Path, PathBuf};
+
+use futures_util::StreamExt;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+
+use super::{ActionError, ActionPlan, ActionResult, Inputs, RunCtx};
+use crate::api::request::{display_path, HttpRequest};
+use crate::api::{retry, ApiError, Client, ErrorKind};
+
+fn request(inputs: &Inputs, client: &Client) -> Result<HttpRequest, ActionError> {
+    let url = inputs.required_str("url")?;
+    Ok(HttpRequest::get(client.resolve(&url)))
+}
+
+pub fn plan(inputs: &Inputs, client: &Client) -> Result<ActionPlan, ActionError> {
+    let req = request(inputs, client)?;
+    let to = inputs.required_str("to")?;
+    let mut notes = vec![format!(
+        "streams to a temporary file beside {to}, renamed into place when complete; a cut-off transfer is retried from the start"
+    )];
+    if !client.is_api_origin(&req.url) && !req.url.starts_with("<known after run:") {
+        notes.push("another origin than the API: sent without the API key".into());
+    } else if req.url.starts_with("<known after run:") {
+        notes.push("the API key is sent only if the URL is on the API's origin".into());
+    }
+    if let Some(sum) = inputs.str("sha256")? {
+        notes.push(format!("the file must have sha256 {sum}"));
+    }
+    if !inputs.bool("overwrite")? {
+        notes.push(format!("fails if {to} already exists"));
+    }
+    Ok(ActionPlan {
+        requests: vec![req],
+        notes,
+    })
+}
+
+pub async fn run(inputs: &Inputs, ctx: &RunCtx<'_>) -> ActionResult {
+    let req = request(inputs, ctx.client)?;
+    let to = inputs.required_str("to")?;
+    let dest = super::local_path(&to);
+    let expected = inputs.str("sha256")?.map(|s| s.trim().to_ascii_lowercase());
+    if !inputs.bool("overwrite")? && dest.exists() {
+        return Err(ActionError::Other(format!(
+            "{} already exists and overwrite is false",
+            dest.display()
+        )));
+    }
+    let dir = dest
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    tokio::fs::create_dir_all(&dir)
+        .await
+        .map_err(|e| ActionError::Other(format!("cannot create {}: {e}", dir.display())))?;
+
+    let max_attempts = ctx.call.retry.max_attempts.max(1);
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match fetch_once(ctx, &req, &dir).await {
+            Ok((tmp, bytes, digest)) => {
+                if let Some(want) = &expected {
+                    if *want != digest {
+                        return Err(ActionError::Other(format!(
+                            "GET {}: sha256 mismatch: expected {want}, got {digest}; {} was left untouched",
+                            display_path(&req.url),
+                            dest.display()
+                        )));
+                    }
+                }
+                tmp.persist(&dest).map_err(|e| {
+                    ActionError::Other(format!(
+                        "cannot move the download into {}: {}",
+                        dest.display(),
+                        e.error
+                    ))
+                })?;
+                return Ok(json!({
+                    "path": dest.display().to_string(),
+                    "bytes": bytes,
+                    "sha256": digest,
+                }));
+            }
+            Err(FetchError::Body(message))
+                if attempt < max_attempts && !ctx.call.cancel.is_cancelled() =>
+            {
+                let wait = retry::backoff(&ctx.call.retry, attempt);
+                tracing::warn!(
+                    step = %ctx.call.step,
+                    "GET {}: {message}; restarting the download in {:.1}s (attempt {} of {max_attempts})",
+                    display_path(&req.url),
+                    wait.as_secs_f64(),
+                    attempt + 1
+                );
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = ctx.call.cancel.cancelled() => return Err(ActionError::Other("interrupted during a download".into())),
+                }
+            }
+            Err(FetchError::Body(message)) => {
+                return Err(ActionError::Other(format!(
+                    "GET {}: {message} ({attempt} attempt{}); {} was left untouched",
+                    display_path(&req.url),
+                    if attempt == 1 { "" } else { "s" },
+                    dest.display()
+                )))
+            }
+            Err(FetchError::Fatal(e)) => return Err(e),
+        }
+    }
+}
+
+enum FetchError {
+    /// The body was cut short or could not be written: worth a fresh attempt.
+    Body(String),
+    Fatal(ActionError),
+}
+
+async fn fetch_once(
+    ctx: &RunCtx<'_>,
+    req: &HttpRequest,
+    dir: &Path,
+) -> Result<(tempfile::NamedTempFile, u64, String), FetchError> {
+    let resp = ctx
+        .client
+        .send(req, &ctx.call, false)
+        .await
+        .map_err(|e| FetchError::Fatal(e.into()))?;
+    let status = resp.status().as_u16();
+    if !(200..300).contains(&status) {
+        let body = resp.bytes().await.unwrap_or_default();
+        return Err(FetchError::Fatal(ActionError::Api(ApiError {
+            kind: ErrorKind::Status,
+            method: req.method,
+            path: display_path(&req.url),
+            status: Some(status),
+            message: crate::api::shapes::error_message(&body),
+            attempts: ctx.call.attempts.load(std::sync::atomic::Ordering::Relaxed),
+            maybe_applied: false,
+        })));
+    }
+    let expected_len = resp.content_length();
+    let tmp = tempfile::Builder::new()
+        .prefix(".avala-pipe-")
+        .suffix(".part")
+        .tempfile_in(dir)
+        .map_err(|e| {
+            FetchError::Fatal(ActionError::Other(format!(
+                "cannot write in {}: {e}",
+                dir.display()
+            )))
+        })?;
+    let std_file = tmp.reopen().map_err(|e| {
+        FetchError::Fatal(ActionError::Other(format!(
+            "cannot write the temporary file: {e}"
+        )))
+    })?;
+    let mut file =
+        tokio::io::BufWriter::with_capacity(1 << 20, tokio::fs::File::from_std(std_file));
+    let mut hasher = Sha256::new();
+    let mut bytes = 0u64;
+    let mut stream = resp.bytes_stream();
+    loop {
+        let chunk = tokio::select! {
+            c = stream.next() => c,
+            _ = ctx.call.cancel.cancelled() => return Err(FetchError::Fatal(ActionError::Other("interrupted during a download".into()))),
+        };
+        let Some(chunk) = chunk else { break };
+        let chunk = chunk.map_err(|e| FetchError::Body(crate::api::transport_message(&e)))?;
+        hasher.update(&chunk);
+        bytes += chunk.len() as u64;
+        file.write_all(&chunk).await.map_err(|e| {
+            FetchError::Fatal(ActionError::Other(format!(
+                "writing the download failed: {e}"
+            )))
+        })?;
+    }
+    if let Some(len) = expected_len {
+        if len != bytes {
+            return Err(FetchError::Body(format!(
+                "the body ended after {bytes} of {len} bytes"
+            )));
+        }
+    }
+    file.flush().await.map_err(|e| {
+        FetchError::Fatal(ActionError::Other(format!(
+            "writing the download failed: {e}"
+        )))
+    })?;
+    file.into_inner().sync_all().await.map_err(|e| {
+        FetchError::Fatal(ActionError::Other(format!(
+            "writing the download failed: {e}"
+        )))
+    })?;
+    Ok((tmp, bytes, hex::encode(hasher.finalize())))
+}

@@ -1,0 +1,255 @@
+//! The actions of SPEC §3. Each action module has two halves built on the same code:
+//! `plan` (the requests it would send, for dry-run) and `run` (send them). Both start
+//! from the action's rendered inputs ([`Inputs`]).
+//!
+//! Must not: render the step's templates (the executor does, before calling in), except
+//! `request`'s poll conditions, which are rendered per response through [`Renderer`].
+
+pub mod download;
+pub mod exports;
+pub mod list;
+pub mod request;
+pub mod upload;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+use crate::api::{ApiError, CallCtx, Client, HttpRequest};
+use crate::pipeline::model::{parse_duration, ActionKind, TValue};
+use crate::pipeline::spec;
+
+/// Why an action failed.
+#[derive(Debug)]
+pub enum ActionError {
+    /// An input has the wrong type or value (after rendering).
+    Input(String),
+    /// The API or the transfer failed.
+    Api(ApiError),
+    /// Anything else (files, exports that failed, timeouts), in words.
+    Other(String),
+}
+
+impl std::fmt::Display for ActionError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ActionError::Input(m) | ActionError::Other(m) => f.write_str(m),
+            ActionError::Api(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl From<ApiError> for ActionError {
+    fn from(e: ApiError) -> Self {
+        ActionError::Api(e)
+    }
+}
+
+impl ActionError {
+    pub fn is_cancelled(&self) -> bool {
+        matches!(self, ActionError::Api(e) if e.kind == crate::api::ErrorKind::Cancelled)
+    }
+}
+
+pub type ActionResult = Result<Value, ActionError>;
+
+/// Renders templates that need per-request data (`response` in poll conditions).
+pub trait Renderer: Send + Sync {
+    fn render_with(&self, value: &TValue, name: &str, data: &Value) -> Result<Value, String>;
+}
+
+/// A step's inputs after rendering, with the action's defaults filled in.
+#[derive(Clone, Debug)]
+pub struct Inputs {
+    pub action: ActionKind,
+    pub values: Map<String, Value>,
+    /// Unrendered inputs, for those rendered late (`poll`).
+    pub raw: indexmap::IndexMap<String, TValue>,
+    /// Dry-run: values may be `<known after run: ...>` placeholders.
+    pub preview: bool,
+}
+
+pub fn is_placeholder(v: &Value) -> bool {
+    v.as_str().is_some_and(|s| s.contains("<known after run:"))
+}
+
+impl Inputs {
+    pub fn new(
+        action: ActionKind,
+        values: Map<String, Value>,
+        raw: indexmap::IndexMap<String, TValue>,
+        preview: bool,
+    ) -> Self {
+        Inputs {
+            action,
+            values,
+            raw,
+            preview,
+        }
+    }
+
+    fn spec(&self, name: &str) -> Option<&'static spec::Field> {
+        spec::action(self.action.name()).and_then(|a| spec::field(a.inputs, name))
+    }
+
+    fn default(&self, name: &str) -> Option<&'static str> {
+        self.spec(name).and_then(|f| f.default)
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        self.values.get(name).filter(|v| !v.is_null())
+    }
+
+    fn bad(&self, name: &str, expected: &str, got: &Value) -> ActionError {
+        ActionError::Input(format!(
+            "input `{name}` must be {expected}, got {}",
+            crate::api::shapes::shorten(&got.to_string(), 80)
+        ))
+    }
+
+    pub fn str(&self, name: &str) -> Result<Option<String>, ActionError> {
+        match self.get(name) {
+            None => Ok(self.default(name).map(str::to_string)),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(Value::Number(n)) => Ok(Some(n.to_string())),
+            Some(other) => Err(self.bad(name, "a string", other)),
+        }
+    }
+
+    pub fn required_str(&self, name: &str) -> Result<String, ActionError> {
+        match self.str(name)? {
+            Some(s) if !s.is_empty() => Ok(s),
+            _ => Err(ActionError::Input(format!(
+                "input `{name}` is required and rendered empty"
+            ))),
+        }
+    }
+
+    pub fn u64(&self, name: &str) -> Result<Option<u64>, ActionError> {
+        let v = match self.get(name) {
+            None => return Ok(self.default(name).and_then(|d| d.parse().ok())),
+            Some(v) => v,
+        };
+        if self.preview && is_placeholder(v) {
+            return Ok(self.default(name).and_then(|d| d.parse().ok()));
+        }
+        let n = match v {
+            Value::Number(n) => n.as_u64(),
+            Value::String(s) => s.trim().parse().ok(),
+            _ => None,
+        };
+        let n = n.ok_or_else(|| self.bad(name, "a whole number", v))?;
+        if let Some(spec::Field {
+            ty: spec::Ty::Int { min, max },
+            ..
+        }) = self.spec(name)
+        {
+            if (n as i64) < *min || (n as i64) > *max {
+                return Err(ActionError::Input(format!(
+                    "input `{name}` must be between {min} and {max}, got {n}"
+                )));
+            }
+        }
+        Ok(Some(n))
+    }
+
+    pub fn bool(&self, name: &str) -> Result<bool, ActionError> {
+        match self.get(name) {
+            None => Ok(self.default(name) == Some("true")),
+            Some(Value::Bool(b)) => Ok(*b),
+            Some(Value::String(s)) if s == "true" || s == "false" => Ok(s == "true"),
+            Some(v) if self.preview && is_placeholder(v) => Ok(self.default(name) == Some("true")),
+            Some(other) => Err(self.bad(name, "true or false", other)),
+        }
+    }
+
+    pub fn duration(&self, name: &str) -> Result<Duration, ActionError> {
+        let text = match self.get(name) {
+            None => self.default(name).unwrap_or("0").to_string(),
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Number(n)) => n.to_string(),
+            Some(other) => return Err(self.bad(name, "a duration", other)),
+        };
+        match parse_duration(&text) {
+            Some(d) => Ok(d),
+            None if self.preview && text.contains("<known after run:") => Ok(Duration::ZERO),
+            None => Err(ActionError::Input(format!(
+                "input `{name}` must be a duration such as 2s or 10m, got `{text}`"
+            ))),
+        }
+    }
+
+    /// A string or a list of strings.
+    pub fn str_list(&self, name: &str) -> Result<Vec<String>, ActionError> {
+        match self.get(name) {
+            None => Ok(vec![]),
+            Some(Value::String(s)) => Ok(vec![s.clone()]),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|i| match i {
+                    Value::String(s) => Ok(s.clone()),
+                    other => Err(self.bad(name, "a list of strings", other)),
+                })
+                .collect(),
+            Some(other) => Err(self.bad(name, "a string or a list of strings", other)),
+        }
+    }
+
+    pub fn map(&self, name: &str) -> Result<Map<String, Value>, ActionError> {
+        match self.get(name) {
+            None => Ok(Map::new()),
+            Some(Value::Object(m)) => Ok(m.clone()),
+            Some(other) => Err(self.bad(name, "a mapping", other)),
+        }
+    }
+}
+
+/// Everything an action needs to run.
+pub struct RunCtx<'a> {
+    pub client: &'a Client,
+    pub call: CallCtx,
+    pub renderer: &'a dyn Renderer,
+}
+
+/// What dry-run shows for a step: the requests and how they repeat.
+#[derive(Debug, Default)]
+pub struct ActionPlan {
+    pub requests: Vec<HttpRequest>,
+    /// Pagination, polling, retries, files: in words.
+    pub notes: Vec<String>,
+}
+
+/// The requests a step would send, for dry-run (and the first ones a run sends).
+pub fn plan(inputs: &Inputs, client: &Client) -> Result<ActionPlan, ActionError> {
+    match inputs.action {
+        ActionKind::DatasetsList | ActionKind::ItemsList => list::plan(inputs, client),
+        ActionKind::ItemsUpload => upload::plan(inputs, client),
+        ActionKind::ExportsCreate => exports::plan_create(inputs, client),
+        ActionKind::ExportsWait => exports::plan_wait(inputs, client),
+        ActionKind::Download => download::plan(inputs, client),
+        ActionKind::Request => request::plan(inputs, client),
+    }
+}
+
+/// Runs a step's action and returns its result (the step's outputs).
+pub async fn run(inputs: &Inputs, ctx: &RunCtx<'_>) -> ActionResult {
+    match inputs.action {
+        ActionKind::DatasetsList | ActionKind::ItemsList => list::run(inputs, ctx).await,
+        ActionKind::ItemsUpload => upload::run(inputs, ctx).await,
+        ActionKind::ExportsCreate => exports::run_create(inputs, ctx).await,
+        ActionKind::ExportsWait => exports::run_wait(inputs, ctx).await,
+        ActionKind::Download => download::run(inputs, ctx).await,
+        ActionKind::Request => request::run(inputs, ctx).await,
+    }
+}
+
+/// A path as the user gave it, resolved against the working directory.
+pub fn local_path(text: &str) -> PathBuf {
+    PathBuf::from(text)
+}
+
+/// Poll interval growth: ×1.5 per poll, capped.
+pub fn next_interval(current: Duration, max: Duration) -> Duration {
+    current.mul_f64(1.5).min(max).max(Duration::from_millis(10))
+}

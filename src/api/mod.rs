@@ -1,0 +1,579 @@
+//! The Avala client: sends [`HttpRequest`]s with the key (to the API's own origin only),
+//! `User-Agent` and `Accept`, follows redirects by hand (never carrying the key to
+//! another origin), and retries per SPEC §4: GET/HEAD on 408, 429, 5xx and transport
+//! errors; other methods only on 429 and on connections that failed before sending.
+//! Backoff is exponential with full jitter; `Retry-After` is obeyed up to a cap.
+//!
+//! Must not: render templates or print; retry notices are `tracing` events.
+
+pub mod request;
+pub mod retry;
+pub mod shapes;
+
+use std::fmt;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, CONTENT_TYPE, LOCATION, USER_AGENT};
+use reqwest::Url;
+use tokio_util::sync::CancellationToken;
+
+pub use request::{Body, HttpRequest, Method, Part};
+
+use crate::pipeline::model::RetryPolicy;
+
+pub const KEY_HEADER: &str = "X-Avala-Api-Key";
+pub const DEFAULT_BASE_URL: &str = "https://server.avala.ai/api/v1";
+
+/// The API key. Its `Debug` and `Display` never show it.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: String) -> Self {
+        Secret(value)
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// Where the API is and how to talk to it.
+#[derive(Clone, Debug)]
+pub struct ApiConfig {
+    pub base_url: Url,
+    pub key: Option<Secret>,
+    pub trailing_slash: bool,
+    /// A `Retry-After` longer than this fails at once.
+    pub retry_after_cap: Duration,
+    /// Total limit of one API call (downloads use an idle limit instead).
+    pub request_timeout: Duration,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+}
+
+impl ApiConfig {
+    pub fn new(base_url: Url, key: Option<Secret>) -> Self {
+        ApiConfig {
+            base_url,
+            key,
+            trailing_slash: false,
+            retry_after_cap: Duration::from_secs(120),
+            request_timeout: Duration::from_secs(60),
+            connect_timeout: Duration::from_secs(10),
+            read_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// What kind of failure an [`ApiError`] is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The server answered with a status that is not a success.
+    Status,
+    /// The connection failed, or the response could not be read.
+    Transport,
+    /// `Retry-After` asked for a wait longer than the cap.
+    RetryAfterTooLong,
+    /// The run was interrupted.
+    Cancelled,
+    /// The response was not what the action expected.
+    Unexpected,
+}
+
+/// A failed API call: what was sent, what came back, how many attempts.
+#[derive(Clone, Debug)]
+pub struct ApiError {
+    pub kind: ErrorKind,
+    pub method: Method,
+    /// Path of the URL (never its query: presigned URLs carry signatures there).
+    pub path: String,
+    pub status: Option<u16>,
+    pub message: String,
+    pub attempts: u32,
+    /// A non-idempotent request whose body may have reached the server.
+    pub maybe_applied: bool,
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.method.as_str(), self.path)?;
+        if let Some(status) = self.status {
+            let reason = reqwest::StatusCode::from_u16(status)
+                .ok()
+                .and_then(|s| s.canonical_reason())
+                .unwrap_or("");
+            write!(f, ": {status} {reason}")?;
+        }
+        if !self.message.is_empty() {
+            write!(f, ": {}", self.message)?;
+        }
+        write!(
+            f,
+            " ({} attempt{})",
+            self.attempts,
+            if self.attempts == 1 { "" } else { "s" }
+        )?;
+        if self.status == Some(401) {
+            write!(
+                f,
+                "; check that AVALA_API_KEY holds a valid key for this API"
+            )?;
+        }
+        if self.status == Some(403) {
+            write!(
+                f,
+                "; the key in AVALA_API_KEY lacks access to this resource"
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+/// Per-call context: retry policy, cancellation, and a counter of attempts made.
+#[derive(Clone)]
+pub struct CallCtx {
+    pub retry: RetryPolicy,
+    pub cancel: CancellationToken,
+    pub attempts: Arc<AtomicU32>,
+    pub step: String,
+}
+
+impl CallCtx {
+    pub fn new(retry: RetryPolicy, cancel: CancellationToken, step: &str) -> Self {
+        CallCtx {
+            retry,
+            cancel,
+            attempts: Arc::new(AtomicU32::new(0)),
+            step: step.to_string(),
+        }
+    }
+}
+
+/// A response whose body has been read as JSON (or text).
+#[derive(Clone, Debug)]
+pub struct JsonResponse {
+    pub status: u16,
+    pub headers: serde_json::Map<String, serde_json::Value>,
+    pub body: serde_json::Value,
+}
+
+/// The client. Cheap to clone.
+#[derive(Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    cfg: Arc<ApiConfig>,
+    origin: url::Origin,
+}
+
+impl Client {
+    pub fn new(cfg: ApiConfig) -> Result<Client, String> {
+        install_crypto();
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(cfg.connect_timeout)
+            .read_timeout(cfg.read_timeout)
+            .pool_max_idle_per_host(64)
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        let origin = cfg.base_url.origin();
+        Ok(Client {
+            http,
+            cfg: Arc::new(cfg),
+            origin,
+        })
+    }
+
+    pub fn config(&self) -> &ApiConfig {
+        &self.cfg
+    }
+
+    /// The URL of an API path (`/datasets`), with the trailing-slash convention applied.
+    pub fn api_url(&self, path: &str) -> String {
+        let base = self.cfg.base_url.as_str().trim_end_matches('/');
+        let path = path.trim_start_matches('/');
+        let mut url = format!("{base}/{path}");
+        if self.cfg.trailing_slash && !url.ends_with('/') {
+            url.push('/');
+        }
+        url
+    }
+
+    /// An absolute URL as is; anything else is a path under the base URL.
+    pub fn resolve(&self, url_or_path: &str) -> String {
+        if url_or_path.starts_with("http://")
+            || url_or_path.starts_with("https://")
+            || url_or_path.starts_with("<known after run:")
+        {
+            url_or_path.to_string()
+        } else {
+            self.api_url(url_or_path)
+        }
+    }
+
+    /// Is this URL on the API's own origin (scheme, host, port)?
+    pub fn is_api_origin(&self, url: &str) -> bool {
+        Url::parse(url).is_ok_and(|u| u.origin() == self.origin)
+    }
+
+    /// The headers a request to `url` carries, the key shown as `<redacted>`.
+    pub fn display_headers(&self, url: &str, body: &Body) -> Vec<(String, String)> {
+        let mut h = vec![
+            ("Accept".to_string(), "application/json".to_string()),
+            ("User-Agent".to_string(), user_agent()),
+        ];
+        if self.is_api_origin(url) || url.starts_with("<known after run:") {
+            h.push((KEY_HEADER.to_string(), "<redacted>".to_string()));
+        }
+        match body {
+            Body::Json(_) => h.push(("Content-Type".into(), "application/json".into())),
+            Body::Multipart(_) => h.push((
+                "Content-Type".into(),
+                "multipart/form-data; boundary=<generated>".into(),
+            )),
+            Body::None => {}
+        }
+        h
+    }
+
+    /// Sends a request with retries and returns the response (any status that is not
+    /// retried). The body is not read: the caller streams or parses it.
+    pub async fn send(
+        &self,
+        req: &HttpRequest,
+        ctx: &CallCtx,
+        api_call: bool,
+    ) -> Result<reqwest::Response, ApiError> {
+        let path = request::display_path(&req.url);
+        let fail = |kind, status, message: String, attempts, maybe_applied| ApiError {
+            kind,
+            method: req.method,
+            path: path.clone(),
+            status,
+            message,
+            attempts,
+            maybe_applied,
+        };
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            ctx.attempts.fetch_add(1, Ordering::Relaxed);
+            if ctx.cancel.is_cancelled() {
+                return Err(fail(
+                    ErrorKind::Cancelled,
+                    None,
+                    "interrupted".into(),
+                    attempt - 1,
+                    false,
+                ));
+            }
+            let outcome = tokio::select! {
+                r = self.send_once(req, api_call) => r,
+                _ = ctx.cancel.cancelled() => {
+                    return Err(fail(ErrorKind::Cancelled, None, "interrupted".into(), attempt, !req.method.is_safe()));
+                }
+            };
+            let wait = match outcome {
+                Ok(resp) => {
+                    let status = resp.status().as_u16();
+                    if !retry::retryable_status(req.method, status) {
+                        return Ok(resp);
+                    }
+                    let retry_after = retry::retry_after(resp.headers());
+                    let message = read_error_message(resp).await;
+                    if let Some(wait) = retry_after {
+                        if wait > self.cfg.retry_after_cap {
+                            return Err(fail(
+                                ErrorKind::RetryAfterTooLong,
+                                Some(status),
+                                format!(
+                                    "the server asked to retry after {}s, more than the {}s this run waits; giving up",
+                                    wait.as_secs(),
+                                    self.cfg.retry_after_cap.as_secs()
+                                ),
+                                attempt,
+                                false,
+                            ));
+                        }
+                    }
+                    if attempt >= ctx.retry.max_attempts {
+                        return Err(fail(
+                            ErrorKind::Status,
+                            Some(status),
+                            message,
+                            attempt,
+                            false,
+                        ));
+                    }
+                    let wait = retry_after.unwrap_or_else(|| retry::backoff(&ctx.retry, attempt));
+                    tracing::warn!(
+                        step = %ctx.step,
+                        "{} {} answered {status}; retrying in {:.1}s (attempt {} of {})",
+                        req.method.as_str(),
+                        path,
+                        wait.as_secs_f64(),
+                        attempt + 1,
+                        ctx.retry.max_attempts
+                    );
+                    wait
+                }
+                Err(e) => {
+                    let before_sending = e.is_connect();
+                    let retryable = before_sending || req.method.is_safe();
+                    let message = transport_message(&e);
+                    if !retryable {
+                        return Err(fail(ErrorKind::Transport, None, message, attempt, true));
+                    }
+                    if attempt >= ctx.retry.max_attempts {
+                        return Err(fail(ErrorKind::Transport, None, message, attempt, false));
+                    }
+                    let wait = retry::backoff(&ctx.retry, attempt);
+                    tracing::warn!(
+                        step = %ctx.step,
+                        "{} {} failed: {message}; retrying in {:.1}s (attempt {} of {})",
+                        req.method.as_str(),
+                        path,
+                        wait.as_secs_f64(),
+                        attempt + 1,
+                        ctx.retry.max_attempts
+                    );
+                    wait
+                }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = ctx.cancel.cancelled() => {
+                    return Err(fail(ErrorKind::Cancelled, None, "interrupted".into(), attempt, false));
+                }
+            }
+        }
+    }
+
+    /// One attempt, following same-method redirects by hand (GET/HEAD only); the key
+    /// goes only to the API's origin.
+    async fn send_once(
+        &self,
+        req: &HttpRequest,
+        api_call: bool,
+    ) -> Result<reqwest::Response, reqwest::Error> {
+        let mut url = req.url.clone();
+        for _hop in 0..5 {
+            let resp = self.build(req, &url, api_call).await?.send().await?;
+            let status = resp.status();
+            if !(status.is_redirection() && req.method.is_safe()) {
+                return Ok(resp);
+            }
+            let Some(next) = resp
+                .headers()
+                .get(LOCATION)
+                .and_then(|l| l.to_str().ok())
+                .and_then(|l| Url::parse(&url).ok()?.join(l).ok())
+            else {
+                return Ok(resp);
+            };
+            tracing::debug!(
+                "following redirect to {}{}",
+                request::display_url(next.as_str()),
+                if next.origin() == self.origin {
+                    ""
+                } else {
+                    " (another origin: without the API key)"
+                }
+            );
+            url = next.to_string();
+        }
+        self.build(req, &url, api_call).await?.send().await
+    }
+
+    async fn build(
+        &self,
+        req: &HttpRequest,
+        url: &str,
+        api_call: bool,
+    ) -> Result<reqwest::RequestBuilder, reqwest::Error> {
+        let mut headers = HeaderMap::new();
+        headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
+        if let Ok(ua) = HeaderValue::from_str(&user_agent()) {
+            headers.insert(USER_AGENT, ua);
+        }
+        if let (Some(key), true) = (&self.cfg.key, self.is_api_origin(url)) {
+            if let Ok(mut v) = HeaderValue::from_str(key.expose()) {
+                v.set_sensitive(true);
+                headers.insert(KEY_HEADER, v);
+            }
+        }
+        let mut builder = self
+            .http
+            .request(req.method.to_reqwest(), url)
+            .headers(headers);
+        if api_call {
+            builder = builder.timeout(self.cfg.request_timeout);
+        }
+        builder = match &req.body {
+            Body::None => builder,
+            Body::Json(v) => builder
+                .header(CONTENT_TYPE, "application/json")
+                .body(serde_json::to_vec(v).unwrap_or_default()),
+            Body::Multipart(parts) => builder.multipart(multipart_form(parts).await?),
+        };
+        Ok(builder)
+    }
+
+    /// Sends and reads a JSON (or text) body; a status outside `expect` (default 2xx)
+    /// is an error carrying the server's message.
+    pub async fn send_json(
+        &self,
+        req: &HttpRequest,
+        ctx: &CallCtx,
+        expect: Option<&[u16]>,
+    ) -> Result<JsonResponse, ApiError> {
+        let resp = self.send(req, ctx, true).await?;
+        let status = resp.status().as_u16();
+        let headers = header_map(resp.headers());
+        let ok = match expect {
+            Some(list) => list.contains(&status),
+            None => (200..300).contains(&status),
+        };
+        let attempts = ctx.attempts.load(Ordering::Relaxed).max(1);
+        let bytes = tokio::select! {
+            b = resp.bytes() => b,
+            _ = ctx.cancel.cancelled() => return Err(ApiError {
+                kind: ErrorKind::Cancelled, method: req.method, path: request::display_path(&req.url),
+                status: Some(status), message: "interrupted".into(), attempts, maybe_applied: !req.method.is_safe(),
+            }),
+        };
+        let bytes = bytes.map_err(|e| ApiError {
+            kind: ErrorKind::Transport,
+            method: req.method,
+            path: request::display_path(&req.url),
+            status: Some(status),
+            message: format!("reading the response failed: {}", transport_message(&e)),
+            attempts,
+            maybe_applied: !req.method.is_safe(),
+        })?;
+        if !ok {
+            return Err(ApiError {
+                kind: ErrorKind::Status,
+                method: req.method,
+                path: request::display_path(&req.url),
+                status: Some(status),
+                message: shapes::error_message(&bytes),
+                attempts,
+                // A 5xx after the body went out: the server may have applied it.
+                maybe_applied: !req.method.is_safe() && status >= 500,
+            });
+        }
+        let mut body = if bytes.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+                serde_json::Value::String(String::from_utf8_lossy(&bytes).into_owned())
+            })
+        };
+        shapes::normalize_ids(&mut body);
+        Ok(JsonResponse {
+            status,
+            headers,
+            body,
+        })
+    }
+}
+
+/// Installs the rustls crypto provider once (reqwest is built without one).
+fn install_crypto() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+pub fn user_agent() -> String {
+    format!("avala-pipe/{}", env!("CARGO_PKG_VERSION"))
+}
+
+/// Response headers as a JSON map (lower-case names).
+pub fn header_map(headers: &HeaderMap) -> serde_json::Map<String, serde_json::Value> {
+    headers
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                serde_json::Value::String(String::from_utf8_lossy(v.as_bytes()).into_owned()),
+            )
+        })
+        .collect()
+}
+
+async fn read_error_message(resp: reqwest::Response) -> String {
+    match resp.bytes().await {
+        Ok(b) => shapes::error_message(&b),
+        Err(_) => String::new(),
+    }
+}
+
+/// A transport error in words, without the URL (it may carry a signature).
+pub fn transport_message(e: &reqwest::Error) -> String {
+    let mut msg = if e.is_timeout() {
+        "timed out".to_string()
+    } else if e.is_connect() {
+        "could not connect".to_string()
+    } else if e.is_body() || e.is_decode() {
+        "the response body was cut short or malformed".to_string()
+    } else {
+        "the connection failed".to_string()
+    };
+    let mut source = std::error::Error::source(e);
+    let mut seen = Vec::new();
+    while let Some(inner) = source {
+        let text = inner.to_string();
+        if !seen.contains(&text) {
+            msg.push_str(&format!(": {text}"));
+            seen.push(text);
+        }
+        source = inner.source();
+    }
+    msg
+}
+
+async fn multipart_form(parts: &[Part]) -> Result<reqwest::multipart::Form, reqwest::Error> {
+    let mut form = reqwest::multipart::Form::new();
+    for part in parts {
+        form = match part {
+            Part::Text { field, value } => form.text(field.clone(), value.clone()),
+            Part::File {
+                field,
+                path,
+                file_name,
+                size,
+                content_type,
+            } => {
+                let body = match tokio::fs::File::open(path).await {
+                    Ok(file) => reqwest::Body::wrap_stream(
+                        tokio_util::io::ReaderStream::with_capacity(file, 64 * 1024),
+                    ),
+                    // Surfaces as a body error when the request is sent.
+                    Err(e) => reqwest::Body::wrap_stream(futures_util::stream::once(async move {
+                        Err::<bytes::Bytes, std::io::Error>(e)
+                    })),
+                };
+                let p = reqwest::multipart::Part::stream_with_length(body, *size)
+                    .file_name(file_name.clone());
+                let p = match p.mime_str(content_type) {
+                    Ok(p) => p,
+                    Err(e) => return Err(e),
+                };
+                form.part(field.clone(), p)
+            }
+        };
+    }
+    Ok(form)
+}

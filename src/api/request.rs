@@ -1,0 +1,190 @@
+//! A request as data: method, URL, extra headers and body. Actions build these from
+//! rendered inputs; the client sends them; dry-run prints them. Building a request once
+//! for both is what keeps the preview from drifting from what a run sends.
+//!
+//! Must not: touch the network or the API key (the client adds it at send time).
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+/// A placeholder for a value only known after a step runs; kept unencoded in URLs.
+const PLACEHOLDER_START: &str = "<known after run:";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Method {
+    Get,
+    Post,
+    Put,
+    Patch,
+    Delete,
+    Head,
+}
+
+impl Method {
+    pub fn parse(text: &str) -> Option<Method> {
+        Some(match text.to_ascii_uppercase().as_str() {
+            "GET" => Method::Get,
+            "POST" => Method::Post,
+            "PUT" => Method::Put,
+            "PATCH" => Method::Patch,
+            "DELETE" => Method::Delete,
+            "HEAD" => Method::Head,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Patch => "PATCH",
+            Method::Delete => "DELETE",
+            Method::Head => "HEAD",
+        }
+    }
+
+    /// GET and HEAD may be retried on any transient failure (SPEC §4).
+    pub fn is_safe(self) -> bool {
+        matches!(self, Method::Get | Method::Head)
+    }
+
+    pub fn to_reqwest(self) -> reqwest::Method {
+        match self {
+            Method::Get => reqwest::Method::GET,
+            Method::Post => reqwest::Method::POST,
+            Method::Put => reqwest::Method::PUT,
+            Method::Patch => reqwest::Method::PATCH,
+            Method::Delete => reqwest::Method::DELETE,
+            Method::Head => reqwest::Method::HEAD,
+        }
+    }
+}
+
+/// One multipart part.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Part {
+    Text {
+        field: String,
+        value: String,
+    },
+    File {
+        field: String,
+        #[serde(rename = "file")]
+        path: PathBuf,
+        file_name: String,
+        size: u64,
+        content_type: String,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Body {
+    None,
+    Json(serde_json::Value),
+    Multipart(Vec<Part>),
+}
+
+/// A concrete request.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HttpRequest {
+    pub method: Method,
+    /// The full URL, query included.
+    pub url: String,
+    pub body: Body,
+}
+
+impl HttpRequest {
+    pub fn get(url: String) -> Self {
+        HttpRequest {
+            method: Method::Get,
+            url,
+            body: Body::None,
+        }
+    }
+}
+
+/// Percent-encodes one path segment (ids from templates may hold anything).
+pub fn segment(value: &str) -> String {
+    if value.starts_with(PLACEHOLDER_START) {
+        return value.to_string();
+    }
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Appends query parameters to a URL, in order. Placeholders stay readable.
+pub fn with_query(url: &str, params: &[(String, String)]) -> String {
+    if params.is_empty() {
+        return url.to_string();
+    }
+    let mut out = url.to_string();
+    let mut sep = if url.contains('?') { '&' } else { '?' };
+    for (k, v) in params {
+        out.push(sep);
+        sep = '&';
+        out.push_str(&encode_query(k));
+        out.push('=');
+        if v.starts_with(PLACEHOLDER_START) {
+            out.push_str(v);
+        } else {
+            out.push_str(&encode_query(v));
+        }
+    }
+    out
+}
+
+fn encode_query(text: &str) -> String {
+    url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}
+
+/// A query value as text: strings as they are, other JSON as JSON.
+pub fn query_text(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+/// The URL with its query string removed: what errors and logs may show (a presigned
+/// URL's signature lives in the query).
+pub fn display_url(url: &str) -> String {
+    url.split('?').next().unwrap_or(url).to_string()
+}
+
+/// The path of a URL without its query, for messages.
+pub fn display_path(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(u) => u.path().to_string(),
+        Err(_) => display_url(url),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encoding() {
+        assert_eq!(segment("ds 1/x"), "ds%201%2Fx");
+        assert_eq!(
+            with_query(
+                "http://h/a",
+                &[("limit".into(), "10".into()), ("q".into(), "a b&c".into())]
+            ),
+            "http://h/a?limit=10&q=a+b%26c"
+        );
+        assert_eq!(display_url("http://h/a?sig=secret"), "http://h/a");
+    }
+}

@@ -1,0 +1,273 @@
+//! The two response shapes of the Avala API (API.md), understood without configuration:
+//! list pages (`items/has_more/cursor` or `results/next`), ids (`id` or `uid`), export
+//! states, and error bodies (`{"error": {...}}`, `{"detail": ...}`, field maps, text).
+//!
+//! Must not: send requests.
+
+use serde_json::Value;
+
+/// One page of a list.
+#[derive(Debug)]
+pub struct Page {
+    pub items: Vec<Value>,
+    /// The cursor of the next page, when there is one.
+    pub next_cursor: Option<String>,
+    /// The name of the query parameter that carries it (`cursor` or `page`).
+    pub cursor_param: &'static str,
+    pub total: Option<u64>,
+}
+
+/// Reads a list page in either shape.
+pub fn parse_page(body: &Value) -> Result<Page, String> {
+    let obj = body
+        .as_object()
+        .ok_or_else(|| format!("expected a JSON object with a list, got {}", kind(body)))?;
+    let items = match obj.get("items").or_else(|| obj.get("results")) {
+        Some(Value::Array(items)) => items.clone(),
+        Some(other) => return Err(format!("`items` is {}, not a list", kind(other))),
+        None => {
+            return Err(
+                "the response has neither `items` nor `results`: not a list page".to_string(),
+            )
+        }
+    };
+    let total = obj
+        .get("total")
+        .or_else(|| obj.get("count"))
+        .and_then(Value::as_u64);
+    let mut cursor_param = "cursor";
+    let next_cursor = match obj.get("has_more") {
+        Some(Value::Bool(false)) => None,
+        Some(Value::Bool(true)) => {
+            let c = obj
+                .get("cursor")
+                .or_else(|| obj.get("next_cursor"))
+                .and_then(Value::as_str);
+            match c {
+                Some(c) if !c.is_empty() => Some(c.to_string()),
+                _ => return Err("`has_more` is true but the page carries no cursor".into()),
+            }
+        }
+        _ => match obj.get("next") {
+            Some(Value::String(next)) if !next.is_empty() => {
+                let (param, value) = cursor_from_next(next).ok_or_else(|| {
+                    format!(
+                        "cannot find a cursor in the `next` link {}",
+                        super::request::display_url(next)
+                    )
+                })?;
+                cursor_param = param;
+                Some(value)
+            }
+            _ => None,
+        },
+    };
+    Ok(Page {
+        items,
+        next_cursor,
+        cursor_param,
+        total,
+    })
+}
+
+/// The `cursor` (or `page`) query value of a `next` URL.
+fn cursor_from_next(next: &str) -> Option<(&'static str, String)> {
+    let query = next.split_once('?')?.1;
+    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    for param in ["cursor", "page"] {
+        if let Some((_, v)) = pairs.iter().find(|(k, _)| k == param) {
+            return Some((param, v.clone()));
+        }
+    }
+    None
+}
+
+/// Gives every object that has `uid` but no `id` an `id` too, everywhere inside.
+pub fn normalize_ids(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            if !map.contains_key("id") {
+                if let Some(uid) = map.get("uid").cloned() {
+                    map.insert("id".into(), uid);
+                }
+            }
+            map.values_mut().for_each(normalize_ids);
+        }
+        Value::Array(items) => items.iter_mut().for_each(normalize_ids),
+        _ => {}
+    }
+}
+
+/// Where an export stands.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ExportState {
+    Done { download_url: String },
+    Failed { message: String },
+    Running { status: String },
+}
+
+pub fn export_state(body: &Value) -> ExportState {
+    let status = body
+        .get("status")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    match status.as_str() {
+        "completed" | "exported" => match body.get("download_url").and_then(Value::as_str) {
+            Some(url) if !url.is_empty() => ExportState::Done {
+                download_url: url.to_string(),
+            },
+            _ => ExportState::Running { status },
+        },
+        "failed" | "error" | "cancelled" | "canceled" => {
+            let message = ["error_message", "message", "error", "detail", "reason"]
+                .iter()
+                .find_map(|k| body.get(*k).and_then(message_text))
+                .unwrap_or_else(|| "no reason given".into());
+            ExportState::Failed {
+                message: format!("{status}: {message}"),
+            }
+        }
+        _ => ExportState::Running { status },
+    }
+}
+
+fn message_text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::Object(o) => o.get("message").and_then(message_text),
+        _ => None,
+    }
+}
+
+/// The server's message from an error body of any shape, cut short.
+pub fn error_message(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let parsed: Option<Value> = serde_json::from_slice(body).ok();
+    let message = match parsed {
+        Some(value) => message_from_json(&value).unwrap_or_else(|| value.to_string()),
+        None => text.trim().to_string(),
+    };
+    shorten(&message, 500)
+}
+
+fn message_from_json(value: &Value) -> Option<String> {
+    if let Some(err) = value.get("error") {
+        if let Some(msg) = err.get("message").and_then(Value::as_str) {
+            return Some(match err.get("code").and_then(Value::as_str) {
+                Some(code) => format!("{msg} ({code})"),
+                None => msg.to_string(),
+            });
+        }
+        if let Some(s) = err.as_str() {
+            return Some(s.to_string());
+        }
+    }
+    if let Some(detail) = value.get("detail") {
+        return Some(match detail {
+            Value::String(s) => s.clone(),
+            other => message_from_json(other).unwrap_or_else(|| other.to_string()),
+        });
+    }
+    match value {
+        Value::Object(map) if !map.is_empty() => Some(
+            map.iter()
+                .map(|(k, v)| format!("{k}: {}", joined(v)))
+                .collect::<Vec<_>>()
+                .join("; "),
+        ),
+        Value::Array(items) if !items.is_empty() => {
+            Some(joined(value)).filter(|_| !items.is_empty())
+        }
+        Value::String(s) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+fn joined(v: &Value) -> String {
+    match v {
+        Value::Array(items) => items.iter().map(joined).collect::<Vec<_>>().join(", "),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+pub fn shorten(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        text.to_string()
+    } else {
+        let cut: String = text.chars().take(max).collect();
+        format!("{cut}…")
+    }
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn both_page_shapes() {
+        let p = parse_page(&json!({"items": [1], "total": 3, "has_more": true, "cursor": "c2"}))
+            .unwrap();
+        assert_eq!(p.next_cursor.as_deref(), Some("c2"));
+        assert_eq!(p.total, Some(3));
+        let p = parse_page(&json!({"results": [1, 2], "next": "https://h/api/datasets/?cursor=abc%3D&limit=2", "previous": null}))
+            .unwrap();
+        assert_eq!(p.next_cursor.as_deref(), Some("abc="));
+        let p = parse_page(&json!({"results": [], "next": null})).unwrap();
+        assert!(p.next_cursor.is_none());
+        assert!(parse_page(&json!({"detail": "x"})).is_err());
+    }
+
+    #[test]
+    fn error_shapes() {
+        assert_eq!(
+            error_message(br#"{"error": {"code": "not_found", "message": "Dataset not found", "details": []}}"#),
+            "Dataset not found (not_found)"
+        );
+        assert_eq!(error_message(br#"{"detail": "Not found."}"#), "Not found.");
+        assert_eq!(
+            error_message(br#"{"name": ["This field is required."], "format": ["bad"]}"#),
+            "name: This field is required.; format: bad"
+        );
+        assert_eq!(
+            error_message(b"<html>Bad Gateway</html>"),
+            "<html>Bad Gateway</html>"
+        );
+    }
+
+    #[test]
+    fn ids_and_exports() {
+        let mut v = json!({"results": [{"uid": "a"}, {"id": "b", "uid": "c"}]});
+        normalize_ids(&mut v);
+        assert_eq!(v["results"][0]["id"], "a");
+        assert_eq!(v["results"][1]["id"], "b");
+        assert_eq!(
+            export_state(&json!({"status": "exported", "download_url": "u"})),
+            ExportState::Done {
+                download_url: "u".into()
+            }
+        );
+        assert!(
+            matches!(export_state(&json!({"status": "failed", "error": "disk full"})), ExportState::Failed { message } if message.contains("disk full"))
+        );
+        assert!(matches!(
+            export_state(&json!({"status": "completed", "download_url": null})),
+            ExportState::Running { .. }
+        ));
+    }
+}

@@ -1,0 +1,114 @@
+//! The template context of a run: `vars`, `env` (without AVALA_API_KEY), `secrets`,
+//! `run`, `pipeline`, `steps.<id>.{outputs,status}`, and `item`/`index`/`result`/
+//! `response` where they apply. Vars are rendered once, in order, at the start.
+//!
+//! Must not: read the process environment (the CLI passes it in).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use minijinja::value::Value;
+
+use crate::pipeline::model::{Pipeline, TValue};
+use crate::template::{self, Unknown};
+
+/// The values every template sees, fixed for the run.
+#[derive(Clone, Debug)]
+pub struct Globals {
+    pub vars: Value,
+    pub env: Value,
+    pub secrets: Value,
+    pub run: Value,
+    pub pipeline: Value,
+}
+
+/// What a run knows about its surroundings.
+#[derive(Clone, Debug, Default)]
+pub struct Environment {
+    /// The process environment; AVALA_API_KEY is removed before it is used.
+    pub env: BTreeMap<String, String>,
+    pub run_id: String,
+    pub started_at: String,
+    pub date: String,
+}
+
+impl Globals {
+    /// Renders the vars (each may use env, secrets, run, pipeline and earlier vars).
+    pub fn new(p: &Pipeline, environment: &Environment) -> Result<Globals, String> {
+        let mut env = environment.env.clone();
+        env.remove("AVALA_API_KEY");
+        let mut secrets = BTreeMap::new();
+        for name in &p.secrets {
+            match env.get(name) {
+                Some(v) => {
+                    secrets.insert(name.clone(), v.clone());
+                }
+                None => return Err(format!("secret {name} is listed under `secrets:` but the environment variable {name} is not set")),
+            }
+        }
+        let dir = p
+            .path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let mut globals = Globals {
+            vars: Value::from(BTreeMap::<String, Value>::new()),
+            env: Value::from_serialize(&env),
+            secrets: Value::from_serialize(&secrets),
+            run: Value::from_serialize(serde_json::json!({
+                "id": environment.run_id,
+                "started_at": environment.started_at,
+                "date": environment.date,
+            })),
+            pipeline: Value::from_serialize(serde_json::json!({
+                "name": p.name,
+                "dir": dir.display().to_string(),
+            })),
+        };
+        let mut vars = serde_json::Map::new();
+        for (name, value) in &p.vars {
+            let ctx = globals.context(&Value::from(BTreeMap::<String, Value>::new()), &[]);
+            let rendered =
+                template::render_value(value, &ctx).map_err(|e| format!("var `{name}`: {e}"))?;
+            vars.insert(name.clone(), rendered);
+            globals.vars = Value::from_serialize(&vars);
+        }
+        Ok(globals)
+    }
+
+    /// A context with the given `steps` map and extra bindings.
+    pub fn context(&self, steps: &Value, extra: &[(&str, Value)]) -> Value {
+        let mut map: BTreeMap<&str, Value> = BTreeMap::new();
+        map.insert("vars", self.vars.clone());
+        map.insert("env", self.env.clone());
+        map.insert("secrets", self.secrets.clone());
+        map.insert("run", self.run.clone());
+        map.insert("pipeline", self.pipeline.clone());
+        map.insert("steps", steps.clone());
+        for (k, v) in extra {
+            map.insert(k, v.clone());
+        }
+        Value::from(map)
+    }
+}
+
+/// A step's entry under `steps`: `{outputs, status}`.
+pub fn step_entry(outputs: &serde_json::Value, status: &str) -> Value {
+    let mut map = BTreeMap::new();
+    map.insert("outputs", template::from_json(outputs));
+    map.insert("status", Value::from(status));
+    Value::from(map)
+}
+
+/// A step whose outputs are not known yet (dry-run).
+pub fn unknown_entry(id: &str) -> Value {
+    let mut map = BTreeMap::new();
+    map.insert("outputs", Unknown::value(format!("steps.{id}.outputs")));
+    map.insert("status", Unknown::value(format!("steps.{id}.status")));
+    Value::from(map)
+}
+
+/// Does rendering this value need anything from `steps`?
+pub fn depends_on_steps(value: &TValue) -> bool {
+    value.templates().iter().any(|t| !t.step_refs.is_empty())
+}

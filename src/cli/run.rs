@@ -130,7 +130,8 @@ async fn run_async(p: Pipeline, args: RunArgs, json_logs: bool) -> ExitCode {
     if args.dry_run {
         match args.format {
             OutputFormat::Json => {
-                let doc = serde_json::to_value(&plan).unwrap_or_default();
+                let mut doc = serde_json::to_value(&plan).unwrap_or_default();
+                redactor.json(&mut doc);
                 println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
             }
             OutputFormat::Text => print!("{}", redactor.text(&crate::plan::to_text(&plan))),

@@ -1,0 +1,486 @@
+//! `avala-pipe run` end to end: the real binary against the in-process emulator over
+//! loopback HTTP. Each test checks what the server received (pages, uploads, headers,
+//! faults delivered) and what the client produced (exit code, report, files).
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use avala_pipe::emulator::{
+    Emulator, EmulatorOptions, Fault, FaultEffect, Flavor, Origin, RetryAfter, Trigger,
+};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+const KEY: &str = "avk_test_RUNKEY_0123456789";
+
+fn crate_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// What a run of the binary produced.
+struct Outcome {
+    code: i32,
+    stdout: String,
+    stderr: String,
+    elapsed: Duration,
+}
+
+impl Outcome {
+    fn report(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}):\n{}\nstderr:\n{}", self.stdout, self.stderr))
+    }
+
+    fn step<'a>(report: &'a Value, id: &str) -> &'a Value {
+        report["steps"]
+            .as_array()
+            .and_then(|s| s.iter().find(|s| s["id"] == id))
+            .unwrap_or_else(|| panic!("no step {id} in {report:#}"))
+    }
+}
+
+/// Runs `avala-pipe run FILE --format json` against `emu`, in `cwd`.
+async fn run(emu: &Emulator, file: &Path, cwd: &Path, extra: &[&str]) -> Outcome {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_avala-pipe"));
+    cmd.arg("run")
+        .arg(file)
+        .args(["--format", "json", "--base-url", &emu.base_url(), "--color", "never"])
+        .args(extra)
+        .current_dir(cwd)
+        .env("AVALA_API_KEY", KEY)
+        .env_remove("AVALA_BASE_URL")
+        .env("NO_COLOR", "1");
+    let started = Instant::now();
+    let out = tokio::time::timeout(Duration::from_secs(60), cmd.output())
+        .await
+        .expect("the run finishes within a minute")
+        .expect("the binary runs");
+    Outcome {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        elapsed: started.elapsed(),
+    }
+}
+
+async fn emulator(options: EmulatorOptions) -> Emulator {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    Emulator::start(EmulatorOptions {
+        key: Some(KEY.into()),
+        ..options
+    })
+    .await
+    .expect("emulator starts")
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn sha256_file(path: &Path) -> String {
+    hex::encode(Sha256::digest(std::fs::read(path).unwrap()))
+}
+
+/// The journey of SPEC §2 in both flavours: every file stored once with its sha256,
+/// the export downloaded whole from the second origin, without the key.
+async fn journey(flavor: Flavor) {
+    let emu = emulator(EmulatorOptions {
+        flavor,
+        export_bytes: 300_000,
+        ..Default::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = crate_dir().join("pipelines/journey.yaml");
+    let out = run(&emu, &file, dir.path(), &[]).await;
+    assert_eq!(out.code, 0, "stderr:\n{}", out.stderr);
+    let report = out.report();
+    assert_eq!(report["status"], "succeeded");
+
+    // Each data file stored exactly once, with the right digest.
+    let mut expected: Vec<(String, String)> = std::fs::read_dir(crate_dir().join("pipelines/data"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
+        .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), sha256_file(&p)))
+        .collect();
+    expected.sort();
+    let mut stored: Vec<(String, String)> = emu.uploads().into_iter().map(|u| (u.name, u.sha256)).collect();
+    stored.sort();
+    assert_eq!(stored, expected);
+    let upload = Outcome::step(&report, "upload");
+    assert_eq!(upload["outputs"]["count"], expected.len());
+    for f in upload["outputs"]["files"].as_array().unwrap() {
+        let name = Path::new(f["path"].as_str().unwrap()).file_name().unwrap().to_string_lossy().into_owned();
+        let want = &expected.iter().find(|(n, _)| *n == name).unwrap().1;
+        assert_eq!(f["sha256"].as_str().unwrap(), want);
+    }
+
+    // The download: whole, from the storage origin, without the key.
+    let export_id = report["outputs"]["export_id"].as_str().unwrap().to_string();
+    let path = dir.path().join(report["outputs"]["file"].as_str().unwrap());
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), 300_000);
+    assert_eq!(Some(sha256_file(&path)), emu.export_sha256(&export_id));
+    assert_eq!(report["outputs"]["sha256"].as_str(), emu.export_sha256(&export_id).as_deref());
+    let requests = emu.requests();
+    let storage: Vec<_> = requests.iter().filter(|r| r.origin == Origin::Storage).collect();
+    assert_eq!(storage.len(), 1, "one download request");
+    for r in &storage {
+        assert!(!r.headers.contains_key("x-avala-api-key"), "the key went to the storage origin: {r:?}");
+    }
+    for r in requests.iter().filter(|r| r.origin == Origin::Api) {
+        assert_eq!(r.headers.get("x-avala-api-key").map(String::as_str), Some(KEY));
+        assert!(r.headers["user-agent"].starts_with("avala-pipe/"), "{r:?}");
+    }
+    // No temporary file left beside the download.
+    let leftovers: Vec<_> = std::fs::read_dir(path.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".part"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    // The key appears nowhere in what the run printed.
+    assert!(!out.stdout.contains(KEY) && !out.stderr.contains(KEY));
+    emu.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn journey_documented_flavour() {
+    journey(Flavor::Documented).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn journey_current_flavour() {
+    journey(Flavor::Current).await;
+}
+
+/// Every page is fetched exactly once, in both shapes, and `save_to` streams the items.
+#[tokio::test(flavor = "multi_thread")]
+async fn pagination_fetches_every_page_once() {
+    for flavor in [Flavor::Documented, Flavor::Current] {
+        let emu = emulator(EmulatorOptions {
+            flavor,
+            datasets: 250,
+            ..Default::default()
+        })
+        .await;
+        let dir = tempfile::tempdir().unwrap();
+        let file = write(
+            dir.path(),
+            "list.yaml",
+            "version: 1\nsteps:\n  - id: all\n    action: datasets.list\n    with: { limit: 100 }\n  - id: saved\n    action: datasets.list\n    with: { limit: 100, save_to: out/datasets.jsonl }\n  - id: few\n    action: datasets.list\n    with: { limit: 100, max_items: 120 }\n",
+        );
+        let out = run(&emu, &file, dir.path(), &["--concurrency", "1"]).await;
+        assert_eq!(out.code, 0, "{flavor:?}: {}", out.stderr);
+        let report = out.report();
+        let all = Outcome::step(&report, "all");
+        assert_eq!(all["outputs"]["count"], 250);
+        let ids: Vec<&str> = all["outputs"]["items"].as_array().unwrap().iter().map(|i| i["id"].as_str().unwrap()).collect();
+        let unique: std::collections::HashSet<_> = ids.iter().collect();
+        assert_eq!(unique.len(), 250, "{flavor:?}: every item once");
+        let saved = Outcome::step(&report, "saved");
+        assert_eq!(saved["outputs"]["count"], 250);
+        let lines = std::fs::read_to_string(dir.path().join("out/datasets.jsonl")).unwrap();
+        assert_eq!(lines.lines().count(), 250);
+        assert_eq!(Outcome::step(&report, "few")["outputs"]["count"], 120);
+
+        // 3 pages each for `all` and `saved`, 2 for `few`; no page twice.
+        let lists: Vec<_> = emu
+            .requests()
+            .into_iter()
+            .filter(|r| r.method == "GET" && r.path.trim_end_matches('/').ends_with("/datasets"))
+            .collect();
+        assert_eq!(lists.len(), 8, "{flavor:?}: {lists:#?}");
+        let first_pages = lists.iter().filter(|r| !r.query.contains("cursor=")).count();
+        assert_eq!(first_pages, 3, "{flavor:?}");
+        emu.shutdown().await;
+    }
+}
+
+/// `Retry-After` is obeyed (seconds and HTTP-date), then the call succeeds.
+#[tokio::test(flavor = "multi_thread")]
+async fn retry_after_is_obeyed() {
+    for (name, retry_after) in [("seconds", RetryAfter::Seconds(1)), ("date", RetryAfter::HttpDateIn(2))] {
+        let emu = emulator(EmulatorOptions::default()).await;
+        emu.add_fault(Fault {
+            name: Some(name.into()),
+            method: Some("GET".into()),
+            path: "/api/v1/datasets".into(),
+            when: Trigger::Nth(1),
+            effect: FaultEffect::Status {
+                code: 429,
+                body: None,
+                retry_after: Some(retry_after),
+                after_route: false,
+            },
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let file = write(dir.path(), "p.yaml", "version: 1\nsteps:\n  - id: list\n    action: datasets.list\n");
+        let out = run(&emu, &file, dir.path(), &[]).await;
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        assert_eq!(emu.fault_delivered(name), 1);
+        assert!(out.elapsed >= Duration::from_millis(950), "{name}: waited only {:?}", out.elapsed);
+        let report = out.report();
+        assert_eq!(Outcome::step(&report, "list")["attempts"], 2);
+        assert!(out.stderr.contains("429"), "the retry is logged: {}", out.stderr);
+        emu.shutdown().await;
+    }
+}
+
+/// A failed step fails the run, names the step, the request and the server's message,
+/// and its dependants are skipped; `continue_on_error` lets them run.
+#[tokio::test(flavor = "multi_thread")]
+async fn failures_skip_dependants_unless_continue_on_error() {
+    let emu = emulator(EmulatorOptions::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "p.yaml",
+        r#"version: 1
+steps:
+  - id: missing
+    action: request
+    with: { path: /datasets/ds_9999 }
+  - id: after
+    action: datasets.list
+    needs: [missing]
+  - id: independent
+    action: datasets.list
+"#,
+    );
+    let out = run(&emu, &file, dir.path(), &["--concurrency", "1"]).await;
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let report = out.report();
+    assert_eq!(report["status"], "failed");
+    let missing = Outcome::step(&report, "missing");
+    assert_eq!(missing["status"], "failed");
+    let error = missing["error"].as_str().unwrap();
+    assert!(error.contains("GET /api/v1/datasets/ds_9999") && error.contains("404"), "{error}");
+    assert!(error.to_lowercase().contains("not found"), "server message: {error}");
+    assert!(out.stderr.contains("missing") && out.stderr.contains("p.yaml:3"), "{}", out.stderr);
+    assert_eq!(Outcome::step(&report, "after")["status"], "skipped");
+    // With one slot, `independent` would start after `missing`: a failure stops new work.
+    assert_eq!(Outcome::step(&report, "independent")["status"], "skipped");
+
+    let file = write(
+        dir.path(),
+        "q.yaml",
+        r#"version: 1
+steps:
+  - id: missing
+    action: request
+    continue_on_error: true
+    with: { path: /datasets/ds_9999 }
+  - id: recover
+    action: datasets.list
+    if: "{{ steps.missing.status == 'failed' }}"
+  - id: never
+    action: datasets.list
+    if: "{{ steps.missing.status == 'succeeded' }}"
+  - id: after_never
+    action: datasets.list
+    needs: [never]
+"#,
+    );
+    let out = run(&emu, &file, dir.path(), &[]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let report = out.report();
+    assert_eq!(report["status"], "succeeded");
+    assert_eq!(Outcome::step(&report, "missing")["status"], "failed");
+    assert_eq!(Outcome::step(&report, "recover")["status"], "succeeded");
+    assert_eq!(Outcome::step(&report, "never")["status"], "skipped");
+    assert_eq!(Outcome::step(&report, "after_never")["status"], "skipped");
+    emu.shutdown().await;
+}
+
+/// `for_each` over a list from an earlier step, with `max_parallel`, and typed values:
+/// a list stays a list, `3.10` and `NO` stay strings.
+#[tokio::test(flavor = "multi_thread")]
+async fn for_each_and_typed_templates() {
+    let emu = emulator(EmulatorOptions {
+        datasets: 5,
+        items_per_dataset: 3,
+        ..Default::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "p.yaml",
+        r#"version: 1
+vars:
+  version: 3.10
+  flag: NO
+  octal: 012
+  pick: [ds_0002, ds_0004]
+steps:
+  - id: list
+    action: datasets.list
+  - id: each
+    action: items.list
+    for_each: "{{ steps.list.outputs.items }}"
+    max_parallel: 2
+    with: { dataset: "{{ item.id }}" }
+    outputs:
+      n: "{{ result.count }}"
+      at: "{{ index }}"
+  - id: picked
+    action: request
+    for_each: "{{ vars.pick }}"
+    with: { path: "/datasets/{{ item }}" }
+outputs:
+  version: "{{ vars.version }}"
+  flag: "{{ vars.flag }}"
+  octal: "{{ vars.octal }}"
+  counts: "{{ steps.each.outputs.results | map(attribute='n') | list }}"
+  names: "{{ steps.picked.outputs.results | map(attribute='body.name') | list }}"
+  first: "{{ steps.list.outputs.items[0] }}"
+"#,
+    );
+    let out = run(&emu, &file, dir.path(), &[]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let report = out.report();
+    let outputs = &report["outputs"];
+    assert_eq!(outputs["version"], "3.10");
+    assert_eq!(outputs["flag"], "NO");
+    assert_eq!(outputs["octal"], "012");
+    assert_eq!(outputs["counts"], serde_json::json!([3, 3, 3, 3, 3]));
+    assert_eq!(outputs["names"].as_array().unwrap().len(), 2);
+    assert!(outputs["first"].is_object(), "a whole-value template keeps its type");
+    let each = Outcome::step(&report, "each");
+    assert_eq!(each["outputs"]["count"], 5);
+    assert_eq!(each["iterations"].as_array().unwrap().len(), 5);
+    emu.shutdown().await;
+}
+
+/// Two slow independent steps overlap (checked against the sum of their delays, with
+/// a wide margin: this is about overlap, not speed).
+#[tokio::test(flavor = "multi_thread")]
+async fn independent_steps_run_concurrently() {
+    let emu = emulator(EmulatorOptions::default()).await;
+    for id in ["ds_0001", "ds_0002"] {
+        emu.add_fault(Fault {
+            name: Some(id.into()),
+            method: Some("GET".into()),
+            path: format!("/api/v1/datasets/{id}"),
+            when: Trigger::Always,
+            effect: FaultEffect::DelayMs(1500),
+        });
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "p.yaml",
+        "version: 1\nsteps:\n  - id: a\n    action: request\n    with: { path: /datasets/ds_0001 }\n  - id: b\n    action: request\n    with: { path: /datasets/ds_0002 }\n",
+    );
+    let out = run(&emu, &file, dir.path(), &["--concurrency", "2"]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(emu.fault_delivered("ds_0001"), 1);
+    assert_eq!(emu.fault_delivered("ds_0002"), 1);
+    let report = out.report();
+    assert!(report["duration_ms"].as_u64().unwrap() < 2900, "steps did not overlap: {report:#}");
+    emu.shutdown().await;
+}
+
+/// An export that fails ends the run at once with the server's message and the id.
+#[tokio::test(flavor = "multi_thread")]
+async fn failed_export_fails_with_the_servers_message() {
+    for flavor in [Flavor::Documented, Flavor::Current] {
+        let emu = emulator(EmulatorOptions {
+            flavor,
+            fail_export: true,
+            ..Default::default()
+        })
+        .await;
+        let dir = tempfile::tempdir().unwrap();
+        let file = write(
+            dir.path(),
+            "p.yaml",
+            "version: 1\nsteps:\n  - id: make\n    action: exports.create\n    with: { dataset_id: ds_0001 }\n  - id: wait\n    action: exports.wait\n    with: { export: \"{{ steps.make.outputs.id }}\", interval: 100ms }\n",
+        );
+        let out = run(&emu, &file, dir.path(), &[]).await;
+        assert_eq!(out.code, 1, "{}", out.stderr);
+        let report = out.report();
+        let id = Outcome::step(&report, "make")["outputs"]["id"].as_str().unwrap().to_string();
+        let error = Outcome::step(&report, "wait")["error"].as_str().unwrap().to_string();
+        assert!(error.contains(&id) && error.contains("failed"), "{flavor:?}: {error}");
+        emu.shutdown().await;
+    }
+}
+
+/// Every example pipeline runs to success with `--emulator`.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_example_pipeline_runs_with_the_emulator() {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(crate_dir().join("pipelines"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 3);
+    for file in files {
+        let dir = tempfile::tempdir().unwrap();
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_avala-pipe"))
+            .arg("run")
+            .arg(&file)
+            .args(["--emulator", "--format", "json"])
+            .current_dir(dir.path())
+            .env_remove("AVALA_API_KEY")
+            .env_remove("AVALA_BASE_URL")
+            .output()
+            .await
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{}: {stderr}", file.display());
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(report["status"], "succeeded", "{}", file.display());
+        for step in report["steps"].as_array().unwrap() {
+            assert_ne!(step["status"], "failed", "{}: {step:#}", file.display());
+        }
+    }
+}
+
+/// Invocation problems are exit 2 before any request.
+#[tokio::test(flavor = "multi_thread")]
+async fn invocation_errors_send_nothing() {
+    let emu = emulator(EmulatorOptions::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "p.yaml",
+        "version: 1\nvars:\n  dataset: ds_0001\nsteps:\n  - id: up\n    action: items.upload\n    with: { dataset: \"{{ vars.dataset }}\", files: \"nothing-here/*.jsonl\" }\n",
+    );
+    // No file matches the glob.
+    let out = run(&emu, &file, dir.path(), &[]).await;
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("matched no file"), "{}", out.stderr);
+    // An undeclared --var.
+    let out = run(&emu, &file, dir.path(), &["--var", "datset=x"]).await;
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("did you mean `dataset`"), "{}", out.stderr);
+    // Plain http to a non-loopback host.
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_avala-pipe"))
+        .args(["run"])
+        .arg(&file)
+        .args(["--base-url", "http://api.example.com/api/v1"])
+        .env("AVALA_API_KEY", KEY)
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    // No key for a real run.
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_avala-pipe"))
+        .args(["run"])
+        .arg(&file)
+        .args(["--base-url", &emu.base_url()])
+        .env_remove("AVALA_API_KEY")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("AVALA_API_KEY"));
+    assert!(emu.requests().is_empty(), "nothing may be sent: {:?}", emu.requests());
+    emu.shutdown().await;
+}

@@ -636,15 +636,6 @@ impl Checker<'_> {
                 .map(|(k, _)| k.pos);
             let anchor = with_key.or(action_node.map(|n| n.pos)).unwrap_or(node.pos);
             let found = self.fields_at(entries, aspec.inputs, &what, Some(anchor));
-            if entries.is_empty() {
-                for f in aspec.inputs.iter().filter(|f| f.required) {
-                    self.error(
-                        anchor,
-                        format!("missing required input `{}` of {}", f.name, kind.name()),
-                    )
-                    .help(f.doc.to_string());
-                }
-            }
             if !aspec.one_of.is_empty() && !aspec.one_of.iter().any(|n| found.contains_key(n)) {
                 self.error(
                     anchor,

@@ -181,7 +181,10 @@ impl Checker<'_> {
 
         let version = fields.get("version").copied();
         if let Some(v) = version {
-            if !matches!(v.kind, NodeKind::Int(1))
+            // Other types have already been reported by the type check.
+            let comparable = matches!(v.kind, NodeKind::Int(_) | NodeKind::Str(_));
+            if comparable
+                && !matches!(v.kind, NodeKind::Int(1))
                 && !matches!(&v.kind, NodeKind::Str(s) if s == "1")
             {
                 self.error(
@@ -575,7 +578,11 @@ impl Checker<'_> {
             return None;
         };
         // Name the step in messages as early as possible.
-        let id = find(map, "id").and_then(|n| n.as_str().map(str::to_string));
+        // A number (`id: 123`) is read as its text so it is reported as an invalid id.
+        let id = find(map, "id").and_then(|n| match &n.kind {
+            NodeKind::Int(_) | NodeKind::Float(_) => Some(scalar_text(n)),
+            _ => n.as_str().map(str::to_string),
+        });
         self.step = id.clone().or_else(|| Some(format!("#{}", index + 1)));
         let fields = self.fields(
             map,
@@ -718,7 +725,10 @@ impl Checker<'_> {
         let needs_nodes: Vec<(String, Pos)> = match fields.get("needs").map(|n| &n.kind) {
             Some(NodeKind::Seq(items)) => items
                 .iter()
-                .filter_map(|i| Some((i.as_str()?.to_string(), i.pos)))
+                .filter_map(|i| match &i.kind {
+                    NodeKind::Int(n) => Some((n.to_string(), i.pos)),
+                    _ => Some((i.as_str()?.to_string(), i.pos)),
+                })
                 .collect(),
             Some(NodeKind::Str(s)) => vec![(s.clone(), fields["needs"].pos)],
             _ => vec![],

@@ -22,30 +22,16 @@ use crate::template;
 /// Reads and checks a pipeline file.
 pub fn load(path: &Path) -> Result<Pipeline, FileDiagnostics> {
     let origin = Pos { line: 1, col: 1 };
-    let bytes = match std::fs::read(path) {
+    let bytes = match read_limited(path) {
         Ok(b) => b,
-        Err(e) => {
+        Err(message) => {
             return Err(FileDiagnostics::single(
                 path,
                 "",
-                Diagnostic::new(origin, format!("cannot read the pipeline file: {e}")),
+                Diagnostic::new(origin, message),
             ))
         }
     };
-    if bytes.len() > yaml::MAX_FILE_BYTES {
-        return Err(FileDiagnostics::single(
-            path,
-            "",
-            Diagnostic::new(
-                origin,
-                format!(
-                    "the file is {} bytes; pipeline files are limited to {} MiB",
-                    bytes.len(),
-                    yaml::MAX_FILE_BYTES >> 20
-                ),
-            ),
-        ));
-    }
     let source = match String::from_utf8(bytes) {
         Ok(s) => s,
         Err(e) => {
@@ -63,16 +49,45 @@ pub fn load(path: &Path) -> Result<Pipeline, FileDiagnostics> {
     check_source(path, &source)
 }
 
+/// Reads at most [`yaml::MAX_FILE_BYTES`]: a huge file (or `/dev/zero`) is refused
+/// without being read into memory.
+fn read_limited(path: &Path) -> Result<Vec<u8>, String> {
+    use std::io::Read as _;
+    let limit = yaml::MAX_FILE_BYTES as u64;
+    let too_big = |size: String| {
+        format!(
+            "the file is {size} bytes; pipeline files are limited to {} MiB",
+            limit >> 20
+        )
+    };
+    let cannot_read = |e: std::io::Error| format!("cannot read the pipeline file: {e}");
+    let file = std::fs::File::open(path).map_err(cannot_read)?;
+    if let Ok(meta) = file.metadata() {
+        if meta.is_file() && meta.len() > limit {
+            return Err(too_big(meta.len().to_string()));
+        }
+    }
+    let mut bytes = Vec::new();
+    file.take(limit + 1)
+        .read_to_end(&mut bytes)
+        .map_err(cannot_read)?;
+    if bytes.len() as u64 > limit {
+        return Err(too_big(format!("more than {limit}")));
+    }
+    Ok(bytes)
+}
+
 /// Checks pipeline text (as if read from `path`).
 pub fn check_source(path: &Path, source: &str) -> Result<Pipeline, FileDiagnostics> {
     if source.contains('\0') {
         let before = &source[..source.find('\0').unwrap_or(0)];
         let line = before.matches('\n').count() as u32 + 1;
+        let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) as u32 + 1;
         return Err(FileDiagnostics::single(
             path,
             source,
             Diagnostic::new(
-                Pos { line, col: 1 },
+                Pos { line, col },
                 "the file contains binary data (NUL bytes)",
             ),
         ));

@@ -102,6 +102,7 @@ pub fn check_source(path: &Path, source: &str) -> Result<Pipeline, FileDiagnosti
     };
     let mut checker = Checker {
         source,
+        lines: source.lines().collect(),
         diags: Vec::new(),
         step: None,
     };
@@ -143,6 +144,9 @@ struct PendingTemplate {
 
 struct Checker<'a> {
     source: &'a str,
+    /// The source's lines, indexed once: finding a reference's column must not rescan
+    /// the file for every template.
+    lines: Vec<&'a str>,
     diags: Vec<Diagnostic>,
     /// The step being checked, for messages.
     step: Option<String>,
@@ -1016,9 +1020,9 @@ impl Checker<'_> {
     /// first line; else the template's own position.
     fn locate(&self, tmpl: &Tmpl, reference: &str) -> (Pos, usize) {
         let line = self
-            .source
-            .lines()
-            .nth(tmpl.pos.line.saturating_sub(1) as usize)
+            .lines
+            .get(tmpl.pos.line.saturating_sub(1) as usize)
+            .copied()
             .unwrap_or("");
         let start = line
             .char_indices()

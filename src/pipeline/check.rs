@@ -798,6 +798,10 @@ impl Checker<'_> {
         let mut out = IndexMap::new();
         for (k, v) in map {
             let Some(key) = self.key(k) else { continue };
+            // An unknown key is already reported; its value is not checked further.
+            if spec::field(spec::POLL, &key).is_none() {
+                continue;
+            }
             let scope = if key == "until" || key == "fail_if" {
                 Scope::Poll { for_each }
             } else {

@@ -186,14 +186,16 @@ impl Checker<'_> {
 
     fn pipeline(&mut self, path: &Path, root: &Node) -> Option<Pipeline> {
         let Some(map) = root.as_map() else {
-            self.error(
-                root.pos,
-                format!(
+            let message = match root.kind {
+                // An empty file, or only comments: say so rather than "found null".
+                NodeKind::Null => "the pipeline file is empty".to_string(),
+                _ => format!(
                     "a pipeline file must be a mapping, found {}",
                     root.type_name()
                 ),
-            )
-            .help("start with `version: 1` and a `steps:` list");
+            };
+            self.error(root.pos, message)
+                .help("start with `version: 1` and a `steps:` list");
             return None;
         };
         let fields = self.fields(map, spec::TOP, "the pipeline");

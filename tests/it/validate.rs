@@ -101,7 +101,8 @@ fn every_fixture_has_its_expected_output_and_vice_versa() {
     let yamls = fixtures("yaml");
     let mut problems = Vec::new();
     for yaml in &yamls {
-        if !root().join(yaml.with_extension("stderr")).is_file() {
+        // Under BLESS=1 the fixture test is writing the missing files right now.
+        if !bless() && !root().join(yaml.with_extension("stderr")).is_file() {
             problems.push(format!(
                 "{} has no .stderr (run the tests with BLESS=1)",
                 yaml.display()

@@ -616,3 +616,51 @@ fn completions_and_man_page() {
     let man = avala_pipe().arg("man").run();
     man.success().stdout_has(".TH avala-pipe").stdout_has(".SH NAME");
 }
+
+/// The README's action table, rendered from the format table in `pipeline::spec`.
+fn actions_table() -> String {
+    use avala_pipe::pipeline::spec::{Field, ACTIONS, POLL};
+    let input = |f: &Field| match (f.required, f.default) {
+        (true, _) => format!("`{}` (required)", f.name),
+        (false, Some(d)) => format!("`{}` = `{d}`", f.name),
+        (false, None) => format!("`{}`", f.name),
+    };
+    let mut out = String::from(
+        "| action | what it does | inputs | outputs |\n|---|---|---|---|\n",
+    );
+    for a in ACTIONS {
+        let mut inputs = a.inputs.iter().map(input).collect::<Vec<_>>().join(", ");
+        if !a.one_of.is_empty() {
+            let names: Vec<String> = a.one_of.iter().map(|n| format!("`{n}`")).collect();
+            inputs.push_str(&format!("; one of {} is required", names.join(", ")));
+        }
+        let outputs: Vec<String> = a
+            .outputs
+            .iter()
+            .map(|(name, _)| match *name {
+                "..." => "… every other field".to_string(),
+                name => format!("`{name}`"),
+            })
+            .collect();
+        out.push_str(&format!(
+            "| `{}` | {} | {} | {} |\n",
+            a.name,
+            a.summary.replace('|', "\\|"),
+            inputs,
+            outputs.join(", ")
+        ));
+    }
+    let poll: Vec<String> = POLL.iter().map(input).collect();
+    out.push_str(&format!("\n`request`'s `poll` takes {}.\n", poll.join(", ")));
+    out
+}
+
+#[test]
+fn readme_action_table_matches_the_format_table() {
+    let readme = std::fs::read_to_string(path("README.md")).expect("README.md exists");
+    let table = actions_table();
+    assert!(
+        readme.contains(&table),
+        "README.md's `## Actions` table differs from src/pipeline/spec.rs; it should contain:\n\n{table}"
+    );
+}

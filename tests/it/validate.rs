@@ -70,7 +70,10 @@ fn invalid_fixtures_give_their_expected_stderr_and_exit_2() {
                 out.stdout
             ));
         }
-        failures.extend(compare_or_bless(&yaml.with_extension("stderr"), &out.stderr));
+        failures.extend(compare_or_bless(
+            &yaml.with_extension("stderr"),
+            &out.stderr,
+        ));
     }
     assert!(
         failures.is_empty(),
@@ -177,7 +180,10 @@ fn json_format_gives_each_diagnostic_with_file_position_step_and_suggestion() {
     let d = &out.json()["files"][0]["diagnostics"][0];
     assert_eq!(d["step"], Value::Null);
     assert_eq!(d["suggestion"], "name");
-    assert_eq!((d["line"].as_u64(), d["column"].as_u64()), (Some(2), Some(1)));
+    assert_eq!(
+        (d["line"].as_u64(), d["column"].as_u64()),
+        (Some(2), Some(1))
+    );
     assert_eq!(out.stderr, "");
 }
 
@@ -266,7 +272,11 @@ fn multiple_files_report_every_problem_and_exit_2_if_any_is_invalid() {
     assert!(at("fan-out.yaml: valid") < at("cycle.yaml:3:5"));
 
     let all_valid = avala_pipe()
-        .args(["validate", "pipelines/journey.yaml", "pipelines/fan-out.yaml"])
+        .args([
+            "validate",
+            "pipelines/journey.yaml",
+            "pipelines/fan-out.yaml",
+        ])
         .run();
     all_valid.success();
 
@@ -352,11 +362,10 @@ fn a_huge_file_is_refused_without_being_parsed() {
     text.push_str("# padding\n".repeat(5 * 1024 * 1024).as_str()); // 50 MiB
     std::fs::write(&file, &text).expect("write");
     let out = avala_pipe().arg("validate").arg(&file).run();
-    out.code(2)
-        .stderr_has(&format!(
-            "the file is {} bytes; pipeline files are limited to 16 MiB",
-            text.len()
-        ));
+    out.code(2).stderr_has(&format!(
+        "the file is {} bytes; pipeline files are limited to 16 MiB",
+        text.len()
+    ));
     assert!(out.elapsed < Duration::from_secs(2), "{:?}", out.elapsed);
 }
 
@@ -435,14 +444,15 @@ fn a_generated_2000_step_pipeline_validates() {
 }
 
 /// The edges of `pipelines/journey.yaml`, in flow order.
-const JOURNEY_EDGES: [(&str, &str); 3] =
-    [("upload", "export"), ("export", "ready"), ("ready", "fetch")];
+const JOURNEY_EDGES: [(&str, &str); 3] = [
+    ("upload", "export"),
+    ("export", "ready"),
+    ("ready", "fetch"),
+];
 
 #[test]
 fn graph_mermaid() {
-    let out = avala_pipe()
-        .args(["graph", "pipelines/journey.yaml"])
-        .run();
+    let out = avala_pipe().args(["graph", "pipelines/journey.yaml"]).run();
     out.success();
     assert!(out.stdout.starts_with("flowchart TD\n"), "{}", out.stdout);
     for (from, to) in JOURNEY_EDGES {
@@ -547,11 +557,11 @@ fn schema_is_json_with_a_step_definition() {
     );
     assert_eq!(schema["type"], "object");
     assert!(schema["$defs"]["step"].is_object(), "no $defs.step");
-    assert_eq!(schema["properties"]["steps"]["items"]["$ref"], "#/$defs/step");
     assert_eq!(
-        schema["required"],
-        serde_json::json!(["version", "steps"])
+        schema["properties"]["steps"]["items"]["$ref"],
+        "#/$defs/step"
     );
+    assert_eq!(schema["required"], serde_json::json!(["version", "steps"]));
     let actions = schema["$defs"]["step"]["properties"]["action"]["enum"]
         .as_array()
         .expect("action enum");
@@ -598,7 +608,10 @@ fn help_and_version() {
     );
     // An unknown command or flag is an invocation error: exit 2.
     avala_pipe().arg("frobnicate").run().code(2);
-    avala_pipe().args(["validate", "--nope", "x.yaml"]).run().code(2);
+    avala_pipe()
+        .args(["validate", "--nope", "x.yaml"])
+        .run()
+        .code(2);
 }
 
 #[test]
@@ -614,7 +627,9 @@ fn completions_and_man_page() {
     }
     avala_pipe().args(["completions", "tcsh"]).run().code(2);
     let man = avala_pipe().arg("man").run();
-    man.success().stdout_has(".TH avala-pipe").stdout_has(".SH NAME");
+    man.success()
+        .stdout_has(".TH avala-pipe")
+        .stdout_has(".SH NAME");
 }
 
 /// The README's action table, rendered from the format table in `pipeline::spec`.
@@ -625,9 +640,7 @@ fn actions_table() -> String {
         (false, Some(d)) => format!("`{}` = `{d}`", f.name),
         (false, None) => format!("`{}`", f.name),
     };
-    let mut out = String::from(
-        "| action | what it does | inputs | outputs |\n|---|---|---|---|\n",
-    );
+    let mut out = String::from("| action | what it does | inputs | outputs |\n|---|---|---|---|\n");
     for a in ACTIONS {
         let mut inputs = a.inputs.iter().map(input).collect::<Vec<_>>().join(", ");
         if !a.one_of.is_empty() {
@@ -651,7 +664,10 @@ fn actions_table() -> String {
         ));
     }
     let poll: Vec<String> = POLL.iter().map(input).collect();
-    out.push_str(&format!("\n`request`'s `poll` takes {}.\n", poll.join(", ")));
+    out.push_str(&format!(
+        "\n`request`'s `poll` takes {}.\n",
+        poll.join(", ")
+    ));
     out
 }
 

@@ -234,6 +234,34 @@ fn every_example_pipeline_validates() {
 }
 
 #[test]
+fn valid_fixtures_validate_and_forward_references_order_the_graph() {
+    let out = avala_pipe()
+        .args(["validate", "tests/fixtures/valid/templates.yaml"])
+        .run();
+    out.success()
+        .stderr_has("tests/fixtures/valid/templates.yaml: valid (4 steps)");
+    let graph = avala_pipe()
+        .args([
+            "graph",
+            "--format",
+            "json",
+            "tests/fixtures/valid/templates.yaml",
+        ])
+        .run();
+    graph.success();
+    let doc = graph.json();
+    // `poll` (3rd in the file) references `later` (4th): `later` runs first.
+    assert_eq!(
+        doc["order"],
+        serde_json::json!(["list", "each", "later", "poll"])
+    );
+    assert_eq!(
+        doc["edges"],
+        serde_json::json!([["list", "each"], ["list", "poll"], ["later", "poll"]])
+    );
+}
+
+#[test]
 fn every_example_pipeline_names_the_schema_for_editors() {
     for file in examples() {
         let text = std::fs::read_to_string(path(&file)).expect("read the example");

@@ -22,30 +22,16 @@ use crate::template;
 /// Reads and checks a pipeline file.
 pub fn load(path: &Path) -> Result<Pipeline, FileDiagnostics> {
     let origin = Pos { line: 1, col: 1 };
-    let bytes = match std::fs::read(path) {
+    let bytes = match read_limited(path) {
         Ok(b) => b,
-        Err(e) => {
+        Err(message) => {
             return Err(FileDiagnostics::single(
                 path,
                 "",
-                Diagnostic::new(origin, format!("cannot read the pipeline file: {e}")),
+                Diagnostic::new(origin, message),
             ))
         }
     };
-    if bytes.len() > yaml::MAX_FILE_BYTES {
-        return Err(FileDiagnostics::single(
-            path,
-            "",
-            Diagnostic::new(
-                origin,
-                format!(
-                    "the file is {} bytes; pipeline files are limited to {} MiB",
-                    bytes.len(),
-                    yaml::MAX_FILE_BYTES >> 20
-                ),
-            ),
-        ));
-    }
     let source = match String::from_utf8(bytes) {
         Ok(s) => s,
         Err(e) => {
@@ -63,16 +49,45 @@ pub fn load(path: &Path) -> Result<Pipeline, FileDiagnostics> {
     check_source(path, &source)
 }
 
+/// Reads at most [`yaml::MAX_FILE_BYTES`]: a huge file (or `/dev/zero`) is refused
+/// without being read into memory.
+fn read_limited(path: &Path) -> Result<Vec<u8>, String> {
+    use std::io::Read as _;
+    let limit = yaml::MAX_FILE_BYTES as u64;
+    let too_big = |size: String| {
+        format!(
+            "the file is {size} bytes; pipeline files are limited to {} MiB",
+            limit >> 20
+        )
+    };
+    let cannot_read = |e: std::io::Error| format!("cannot read the pipeline file: {e}");
+    let file = std::fs::File::open(path).map_err(cannot_read)?;
+    if let Ok(meta) = file.metadata() {
+        if meta.is_file() && meta.len() > limit {
+            return Err(too_big(meta.len().to_string()));
+        }
+    }
+    let mut bytes = Vec::new();
+    file.take(limit + 1)
+        .read_to_end(&mut bytes)
+        .map_err(cannot_read)?;
+    if bytes.len() as u64 > limit {
+        return Err(too_big(format!("more than {limit}")));
+    }
+    Ok(bytes)
+}
+
 /// Checks pipeline text (as if read from `path`).
 pub fn check_source(path: &Path, source: &str) -> Result<Pipeline, FileDiagnostics> {
     if source.contains('\0') {
         let before = &source[..source.find('\0').unwrap_or(0)];
         let line = before.matches('\n').count() as u32 + 1;
+        let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) as u32 + 1;
         return Err(FileDiagnostics::single(
             path,
             source,
             Diagnostic::new(
-                Pos { line, col: 1 },
+                Pos { line, col },
                 "the file contains binary data (NUL bytes)",
             ),
         ));
@@ -87,6 +102,7 @@ pub fn check_source(path: &Path, source: &str) -> Result<Pipeline, FileDiagnosti
     };
     let mut checker = Checker {
         source,
+        lines: source.lines().collect(),
         diags: Vec::new(),
         step: None,
     };
@@ -128,6 +144,9 @@ struct PendingTemplate {
 
 struct Checker<'a> {
     source: &'a str,
+    /// The source's lines, indexed once: finding a reference's column must not rescan
+    /// the file for every template.
+    lines: Vec<&'a str>,
     diags: Vec<Diagnostic>,
     /// The step being checked, for messages.
     step: Option<String>,
@@ -167,21 +186,26 @@ impl Checker<'_> {
 
     fn pipeline(&mut self, path: &Path, root: &Node) -> Option<Pipeline> {
         let Some(map) = root.as_map() else {
-            self.error(
-                root.pos,
-                format!(
+            let message = match root.kind {
+                // An empty file, or only comments: say so rather than "found null".
+                NodeKind::Null => "the pipeline file is empty".to_string(),
+                _ => format!(
                     "a pipeline file must be a mapping, found {}",
                     root.type_name()
                 ),
-            )
-            .help("start with `version: 1` and a `steps:` list");
+            };
+            self.error(root.pos, message)
+                .help("start with `version: 1` and a `steps:` list");
             return None;
         };
         let fields = self.fields(map, spec::TOP, "the pipeline");
 
         let version = fields.get("version").copied();
         if let Some(v) = version {
-            if !matches!(v.kind, NodeKind::Int(1))
+            // Other types have already been reported by the type check.
+            let comparable = matches!(v.kind, NodeKind::Int(_) | NodeKind::Str(_));
+            if comparable
+                && !matches!(v.kind, NodeKind::Int(1))
                 && !matches!(&v.kind, NodeKind::Str(s) if s == "1")
             {
                 self.error(
@@ -575,7 +599,11 @@ impl Checker<'_> {
             return None;
         };
         // Name the step in messages as early as possible.
-        let id = find(map, "id").and_then(|n| n.as_str().map(str::to_string));
+        // A number (`id: 123`) is read as its text so it is reported as an invalid id.
+        let id = find(map, "id").and_then(|n| match &n.kind {
+            NodeKind::Int(_) | NodeKind::Float(_) => Some(scalar_text(n)),
+            _ => n.as_str().map(str::to_string),
+        });
         self.step = id.clone().or_else(|| Some(format!("#{}", index + 1)));
         let fields = self.fields(
             map,
@@ -636,15 +664,6 @@ impl Checker<'_> {
                 .map(|(k, _)| k.pos);
             let anchor = with_key.or(action_node.map(|n| n.pos)).unwrap_or(node.pos);
             let found = self.fields_at(entries, aspec.inputs, &what, Some(anchor));
-            if entries.is_empty() {
-                for f in aspec.inputs.iter().filter(|f| f.required) {
-                    self.error(
-                        anchor,
-                        format!("missing required input `{}` of {}", f.name, kind.name()),
-                    )
-                    .help(f.doc.to_string());
-                }
-            }
             if !aspec.one_of.is_empty() && !aspec.one_of.iter().any(|n| found.contains_key(n)) {
                 self.error(
                     anchor,
@@ -727,7 +746,10 @@ impl Checker<'_> {
         let needs_nodes: Vec<(String, Pos)> = match fields.get("needs").map(|n| &n.kind) {
             Some(NodeKind::Seq(items)) => items
                 .iter()
-                .filter_map(|i| Some((i.as_str()?.to_string(), i.pos)))
+                .filter_map(|i| match &i.kind {
+                    NodeKind::Int(n) => Some((n.to_string(), i.pos)),
+                    _ => Some((i.as_str()?.to_string(), i.pos)),
+                })
                 .collect(),
             Some(NodeKind::Str(s)) => vec![(s.clone(), fields["needs"].pos)],
             _ => vec![],
@@ -778,6 +800,10 @@ impl Checker<'_> {
         let mut out = IndexMap::new();
         for (k, v) in map {
             let Some(key) = self.key(k) else { continue };
+            // An unknown key is already reported; its value is not checked further.
+            if spec::field(spec::POLL, &key).is_none() {
+                continue;
+            }
             let scope = if key == "until" || key == "fail_if" {
                 Scope::Poll { for_each }
             } else {
@@ -1000,9 +1026,9 @@ impl Checker<'_> {
     /// first line; else the template's own position.
     fn locate(&self, tmpl: &Tmpl, reference: &str) -> (Pos, usize) {
         let line = self
-            .source
-            .lines()
-            .nth(tmpl.pos.line.saturating_sub(1) as usize)
+            .lines
+            .get(tmpl.pos.line.saturating_sub(1) as usize)
+            .copied()
             .unwrap_or("");
         let start = line
             .char_indices()
@@ -1230,14 +1256,41 @@ pub fn token_width(source: &str, pos: Pos) -> usize {
     let width = if rest.starts_with('"') || rest.starts_with('\'') {
         let quote = rest.chars().next().unwrap_or('"');
         rest[1..].find(quote).map_or(rest.len(), |i| i + 2)
+    } else if rest.starts_with('[') || rest.starts_with('{') {
+        // A flow collection: up to its closing bracket, when that is on this line and near.
+        flow_width(rest).filter(|w| *w <= 80).unwrap_or(1)
     } else {
-        rest.find(": ")
-            .or_else(|| rest.strip_suffix(':').map(str::len))
-            .or_else(|| rest.find(", "))
-            .or_else(|| rest.find(']'))
-            .unwrap_or_else(|| rest.find(" #").unwrap_or(rest.len()))
+        // A plain scalar or key ends at the first delimiter, whichever comes first.
+        [": ", ", ", "]", "}", " #"]
+            .iter()
+            .filter_map(|d| rest.find(d))
+            .chain(rest.strip_suffix(':').map(str::len))
+            .min()
+            .unwrap_or(rest.len())
     };
     rest[..width.min(rest.len())].chars().count().max(1)
+}
+
+/// Byte length of the flow collection that starts `text`, up to its closing bracket.
+fn flow_width(text: &str) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut quote = None;
+    for (i, c) in text.char_indices() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '"' | '\'') => quote = Some(c),
+            (None, '[' | '{') => depth += 1,
+            (None, ']' | '}') => {
+                depth = depth.saturating_sub(1);
+                if depth == 0 {
+                    return Some(i + 1);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
 }
 
 fn find<'n>(map: &'n [(Node, Node)], key: &str) -> Option<&'n Node> {

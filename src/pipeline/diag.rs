@@ -109,26 +109,41 @@ impl FileDiagnostics {
             if let Some(step) = &d.step {
                 let _ = writeln!(out, "{pad} {} in step `{step}`", paint("1;34", "="));
             }
-            let _ = writeln!(out, "{pad} {}", paint("1;34", "|"));
-            let shown: String = line_text.chars().take(200).collect();
-            let _ = writeln!(
-                out,
-                "{} {} {}",
-                paint("1;34", &d.pos.line.to_string()),
-                paint("1;34", "|"),
-                shown
-            );
-            let caret_pad: String = line_text
-                .chars()
-                .take(d.pos.col.saturating_sub(1) as usize)
-                .map(|c| if c == '\t' { '\t' } else { ' ' })
-                .collect();
-            let _ = writeln!(
-                out,
-                "{pad} {} {caret_pad}{}",
-                paint("1;34", "|"),
-                paint("1;31", &"^".repeat(d.len.min(120)))
-            );
+            // No source (the file could not be read): no snippet to show.
+            if !self.source.is_empty() {
+                let _ = writeln!(out, "{pad} {}", paint("1;34", "|"));
+                // Control characters (a binary file, an escape sequence) must not reach the
+                // terminal: they are shown as U+FFFD, one for one, so the caret still lines up.
+                let shown: String = line_text
+                    .chars()
+                    .take(200)
+                    .map(|c| {
+                        if c.is_control() && c != '\t' {
+                            char::REPLACEMENT_CHARACTER
+                        } else {
+                            c
+                        }
+                    })
+                    .collect();
+                let _ = writeln!(
+                    out,
+                    "{} {} {}",
+                    paint("1;34", &d.pos.line.to_string()),
+                    paint("1;34", "|"),
+                    shown
+                );
+                let caret_pad: String = line_text
+                    .chars()
+                    .take(d.pos.col.saturating_sub(1) as usize)
+                    .map(|c| if c == '\t' { '\t' } else { ' ' })
+                    .collect();
+                let _ = writeln!(
+                    out,
+                    "{pad} {} {caret_pad}{}",
+                    paint("1;34", "|"),
+                    paint("1;31", &"^".repeat(d.len.min(120)))
+                );
+            }
             if let Some(s) = &d.suggestion {
                 let _ = writeln!(
                     out,

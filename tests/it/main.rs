@@ -1,2 +1,4 @@
 mod emulator;
 mod run;
+mod support;
+mod validate;

@@ -682,10 +682,13 @@ impl Checker<'_> {
                         for_each: has_for_each,
                     })
                 };
-                let value = match scope {
+                let mut value = match scope {
                     Some(scope) => self.tvalue(v, scope, Some(index), pending),
                     None => self.poll(v, index, has_for_each, pending),
                 };
+                if key == "json" || key == "body" {
+                    numbers_back(&mut value, v);
+                }
                 with.insert(key, value);
             }
         }
@@ -890,6 +893,14 @@ impl Checker<'_> {
                 _ => &[],
             };
             match root {
+                "steps" if p.scope == Scope::Vars => {
+                    self.error_span(
+                        pos,
+                        width,
+                        "vars cannot refer to steps: vars are rendered once, before any step runs",
+                    )
+                    .help("use the template in the step that needs it, or in `outputs`");
+                }
                 "steps" => {
                     let Some(id) = parts.get(1) else {
                         self.error_span(pos, width, "refer to a step as `steps.<id>` (dynamic lookups cannot be checked or ordered)");
@@ -1218,6 +1229,29 @@ fn fill_refs(value: &mut TValue, pending: &[PendingTemplate]) {
         }
         TValue::List(items) => items.iter_mut().for_each(|i| fill_refs(i, pending)),
         TValue::Map(map) => map.values_mut().for_each(|v| fill_refs(v, pending)),
+        _ => {}
+    }
+}
+
+/// In a JSON body, a plain `0.50` or `1e3` is the number it looks like (elsewhere such
+/// scalars keep their text, so `version: 3.10` stays "3.10").
+fn numbers_back(value: &mut TValue, node: &Node) {
+    match (value, &node.kind) {
+        (v @ TValue::Str(_), _) if node.number.is_some() => {
+            *v = TValue::Float(node.number.unwrap_or_default());
+        }
+        (TValue::List(items), NodeKind::Seq(nodes)) => {
+            for (item, n) in items.iter_mut().zip(nodes) {
+                numbers_back(item, n);
+            }
+        }
+        (TValue::Map(map), NodeKind::Map(entries)) => {
+            for (k, n) in entries {
+                if let Some(item) = k.as_str().and_then(|k| map.get_mut(k)) {
+                    numbers_back(item, n);
+                }
+            }
+        }
         _ => {}
     }
 }

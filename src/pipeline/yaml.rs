@@ -36,6 +36,9 @@ impl fmt::Display for Pos {
 pub struct Node {
     pub pos: Pos,
     pub kind: NodeKind,
+    /// For a string that was written as a plain number which does not survive a round
+    /// trip (`3.10`, `0.50`, `1e3`): that number, for places that want numbers (JSON bodies).
+    pub number: Option<f64>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -234,6 +237,7 @@ fn lower(source: &str, raw: Spanned<RawNode>) -> Node {
         let len = span.byte_len()? as usize;
         source.get(start..start + len).map(|s| s.trim().to_string())
     };
+    let mut number = None;
     let kind = match raw.value {
         RawNode::Null => NodeKind::Null,
         RawNode::Bool(b) => NodeKind::Bool(b),
@@ -241,6 +245,7 @@ fn lower(source: &str, raw: Spanned<RawNode>) -> Node {
         RawNode::Float(f) => match written() {
             // A float that would not survive a round trip (`3.10`, `1e3`) keeps its text.
             Some(text) if text.parse::<f64>().ok() == Some(f) && format_float(f) != text => {
+                number = Some(f);
                 NodeKind::Str(text)
             }
             _ => NodeKind::Float(f),
@@ -254,7 +259,7 @@ fn lower(source: &str, raw: Spanned<RawNode>) -> Node {
                 .collect(),
         ),
     };
-    Node { pos, kind }
+    Node { pos, kind, number }
 }
 
 fn format_float(f: f64) -> String {

@@ -27,8 +27,12 @@ struct Outcome {
 
 impl Outcome {
     fn report(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}):\n{}\nstderr:\n{}", self.stdout, self.stderr))
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not one JSON document ({e}):\n{}\nstderr:\n{}",
+                self.stdout, self.stderr
+            )
+        })
     }
 
     fn step<'a>(report: &'a Value, id: &str) -> &'a Value {
@@ -44,7 +48,14 @@ async fn run(emu: &Emulator, file: &Path, cwd: &Path, extra: &[&str]) -> Outcome
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_avala-pipe"));
     cmd.arg("run")
         .arg(file)
-        .args(["--format", "json", "--base-url", &emu.base_url(), "--color", "never"])
+        .args([
+            "--format",
+            "json",
+            "--base-url",
+            &emu.base_url(),
+            "--color",
+            "never",
+        ])
         .args(extra)
         .current_dir(cwd)
         .env("AVALA_API_KEY", KEY)
@@ -104,16 +115,29 @@ async fn journey(flavor: Flavor) {
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
-        .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), sha256_file(&p)))
+        .map(|p| {
+            (
+                p.file_name().unwrap().to_string_lossy().into_owned(),
+                sha256_file(&p),
+            )
+        })
         .collect();
     expected.sort();
-    let mut stored: Vec<(String, String)> = emu.uploads().into_iter().map(|u| (u.name, u.sha256)).collect();
+    let mut stored: Vec<(String, String)> = emu
+        .uploads()
+        .into_iter()
+        .map(|u| (u.name, u.sha256))
+        .collect();
     stored.sort();
     assert_eq!(stored, expected);
     let upload = Outcome::step(&report, "upload");
     assert_eq!(upload["outputs"]["count"], expected.len());
     for f in upload["outputs"]["files"].as_array().unwrap() {
-        let name = Path::new(f["path"].as_str().unwrap()).file_name().unwrap().to_string_lossy().into_owned();
+        let name = Path::new(f["path"].as_str().unwrap())
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
         let want = &expected.iter().find(|(n, _)| *n == name).unwrap().1;
         assert_eq!(f["sha256"].as_str().unwrap(), want);
     }
@@ -123,15 +147,27 @@ async fn journey(flavor: Flavor) {
     let path = dir.path().join(report["outputs"]["file"].as_str().unwrap());
     assert_eq!(std::fs::metadata(&path).unwrap().len(), 300_000);
     assert_eq!(Some(sha256_file(&path)), emu.export_sha256(&export_id));
-    assert_eq!(report["outputs"]["sha256"].as_str(), emu.export_sha256(&export_id).as_deref());
+    assert_eq!(
+        report["outputs"]["sha256"].as_str(),
+        emu.export_sha256(&export_id).as_deref()
+    );
     let requests = emu.requests();
-    let storage: Vec<_> = requests.iter().filter(|r| r.origin == Origin::Storage).collect();
+    let storage: Vec<_> = requests
+        .iter()
+        .filter(|r| r.origin == Origin::Storage)
+        .collect();
     assert_eq!(storage.len(), 1, "one download request");
     for r in &storage {
-        assert!(!r.headers.contains_key("x-avala-api-key"), "the key went to the storage origin: {r:?}");
+        assert!(
+            !r.headers.contains_key("x-avala-api-key"),
+            "the key went to the storage origin: {r:?}"
+        );
     }
     for r in requests.iter().filter(|r| r.origin == Origin::Api) {
-        assert_eq!(r.headers.get("x-avala-api-key").map(String::as_str), Some(KEY));
+        assert_eq!(
+            r.headers.get("x-avala-api-key").map(String::as_str),
+            Some(KEY)
+        );
         assert!(r.headers["user-agent"].starts_with("avala-pipe/"), "{r:?}");
     }
     // No temporary file left beside the download.
@@ -177,7 +213,12 @@ async fn pagination_fetches_every_page_once() {
         let report = out.report();
         let all = Outcome::step(&report, "all");
         assert_eq!(all["outputs"]["count"], 250);
-        let ids: Vec<&str> = all["outputs"]["items"].as_array().unwrap().iter().map(|i| i["id"].as_str().unwrap()).collect();
+        let ids: Vec<&str> = all["outputs"]["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["id"].as_str().unwrap())
+            .collect();
         let unique: std::collections::HashSet<_> = ids.iter().collect();
         assert_eq!(unique.len(), 250, "{flavor:?}: every item once");
         let saved = Outcome::step(&report, "saved");
@@ -193,7 +234,10 @@ async fn pagination_fetches_every_page_once() {
             .filter(|r| r.method == "GET" && r.path.trim_end_matches('/').ends_with("/datasets"))
             .collect();
         assert_eq!(lists.len(), 8, "{flavor:?}: {lists:#?}");
-        let first_pages = lists.iter().filter(|r| !r.query.contains("cursor=")).count();
+        let first_pages = lists
+            .iter()
+            .filter(|r| !r.query.contains("cursor="))
+            .count();
         assert_eq!(first_pages, 3, "{flavor:?}");
         emu.shutdown().await;
     }
@@ -202,7 +246,10 @@ async fn pagination_fetches_every_page_once() {
 /// `Retry-After` is obeyed (seconds and HTTP-date), then the call succeeds.
 #[tokio::test(flavor = "multi_thread")]
 async fn retry_after_is_obeyed() {
-    for (name, retry_after) in [("seconds", RetryAfter::Seconds(1)), ("date", RetryAfter::HttpDateIn(2))] {
+    for (name, retry_after) in [
+        ("seconds", RetryAfter::Seconds(1)),
+        ("date", RetryAfter::HttpDateIn(2)),
+    ] {
         let emu = emulator(EmulatorOptions::default()).await;
         emu.add_fault(Fault {
             name: Some(name.into()),
@@ -217,14 +264,26 @@ async fn retry_after_is_obeyed() {
             },
         });
         let dir = tempfile::tempdir().unwrap();
-        let file = write(dir.path(), "p.yaml", "version: 1\nsteps:\n  - id: list\n    action: datasets.list\n");
+        let file = write(
+            dir.path(),
+            "p.yaml",
+            "version: 1\nsteps:\n  - id: list\n    action: datasets.list\n",
+        );
         let out = run(&emu, &file, dir.path(), &[]).await;
         assert_eq!(out.code, 0, "{}", out.stderr);
         assert_eq!(emu.fault_delivered(name), 1);
-        assert!(out.elapsed >= Duration::from_millis(950), "{name}: waited only {:?}", out.elapsed);
+        assert!(
+            out.elapsed >= Duration::from_millis(950),
+            "{name}: waited only {:?}",
+            out.elapsed
+        );
         let report = out.report();
         assert_eq!(Outcome::step(&report, "list")["attempts"], 2);
-        assert!(out.stderr.contains("429"), "the retry is logged: {}", out.stderr);
+        assert!(
+            out.stderr.contains("429"),
+            "the retry is logged: {}",
+            out.stderr
+        );
         emu.shutdown().await;
     }
 }
@@ -257,9 +316,19 @@ steps:
     let missing = Outcome::step(&report, "missing");
     assert_eq!(missing["status"], "failed");
     let error = missing["error"].as_str().unwrap();
-    assert!(error.contains("GET /api/v1/datasets/ds_9999") && error.contains("404"), "{error}");
-    assert!(error.to_lowercase().contains("not found"), "server message: {error}");
-    assert!(out.stderr.contains("missing") && out.stderr.contains("p.yaml:3"), "{}", out.stderr);
+    assert!(
+        error.contains("GET /api/v1/datasets/ds_9999") && error.contains("404"),
+        "{error}"
+    );
+    assert!(
+        error.to_lowercase().contains("not found"),
+        "server message: {error}"
+    );
+    assert!(
+        out.stderr.contains("missing") && out.stderr.contains("p.yaml:3"),
+        "{}",
+        out.stderr
+    );
     assert_eq!(Outcome::step(&report, "after")["status"], "skipped");
     // With one slot, `independent` would start after `missing`: a failure stops new work.
     assert_eq!(Outcome::step(&report, "independent")["status"], "skipped");
@@ -348,7 +417,10 @@ outputs:
     assert_eq!(outputs["octal"], "012");
     assert_eq!(outputs["counts"], serde_json::json!([3, 3, 3, 3, 3]));
     assert_eq!(outputs["names"].as_array().unwrap().len(), 2);
-    assert!(outputs["first"].is_object(), "a whole-value template keeps its type");
+    assert!(
+        outputs["first"].is_object(),
+        "a whole-value template keeps its type"
+    );
     let each = Outcome::step(&report, "each");
     assert_eq!(each["outputs"]["count"], 5);
     assert_eq!(each["iterations"].as_array().unwrap().len(), 5);
@@ -380,7 +452,10 @@ async fn independent_steps_run_concurrently() {
     assert_eq!(emu.fault_delivered("ds_0001"), 1);
     assert_eq!(emu.fault_delivered("ds_0002"), 1);
     let report = out.report();
-    assert!(report["duration_ms"].as_u64().unwrap() < 2900, "steps did not overlap: {report:#}");
+    assert!(
+        report["duration_ms"].as_u64().unwrap() < 2900,
+        "steps did not overlap: {report:#}"
+    );
     emu.shutdown().await;
 }
 
@@ -403,9 +478,18 @@ async fn failed_export_fails_with_the_servers_message() {
         let out = run(&emu, &file, dir.path(), &[]).await;
         assert_eq!(out.code, 1, "{}", out.stderr);
         let report = out.report();
-        let id = Outcome::step(&report, "make")["outputs"]["id"].as_str().unwrap().to_string();
-        let error = Outcome::step(&report, "wait")["error"].as_str().unwrap().to_string();
-        assert!(error.contains(&id) && error.contains("failed"), "{flavor:?}: {error}");
+        let id = Outcome::step(&report, "make")["outputs"]["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let error = Outcome::step(&report, "wait")["error"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            error.contains(&id) && error.contains("failed"),
+            "{flavor:?}: {error}"
+        );
         emu.shutdown().await;
     }
 }
@@ -459,7 +543,11 @@ async fn invocation_errors_send_nothing() {
     // An undeclared --var.
     let out = run(&emu, &file, dir.path(), &["--var", "datset=x"]).await;
     assert_eq!(out.code, 2);
-    assert!(out.stderr.contains("did you mean `dataset`"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("did you mean `dataset`"),
+        "{}",
+        out.stderr
+    );
     // Plain http to a non-loopback host.
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_avala-pipe"))
         .args(["run"])
@@ -481,6 +569,10 @@ async fn invocation_errors_send_nothing() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("AVALA_API_KEY"));
-    assert!(emu.requests().is_empty(), "nothing may be sent: {:?}", emu.requests());
+    assert!(
+        emu.requests().is_empty(),
+        "nothing may be sent: {:?}",
+        emu.requests()
+    );
     emu.shutdown().await;
 }

@@ -170,8 +170,7 @@ impl Shared {
 
     /// Seeded plus uploaded items of a dataset.
     pub(crate) fn item_count(&self, dataset: &DatasetInfo) -> usize {
-        let uploads = self.uploads.read().expect("uploads lock");
-        dataset.seeded_items + uploads.by_dataset.get(&dataset.index).map_or(0, Vec::len)
+        self.item_counts(std::slice::from_ref(dataset))[0]
     }
 
     /// Item counts for several datasets under one lock.

@@ -97,8 +97,8 @@ async fn list_datasets(
 ) -> Reply {
     let query = list_query(&shared, &uri, &headers)?;
     let total = shared.catalog.dataset_count();
-    let end = total.min(query.offset.saturating_add(query.limit));
-    let datasets: Vec<_> = (query.offset.min(end)..end)
+    let datasets: Vec<_> = query
+        .window(total)
         .filter_map(|i| shared.catalog.dataset_at(i))
         .collect();
     let counts = shared.item_counts(&datasets);
@@ -317,9 +317,9 @@ async fn list_projects(
 ) -> Reply {
     let query = list_query(&shared, &uri, &headers)?;
     let total = shared.catalog.project_count();
-    let end = total.min(query.offset.saturating_add(query.limit));
     let flavor = shared.options.flavor;
-    let objects = (query.offset.min(end)..end)
+    let objects = query
+        .window(total)
         .filter_map(|i| shared.catalog.project_at(i))
         .map(|p| flavor.project(&p))
         .collect();

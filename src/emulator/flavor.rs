@@ -11,7 +11,7 @@ use serde_json::{json, Map, Value};
 
 use super::catalog::{iso8601, DatasetInfo, ItemRecord, ProjectInfo};
 use super::options::Flavor;
-use super::state::ExportRecord;
+use super::state::{ExportRecord, ExportStage};
 
 /// An error to answer with, in the flavour's body.
 #[derive(Debug)]
@@ -110,18 +110,18 @@ impl Flavor {
         )
     }
 
-    /// The export's status after `polls` polls of `needed`, in this flavour's words.
-    pub(crate) fn export_status(self, polls: u32, needed: u32, fails: bool) -> &'static str {
-        let stages: &[&'static str] = match self {
-            Flavor::Documented => &["pending", "processing", "completed"],
-            Flavor::Current => &["requested", "pending", "processing", "exported"],
+    /// An export's status in this flavour's words: a running export moves one status on per
+    /// poll and stays on the last running one until it is done.
+    pub(crate) fn export_status(self, stage: ExportStage, polls: u32) -> &'static str {
+        let running: &[&'static str] = match self {
+            Flavor::Documented => &["pending", "processing"],
+            Flavor::Current => &["requested", "pending", "processing"],
         };
-        let last = stages.len() - 1;
-        match polls {
-            p if p >= needed && fails => "failed",
-            p if p >= needed => stages[last],
-            0 => stages[0],
-            p => stages[(p as usize).min(last - 1)],
+        match stage {
+            ExportStage::Running => running[(polls as usize).min(running.len() - 1)],
+            ExportStage::Ready if self == Flavor::Documented => "completed",
+            ExportStage::Ready => "exported",
+            ExportStage::Failed => "failed",
         }
     }
 
@@ -132,23 +132,24 @@ impl Flavor {
         download_url: Option<String>,
         failure: Option<&str>,
     ) -> Value {
+        let spec = &e.spec;
         let first = |list: &[String]| list.first().map_or(Value::Null, |s| json!(s));
         let mut fields = match self {
             Flavor::Documented => vec![
                 ("status", json!(status)),
-                ("format", json!(e.format)),
-                ("project_id", first(&e.projects)),
-                ("dataset_id", first(&e.datasets)),
+                ("format", json!(spec.format)),
+                ("project_id", first(&spec.projects)),
+                ("dataset_id", first(&spec.datasets)),
             ],
             Flavor::Current => vec![
-                ("name", json!(e.name)),
+                ("name", json!(spec.name)),
                 ("status", json!(status)),
-                ("format", json!(e.format)),
-                ("project", first(&e.projects)),
-                ("dataset", first(&e.datasets)),
-                ("projects", json!(e.projects)),
-                ("datasets", json!(e.datasets)),
-                ("slices", json!(e.slices)),
+                ("format", json!(spec.format)),
+                ("project", first(&spec.projects)),
+                ("dataset", first(&spec.datasets)),
+                ("projects", json!(spec.projects)),
+                ("datasets", json!(spec.datasets)),
+                ("slices", json!(spec.slices)),
             ],
         };
         fields.push(("download_url", json!(download_url)));
@@ -297,22 +298,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn export_statuses_advance_one_stage_per_poll() {
-        let documented: Vec<_> = (0..=3)
-            .map(|p| Flavor::Documented.export_status(p, 2, false))
-            .collect();
+    fn running_exports_move_one_status_per_poll() {
+        let running = |flavor: Flavor| -> Vec<_> {
+            (0..4)
+                .map(|polls| flavor.export_status(ExportStage::Running, polls))
+                .collect()
+        };
         assert_eq!(
-            documented,
-            ["pending", "processing", "completed", "completed"]
+            running(Flavor::Documented),
+            ["pending", "processing", "processing", "processing"]
         );
-        let current: Vec<_> = (0..=4)
-            .map(|p| Flavor::Current.export_status(p, 3, false))
-            .collect();
         assert_eq!(
-            current,
-            ["requested", "pending", "processing", "exported", "exported"]
+            running(Flavor::Current),
+            ["requested", "pending", "processing", "processing"]
         );
-        assert_eq!(Flavor::Current.export_status(2, 2, true), "failed");
-        assert_eq!(Flavor::Documented.export_status(0, 0, false), "completed");
+        assert_eq!(
+            Flavor::Current.export_status(ExportStage::Ready, 0),
+            "exported"
+        );
+        assert_eq!(
+            Flavor::Documented.export_status(ExportStage::Failed, 9),
+            "failed"
+        );
     }
 }

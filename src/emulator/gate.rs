@@ -70,9 +70,9 @@ async fn answer(gate: &Gate, method: &str, path: &str, request: Request, next: N
     let rate = options
         .rate_limit
         .filter(|_| api)
-        .map(|limit| (limit, shared.take_rate_slot(limit)));
+        .map(|limit| shared.take_rate_slot(limit));
     let mut response = match rate {
-        Some((_, (false, _, _))) => {
+        Some(slot) if !slot.allowed => {
             let mut response = options
                 .flavor
                 .problem(Problem::RateLimited { retry_after: 1 });
@@ -81,22 +81,15 @@ async fn answer(gate: &Gate, method: &str, path: &str, request: Request, next: N
         }
         _ => faulted(gate, method, path, request, next).await,
     };
-    if let Some((limit, (_, remaining, reset))) = rate {
-        set_header(
-            &mut response,
-            HeaderName::from_static("x-ratelimit-limit"),
-            limit.to_string(),
-        );
-        set_header(
-            &mut response,
-            HeaderName::from_static("x-ratelimit-remaining"),
-            remaining.to_string(),
-        );
-        set_header(
-            &mut response,
-            HeaderName::from_static("x-ratelimit-reset"),
-            reset.to_string(),
-        );
+    if let Some(slot) = rate {
+        let headers = [
+            ("x-ratelimit-limit", slot.limit.to_string()),
+            ("x-ratelimit-remaining", slot.remaining.to_string()),
+            ("x-ratelimit-reset", slot.reset.to_string()),
+        ];
+        for (name, value) in headers {
+            set_header(&mut response, HeaderName::from_static(name), value);
+        }
     }
     response
 }

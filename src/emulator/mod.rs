@@ -235,10 +235,13 @@ impl Drop for Emulator {
 /// `avala-pipe emulator`: starts the emulator, prints how to reach it on stdout, and serves
 /// until Ctrl-C or SIGTERM.
 pub async fn serve(options: EmulatorOptions) -> Result<(), EmulatorError> {
-    let flavor = options.flavor;
+    let flavor = match options.flavor {
+        Flavor::Documented => "documented",
+        Flavor::Current => "current",
+    };
     let emulator = Emulator::start(options).await?;
     let (base, key) = (emulator.base_url(), emulator.demo_key());
-    println!("Avala API emulator ({flavor:?} flavour)");
+    println!("Avala API emulator ({flavor} flavour)");
     println!("  base URL:       {base}");
     println!("  storage origin: {}", emulator.storage_origin());
     println!("  API key:        {key}");

@@ -79,7 +79,8 @@ pub struct EmulatorOptions {
     #[arg(long, value_name = "FILE")]
     pub faults: Option<PathBuf>,
     /// Keep at most this many requests in the in-memory request journal (oldest dropped).
-    #[arg(long, value_name = "N", default_value_t = 100_000)]
+    /// (About 1 KiB each; 0 keeps none.)
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
     pub journal_limit: usize,
 }
 

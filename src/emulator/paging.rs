@@ -77,6 +77,12 @@ impl ListQuery {
         })
     }
 
+    /// The positions this request covers in a list of `total`.
+    pub(crate) fn window(&self, total: usize) -> std::ops::Range<usize> {
+        let end = total.min(self.offset.saturating_add(self.limit));
+        self.offset.min(end)..end
+    }
+
     /// The page body for `objects` (this window of a list of `total`). With `repeat_cursor`
     /// the next cursor is the current one; the returned flag says whether that happened.
     pub(crate) fn page(

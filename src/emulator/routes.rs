@@ -22,7 +22,7 @@ use super::flavor::{json_response, Problem, Rejection};
 use super::gate::{self, Gate, RepeatCursor};
 use super::options::Flavor;
 use super::paging::ListQuery;
-use super::state::{ExportRecord, Origin, Shared};
+use super::state::{ExportRecord, ExportSpec, ExportStage, Origin, Shared};
 use super::storage;
 
 type Reply = Result<Response, Rejection>;
@@ -97,8 +97,8 @@ async fn list_datasets(
 ) -> Reply {
     let query = list_query(&shared, &uri, &headers)?;
     let total = shared.catalog.dataset_count();
-    let end = total.min(query.offset.saturating_add(query.limit));
-    let datasets: Vec<_> = (query.offset.min(end)..end)
+    let datasets: Vec<_> = query
+        .window(total)
         .filter_map(|i| shared.catalog.dataset_at(i))
         .collect();
     let counts = shared.item_counts(&datasets);
@@ -185,15 +185,6 @@ async fn upload_item(
 
 // ---- exports -----------------------------------------------------------------------------
 
-/// What an export request asks for, whichever body shape it came in.
-struct ExportRequest {
-    name: Option<String>,
-    format: String,
-    projects: Vec<String>,
-    datasets: Vec<String>,
-    slices: Vec<String>,
-}
-
 async fn create_export(State(shared): State<Arc<Shared>>, body: Bytes) -> Reply {
     let flavor = shared.options.flavor;
     let object: Map<String, Value> = serde_json::from_slice(&body).map_err(|e| {
@@ -209,19 +200,7 @@ async fn create_export(State(shared): State<Arc<Shared>>, body: Bytes) -> Reply 
     for dataset in &request.datasets {
         find_dataset(&shared, dataset)?;
     }
-    let now = catalog::now();
-    let export = shared.add_export(ExportRecord {
-        id: String::new(),
-        name: request.name,
-        format: request.format,
-        projects: request.projects,
-        datasets: request.datasets,
-        slices: request.slices,
-        created_at: now,
-        updated_at: now,
-        polls: 0,
-        bytes: 0,
-    });
+    let export = shared.add_export(request);
     Ok(json_response(
         StatusCode::CREATED,
         &export_json(&shared, &export),
@@ -230,10 +209,7 @@ async fn create_export(State(shared): State<Arc<Shared>>, body: Bytes) -> Reply 
 
 /// Reads the flavour's export body: documented `{project_id, dataset_id, format}`; current
 /// `{project, dataset}` or `{name, format, projects: [], datasets: [], slices: []}`.
-fn parse_export_request(
-    flavor: Flavor,
-    body: &Map<String, Value>,
-) -> Result<ExportRequest, Problem> {
+fn parse_export_request(flavor: Flavor, body: &Map<String, Value>) -> Result<ExportSpec, Problem> {
     let text = |key: &'static str| -> Result<Option<String>, Problem> {
         match body.get(key) {
             None | Some(Value::Null) => Ok(None),
@@ -263,7 +239,7 @@ fn parse_export_request(
     };
     let format = text("format")?.unwrap_or_else(|| "json".into());
     let request = match flavor {
-        Flavor::Documented => ExportRequest {
+        Flavor::Documented => ExportSpec {
             name: text("name")?,
             format,
             projects: text("project_id")?.into_iter().collect(),
@@ -275,7 +251,7 @@ fn parse_export_request(
             projects.extend(list("projects")?);
             let mut datasets: Vec<String> = text("dataset")?.into_iter().collect();
             datasets.extend(list("datasets")?);
-            ExportRequest {
+            ExportSpec {
                 name: text("name")?,
                 format,
                 projects,
@@ -322,16 +298,13 @@ async fn get_export(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -
 }
 
 fn export_json(shared: &Shared, export: &ExportRecord) -> Value {
-    let options = &shared.options;
-    let status =
-        options
-            .flavor
-            .export_status(export.polls, options.export_polls, options.fail_export);
-    let done = shared.export_done(export);
-    let url = (done && !options.fail_export).then(|| storage::download_url(shared, export));
-    let failure = (done && options.fail_export)
+    let flavor = shared.options.flavor;
+    let stage = shared.export_stage(export);
+    let url = (stage == ExportStage::Ready).then(|| storage::download_url(shared, export));
+    let failure = (stage == ExportStage::Failed)
         .then_some("Export failed: the emulator was started with --fail-export.");
-    options.flavor.export(export, status, url, failure)
+    let status = flavor.export_status(stage, export.polls);
+    flavor.export(export, status, url, failure)
 }
 
 // ---- projects ----------------------------------------------------------------------------
@@ -344,9 +317,9 @@ async fn list_projects(
 ) -> Reply {
     let query = list_query(&shared, &uri, &headers)?;
     let total = shared.catalog.project_count();
-    let end = total.min(query.offset.saturating_add(query.limit));
     let flavor = shared.options.flavor;
-    let objects = (query.offset.min(end)..end)
+    let objects = query
+        .window(total)
         .filter_map(|i| shared.catalog.project_at(i))
         .map(|p| flavor.project(&p))
         .collect();

@@ -49,15 +49,21 @@ pub struct StoredUpload {
     pub sha256: String,
 }
 
-/// An export job. Its status is derived from `polls` when it is shown (see `flavor`).
+/// What an export request asks for, whichever body shape it came in.
 #[derive(Clone, Debug)]
-pub(crate) struct ExportRecord {
-    pub id: String,
+pub(crate) struct ExportSpec {
     pub name: Option<String>,
     pub format: String,
     pub projects: Vec<String>,
     pub datasets: Vec<String>,
     pub slices: Vec<String>,
+}
+
+/// An export job. Its stage is derived from `polls` (see `Shared::export_stage`).
+#[derive(Clone, Debug)]
+pub(crate) struct ExportRecord {
+    pub id: String,
+    pub spec: ExportSpec,
     pub created_at: u64,
     pub updated_at: u64,
     /// Polls of `GET /exports/{id}` so far.
@@ -69,13 +75,34 @@ pub(crate) struct ExportRecord {
 impl ExportRecord {
     /// The file name served by the storage listener: `exp_0001.json`.
     pub(crate) fn file_name(&self) -> String {
-        let ext = if self.format == "jsonl" {
+        let ext = if self.spec.format == "jsonl" {
             "jsonl"
         } else {
             "json"
         };
         format!("{}.{ext}", self.id)
     }
+}
+
+/// Where an export stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ExportStage {
+    /// Fewer polls than `--export-polls` so far.
+    Running,
+    /// Done, with a file on the storage origin.
+    Ready,
+    /// Done, failed (`--fail-export`).
+    Failed,
+}
+
+/// The outcome of counting one request against `--rate-limit`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RateSlot {
+    pub limit: u32,
+    pub allowed: bool,
+    pub remaining: u32,
+    /// Unix time at which the current window ends.
+    pub reset: u64,
 }
 
 /// State shared by every handler of both listeners.
@@ -143,8 +170,7 @@ impl Shared {
 
     /// Seeded plus uploaded items of a dataset.
     pub(crate) fn item_count(&self, dataset: &DatasetInfo) -> usize {
-        let uploads = self.uploads.read().expect("uploads lock");
-        dataset.seeded_items + uploads.by_dataset.get(&dataset.index).map_or(0, Vec::len)
+        self.item_counts(std::slice::from_ref(dataset))[0]
     }
 
     /// Item counts for several datasets under one lock.
@@ -231,11 +257,18 @@ impl Shared {
 
     // ---- exports -----------------------------------------------------------------------
 
-    /// Stores a new export, giving it the next `exp_NNNN` id and the configured size.
-    pub(crate) fn add_export(&self, mut export: ExportRecord) -> ExportRecord {
+    /// Stores a new export with the next `exp_NNNN` id and the configured size.
+    pub(crate) fn add_export(&self, spec: ExportSpec) -> ExportRecord {
         let mut exports = self.exports.lock().expect("exports lock");
-        export.id = catalog::seeded_id("exp_", exports.len() + 1);
-        export.bytes = self.options.export_bytes;
+        let now = catalog::now();
+        let export = ExportRecord {
+            id: catalog::seeded_id("exp_", exports.len() + 1),
+            spec,
+            created_at: now,
+            updated_at: now,
+            polls: 0,
+            bytes: self.options.export_bytes,
+        };
         exports.push(export.clone());
         export
     }
@@ -257,9 +290,13 @@ impl Shared {
         (page, exports.len())
     }
 
-    /// Whether an export has reached its final stage (completed, exported or failed).
-    pub(crate) fn export_done(&self, export: &ExportRecord) -> bool {
-        export.polls >= self.options.export_polls
+    /// Where an export stands after its polls so far.
+    pub(crate) fn export_stage(&self, export: &ExportRecord) -> ExportStage {
+        match export.polls >= self.options.export_polls {
+            false => ExportStage::Running,
+            true if self.options.fail_export => ExportStage::Failed,
+            true => ExportStage::Ready,
+        }
     }
 
     // ---- journal -----------------------------------------------------------------------
@@ -296,16 +333,19 @@ impl Shared {
 
     // ---- rate limit --------------------------------------------------------------------
 
-    /// Counts a request in the current one-second window. Returns `(allowed, remaining,
-    /// reset)`, `reset` being the Unix time at which the window ends.
-    pub(crate) fn take_rate_slot(&self, limit: u32) -> (bool, u32, u64) {
+    /// Counts a request in the current one-second window of `--rate-limit`.
+    pub(crate) fn take_rate_slot(&self, limit: u32) -> RateSlot {
         let second = catalog::now();
         let mut window = self.rate_window.lock().expect("rate lock");
         if window.0 != second {
             *window = (second, 0);
         }
         window.1 = window.1.saturating_add(1);
-        let allowed = window.1 <= limit;
-        (allowed, limit.saturating_sub(window.1), second + 1)
+        RateSlot {
+            limit,
+            allowed: window.1 <= limit,
+            remaining: limit.saturating_sub(window.1),
+            reset: second + 1,
+        }
     }
 }

@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use http_body::{Frame, SizeHint};
 use sha2::{Digest, Sha256};
 
-use super::state::{ExportRecord, Shared};
+use super::state::{ExportRecord, ExportStage, Shared};
 
 /// Width of one generated record (the last one absorbs the remainder).
 const RECORD: u64 = 1024;
@@ -63,7 +63,7 @@ pub(crate) async fn download(
     let id = file.split('.').next().unwrap_or_default();
     let export = shared
         .export(id, false)
-        .filter(|e| e.file_name() == file && shared.export_done(e) && !shared.options.fail_export);
+        .filter(|e| e.file_name() == file && shared.export_stage(e) == ExportStage::Ready);
     let Some(export) = export else {
         return s3_error(
             StatusCode::NOT_FOUND,

@@ -624,7 +624,7 @@ async fn rate_limit_answers_429_with_retry_after_and_rate_headers() {
         ..Default::default()
     })
     .await;
-    let mut statuses = Vec::new();
+    let (mut statuses, started) = (Vec::new(), Instant::now());
     for _ in 0..10 {
         let reply = api.get("/datasets?limit=1").await;
         assert_eq!(header(&reply.headers, "x-ratelimit-limit"), "3");
@@ -640,9 +640,15 @@ async fn rate_limit_answers_429_with_retry_after_and_rate_headers() {
         }
         statuses.push(reply.status);
     }
-    // Ten requests span at most two one-second windows: at most six get through.
+    // Ten requests within a second span at most two one-second windows: at most six get
+    // through (on a machine slow enough to span more, at least one is still refused).
+    let expected = if started.elapsed() < Duration::from_secs(1) {
+        4
+    } else {
+        1
+    };
     assert!(
-        statuses.iter().filter(|&&s| s == 429).count() >= 4,
+        statuses.iter().filter(|&&s| s == 429).count() >= expected,
         "{statuses:?}"
     );
     assert_eq!(statuses[0], 200);

@@ -113,6 +113,9 @@ pub struct RunArgs {
     /// Write a JUnit XML report to FILE (one testcase per step).
     #[arg(long, value_name = "FILE")]
     pub junit: Option<PathBuf>,
+    /// Append the pipeline's outputs to $GITHUB_OUTPUT (GitHub Actions).
+    #[arg(long)]
+    pub github_output: bool,
     /// Run against the built-in emulator (no account needed).
     #[arg(long, conflicts_with = "base_url")]
     pub emulator: bool,

@@ -7,12 +7,28 @@ use clap::CommandFactory;
 use super::args::{Cli, Command, GraphArgs, GraphFormat, OutputFormat, ValidateArgs};
 use super::ExitCode;
 use crate::pipeline::{self, schema};
+use crate::report::ProgressMode;
+
+/// A live display only on a terminal, outside CI, and not on a dumb terminal.
+fn live_progress() -> bool {
+    use std::io::IsTerminal as _;
+    std::io::stderr().is_terminal()
+        && std::env::var_os("CI").is_none()
+        && std::env::var("TERM").map_or(true, |t| t != "dumb")
+}
 
 pub fn dispatch(cli: Cli, color: bool) -> ExitCode {
     let json_logs = cli.log_format == super::args::LogFormat::Json;
+    let github = std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true");
+    super::console::init(super::console::Console {
+        json: json_logs,
+        color,
+        github,
+    });
+    let quiet = cli.quiet;
     match cli.command {
-        Command::Validate(args) => validate(args, color),
-        Command::Graph(args) => graph(args, color),
+        Command::Validate(args) => validate(args),
+        Command::Graph(args) => graph(args),
         Command::Schema => {
             print!("{}", schema::schema_text());
             ExitCode::Success
@@ -31,12 +47,39 @@ pub fn dispatch(cli: Cli, color: bool) -> ExitCode {
             let _ = std::io::stdout().write_all(&out);
             ExitCode::Success
         }
-        Command::Run(args) => super::run::run(args, color, json_logs),
+        Command::Run(args) => {
+            let ui = super::run::UiSettings {
+                progress: if json_logs {
+                    ProgressMode::Json
+                } else if live_progress() {
+                    ProgressMode::Live
+                } else {
+                    ProgressMode::Plain
+                },
+                quiet,
+                github,
+                step_summary: std::env::var_os("GITHUB_STEP_SUMMARY")
+                    .filter(|v| github && !v.is_empty())
+                    .map(Into::into),
+                github_output: if args.github_output {
+                    match std::env::var_os("GITHUB_OUTPUT").filter(|v| !v.is_empty()) {
+                        Some(path) => Some(path.into()),
+                        None => {
+                            super::console::error("--github-output needs the GITHUB_OUTPUT environment variable (set by GitHub Actions)");
+                            return ExitCode::Invalid;
+                        }
+                    }
+                } else {
+                    None
+                },
+            };
+            super::run::run(args, ui)
+        }
         Command::Emulator(opts) => super::run::emulator(opts),
     }
 }
 
-fn validate(args: ValidateArgs, color: bool) -> ExitCode {
+fn validate(args: ValidateArgs) -> ExitCode {
     let results = pipeline::check::load_all(&args.files);
     let valid = results.iter().all(Result::is_ok);
     match args.format {
@@ -66,13 +109,13 @@ fn validate(args: ValidateArgs, color: bool) -> ExitCode {
         OutputFormat::Text => {
             for (path, r) in args.files.iter().zip(&results) {
                 match r {
-                    Ok(p) => eprintln!(
+                    Ok(p) => super::console::info(&format!(
                         "{}: valid ({} step{})",
                         path.display(),
                         p.steps.len(),
                         if p.steps.len() == 1 { "" } else { "s" }
-                    ),
-                    Err(d) => eprint!("{}", d.render(color)),
+                    )),
+                    Err(d) => super::console::diagnostics(d),
                 }
             }
         }
@@ -84,11 +127,11 @@ fn validate(args: ValidateArgs, color: bool) -> ExitCode {
     }
 }
 
-fn graph(args: GraphArgs, color: bool) -> ExitCode {
+fn graph(args: GraphArgs) -> ExitCode {
     let p = match pipeline::load(&args.file) {
         Ok(p) => p,
         Err(d) => {
-            eprint!("{}", d.render(color));
+            super::console::diagnostics(&d);
             return ExitCode::Invalid;
         }
     };

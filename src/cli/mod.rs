@@ -4,6 +4,7 @@
 
 pub mod args;
 mod commands;
+pub mod console;
 mod logging;
 mod run;
 

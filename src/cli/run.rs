@@ -9,6 +9,7 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use super::args::{OutputFormat, RunArgs};
+use super::console;
 use super::ExitCode;
 use crate::api::{ApiConfig, Client, Secret, DEFAULT_BASE_URL};
 use crate::emulator::{Emulator, EmulatorOptions};
@@ -16,19 +17,19 @@ use crate::execute::{self, Environment, Globals, RunSettings, RunStatus};
 use crate::pipeline::check::check_base_url;
 use crate::pipeline::model::{Pipeline, TValue};
 use crate::pipeline::{self, yaml};
-use crate::report::{self, Progress, Redactor};
+use crate::report::{self, Progress, ProgressMode, Redactor};
 
 /// An invocation problem: printed, exit 2.
 fn invalid(message: impl AsRef<str>) -> ExitCode {
-    eprintln!("error: {}", message.as_ref());
+    console::error(message.as_ref());
     ExitCode::Invalid
 }
 
-pub fn run(args: RunArgs, color: bool, json_logs: bool) -> ExitCode {
+pub fn run(args: RunArgs, ui: UiSettings) -> ExitCode {
     let mut p = match pipeline::load(&args.file) {
         Ok(p) => p,
         Err(d) => {
-            eprint!("{}", d.render(color));
+            console::diagnostics(&d);
             return ExitCode::Invalid;
         }
     };
@@ -42,10 +43,23 @@ pub fn run(args: RunArgs, color: bool, json_logs: bool) -> ExitCode {
         Ok(rt) => rt,
         Err(e) => return invalid(format!("cannot start the async runtime: {e}")),
     };
-    runtime.block_on(run_async(p, args, json_logs))
+    runtime.block_on(run_async(p, args, ui))
 }
 
-async fn run_async(p: Pipeline, args: RunArgs, json_logs: bool) -> ExitCode {
+/// How the run talks to people and to CI, resolved from flags and environment.
+#[derive(Clone, Debug)]
+pub struct UiSettings {
+    pub progress: ProgressMode,
+    pub quiet: bool,
+    /// `GITHUB_ACTIONS=true`: annotations on failure.
+    pub github: bool,
+    /// `$GITHUB_STEP_SUMMARY`, when set under GitHub Actions.
+    pub step_summary: Option<std::path::PathBuf>,
+    /// `$GITHUB_OUTPUT`, when `--github-output` asks for it.
+    pub github_output: Option<std::path::PathBuf>,
+}
+
+async fn run_async(p: Pipeline, args: RunArgs, ui: UiSettings) -> ExitCode {
     // The emulator, when asked for, lives as long as the run.
     let emulator = if args.emulator && !args.dry_run {
         match Emulator::start(EmulatorOptions::default()).await {
@@ -145,20 +159,23 @@ async fn run_async(p: Pipeline, args: RunArgs, json_logs: bool) -> ExitCode {
 
     let p = Arc::new(p);
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let progress = Progress {
-        file: p.path.display().to_string(),
-        redactor: redactor.clone(),
-        json_logs,
-    };
+    if let Some(e) = &emulator {
+        if !ui.quiet {
+            console::info(&format!("using the built-in emulator at {}", e.base_url()));
+        }
+    }
+    let mut progress = Progress::new(
+        p.path.display().to_string(),
+        redactor.clone(),
+        ui.progress,
+        ui.quiet,
+    );
     let printer = tokio::spawn(async move {
         while let Some(event) = rx.recv().await {
             progress.event(&event);
         }
         progress
     });
-    if let Some(e) = &emulator {
-        eprintln!("using the built-in emulator at {}", e.base_url());
-    }
     let settings = RunSettings {
         client,
         concurrency,
@@ -166,7 +183,7 @@ async fn run_async(p: Pipeline, args: RunArgs, json_logs: bool) -> ExitCode {
         globals,
     };
     let result = execute::run(p.clone(), settings, tx).await;
-    let progress = match printer.await {
+    let mut progress = match printer.await {
         Ok(p) => p,
         Err(_) => return ExitCode::RunFailed,
     };
@@ -174,20 +191,22 @@ async fn run_async(p: Pipeline, args: RunArgs, json_logs: bool) -> ExitCode {
     let report = report::report_json(&p.name, &environment.started_at, &result, &redactor);
     if let Some(path) = &args.report {
         if let Err(e) = write_file(path, &report) {
-            eprintln!("error: cannot write the report to {}: {e}", path.display());
+            console::error(&format!(
+                "cannot write the report to {}: {e}",
+                path.display()
+            ));
         }
     }
     if let Some(path) = &args.junit {
-        if let Err(e) = std::fs::write(
-            path,
-            report::junit::to_xml(&p.name, &p.path.display().to_string(), &result, &redactor),
-        ) {
-            eprintln!(
-                "error: cannot write the JUnit report to {}: {e}",
+        let xml = report::junit::to_xml(&p.name, &p.path.display().to_string(), &result, &redactor);
+        if let Err(e) = std::fs::write(path, xml) {
+            console::error(&format!(
+                "cannot write the JUnit report to {}: {e}",
                 path.display()
-            );
+            ));
         }
     }
+    publish_to_github(&ui, &p, &result, &redactor);
     if args.format == OutputFormat::Json {
         println!(
             "{}",
@@ -202,6 +221,51 @@ async fn run_async(p: Pipeline, args: RunArgs, json_logs: bool) -> ExitCode {
         (RunStatus::Interrupted, _) => ExitCode::Interrupted,
         (RunStatus::Failed, _) => ExitCode::RunFailed,
         (RunStatus::Succeeded, _) => ExitCode::Success,
+    }
+}
+
+/// GitHub Actions: annotations for failed steps (on stderr, which the runner scans for
+/// workflow commands too, so stdout stays one JSON document), the step summary table, and
+/// pipeline outputs.
+fn publish_to_github(
+    ui: &UiSettings,
+    p: &Pipeline,
+    result: &execute::RunResult,
+    redactor: &Redactor,
+) {
+    use std::io::Write as _;
+    if ui.github {
+        for line in report::github::run_annotations(&p.path.display().to_string(), result, redactor)
+        {
+            eprintln!("{line}");
+        }
+    }
+    let append = |path: &Path, text: String, what: &str| {
+        let written = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .and_then(|mut f| f.write_all(text.as_bytes()));
+        if let Err(e) = written {
+            console::error(&format!(
+                "cannot append the {what} to {}: {e}",
+                path.display()
+            ));
+        }
+    };
+    if let Some(path) = &ui.step_summary {
+        append(
+            path,
+            report::github::step_summary(&p.name, result, redactor),
+            "step summary",
+        );
+    }
+    if let Some(path) = &ui.github_output {
+        append(
+            path,
+            report::github::outputs_file(&result.outputs, redactor),
+            "outputs",
+        );
     }
 }
 
@@ -231,7 +295,7 @@ fn spawn_signal_handler(cancel: CancellationToken, which: Arc<AtomicI32>) {
                 received += 1;
                 if received == 1 {
                     which.store(code, Ordering::SeqCst);
-                    eprintln!("interrupted: stopping (finishing nothing new, aborting transfers); press Ctrl-C again to exit at once");
+                    console::warn("interrupted: stopping (starting nothing new, aborting transfers); send the signal again to exit at once");
                     cancel.cancel();
                 } else {
                     std::process::exit(if code == 15 { 143 } else { 130 });

@@ -30,8 +30,18 @@ pub use context::{Environment, Globals};
 /// What happened, as it happens.
 #[derive(Clone, Debug)]
 pub enum Event {
-    StepStarted { id: String, action: &'static str },
+    StepStarted {
+        id: String,
+        action: &'static str,
+    },
     StepFinished(StepResult),
+    /// Bytes moved by a transfer (`label`: the file), for progress bars.
+    Transfer {
+        step: String,
+        label: String,
+        done: u64,
+        total: Option<u64>,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]

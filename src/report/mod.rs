@@ -3,6 +3,7 @@
 //!
 //! Must not: run anything; it only reads events and results.
 
+pub mod github;
 pub mod junit;
 
 use std::time::Duration;
@@ -54,61 +55,190 @@ fn secs(d: Duration) -> String {
     format!("{:.1}s", d.as_secs_f64())
 }
 
+/// How progress reaches stderr.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProgressMode {
+    /// One plain line per event: no carriage returns, no colour (CI, pipes).
+    Plain,
+    /// One JSON object per line, through `tracing` (`--log-format json`).
+    Json,
+    /// A live display on a terminal: steps in flight and transfer bars.
+    Live,
+}
+
 /// Human progress: a line when each step starts and ends, with its duration.
 pub struct Progress {
     pub file: String,
     pub redactor: Redactor,
-    pub json_logs: bool,
+    pub mode: ProgressMode,
+    /// `-q`: only failures.
+    pub quiet: bool,
+    live: Option<Live>,
+}
+
+/// The live display: a spinner per step in flight, a bar per transfer.
+struct Live {
+    multi: indicatif::MultiProgress,
+    steps: std::collections::HashMap<String, indicatif::ProgressBar>,
+    transfers: std::collections::HashMap<(String, String), indicatif::ProgressBar>,
 }
 
 impl Progress {
-    pub fn event(&self, event: &Event) {
-        match event {
-            Event::StepStarted { id, action } => {
-                if self.json_logs {
-                    tracing::info!(step = %id, action = %action, event = "step_started", "step {id} started");
-                } else {
-                    eprintln!("▶ {id} ({action}) started");
-                }
+    pub fn new(file: String, redactor: Redactor, mode: ProgressMode, quiet: bool) -> Self {
+        let live = (mode == ProgressMode::Live).then(|| Live {
+            multi: indicatif::MultiProgress::with_draw_target(
+                indicatif::ProgressDrawTarget::stderr(),
+            ),
+            steps: Default::default(),
+            transfers: Default::default(),
+        });
+        Progress {
+            file,
+            redactor,
+            mode,
+            quiet,
+            live,
+        }
+    }
+
+    /// A finished line: above the live display, or plainly.
+    fn line(&self, text: &str) {
+        match &self.live {
+            Some(live) => {
+                let _ = live.multi.println(text);
             }
-            Event::StepFinished(r) => {
-                let took = secs(Duration::from_millis(r.duration_ms));
-                let error = r.error.as_deref().map(|e| self.redactor.text(e));
-                if self.json_logs {
-                    match r.status {
-                        StepStatus::Failed => tracing::error!(
-                            step = %r.id, action = %r.action, status = "failed", duration_ms = r.duration_ms,
-                            attempts = r.attempts, file = %self.file, line = r.line, event = "step_finished",
-                            "step {} failed: {}", r.id, error.unwrap_or_default()
-                        ),
-                        status => tracing::info!(
-                            step = %r.id, action = %r.action, status = status.as_str(), duration_ms = r.duration_ms,
-                            attempts = r.attempts, event = "step_finished", reason = r.reason.as_deref().unwrap_or(""),
-                            "step {} {}", r.id, status.as_str()
-                        ),
-                    }
-                    return;
-                }
-                match r.status {
-                    StepStatus::Succeeded => eprintln!("✔ {} succeeded in {took}", r.id),
-                    StepStatus::Skipped => eprintln!(
-                        "- {} skipped: {}",
-                        r.id,
-                        r.reason.as_deref().unwrap_or("skipped")
-                    ),
-                    StepStatus::Failed => eprintln!(
-                        "✘ {} ({}:{}) failed after {took}: {}",
-                        r.id,
-                        self.file,
-                        r.line,
-                        error.unwrap_or_default()
-                    ),
+            None => eprintln!("{text}"),
+        }
+    }
+
+    pub fn event(&mut self, event: &Event) {
+        match event {
+            Event::StepStarted { id, action } => self.started(id, action),
+            Event::StepFinished(r) => self.finished(r),
+            Event::Transfer {
+                step,
+                label,
+                done,
+                total,
+            } => self.transfer(step, label, *done, *total),
+        }
+    }
+
+    fn started(&mut self, id: &str, action: &str) {
+        if self.quiet {
+            return;
+        }
+        match self.mode {
+            ProgressMode::Json => {
+                tracing::info!(step = %id, action = %action, event = "step_started", "step {id} started")
+            }
+            ProgressMode::Plain => self.line(&format!("▶ {id} ({action}) started")),
+            ProgressMode::Live => {
+                if let Some(live) = &mut self.live {
+                    let bar = live.multi.add(indicatif::ProgressBar::new_spinner());
+                    bar.set_style(
+                        indicatif::ProgressStyle::with_template("{spinner} {msg} {elapsed}")
+                            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+                    );
+                    bar.set_message(format!("{id} ({action})"));
+                    bar.enable_steady_tick(Duration::from_millis(120));
+                    live.steps.insert(id.to_string(), bar);
                 }
             }
         }
     }
 
-    pub fn summary(&self, result: &RunResult) {
+    fn finished(&mut self, r: &crate::execute::StepResult) {
+        if let Some(live) = &mut self.live {
+            if let Some(bar) = live.steps.remove(&r.id) {
+                bar.finish_and_clear();
+                live.multi.remove(&bar);
+            }
+            let keys: Vec<_> = live
+                .transfers
+                .keys()
+                .filter(|(s, _)| *s == r.id)
+                .cloned()
+                .collect();
+            for k in keys {
+                if let Some(bar) = live.transfers.remove(&k) {
+                    bar.finish_and_clear();
+                    live.multi.remove(&bar);
+                }
+            }
+        }
+        let took = secs(Duration::from_millis(r.duration_ms));
+        let error = r.error.as_deref().map(|e| self.redactor.text(e));
+        if self.mode == ProgressMode::Json {
+            match r.status {
+                StepStatus::Failed => tracing::error!(
+                    step = %r.id, action = %r.action, status = "failed", duration_ms = r.duration_ms,
+                    attempts = r.attempts, file = %self.file, line = r.line, event = "step_finished",
+                    "step {} failed: {}", r.id, error.unwrap_or_default()
+                ),
+                _ if self.quiet => {}
+                status => tracing::info!(
+                    step = %r.id, action = %r.action, status = status.as_str(), duration_ms = r.duration_ms,
+                    attempts = r.attempts, event = "step_finished", reason = r.reason.as_deref().unwrap_or(""),
+                    "step {} {}", r.id, status.as_str()
+                ),
+            }
+            return;
+        }
+        match r.status {
+            StepStatus::Succeeded if !self.quiet => {
+                self.line(&format!("✔ {} succeeded in {took}", r.id))
+            }
+            StepStatus::Skipped if !self.quiet => self.line(&format!(
+                "- {} skipped: {}",
+                r.id,
+                r.reason.as_deref().unwrap_or("skipped")
+            )),
+            StepStatus::Failed => self.line(&format!(
+                "✘ {} ({}:{}) failed after {took}: {}",
+                r.id,
+                self.file,
+                r.line,
+                error.unwrap_or_default()
+            )),
+            _ => {}
+        }
+    }
+
+    /// Bytes moved by an upload or a download: a bar on a terminal only.
+    fn transfer(&mut self, step: &str, label: &str, done: u64, total: Option<u64>) {
+        let Some(live) = &mut self.live else { return };
+        if self.quiet {
+            return;
+        }
+        let key = (step.to_string(), label.to_string());
+        let bar = live.transfers.entry(key).or_insert_with(|| {
+            let bar = live
+                .multi
+                .add(indicatif::ProgressBar::new(total.unwrap_or(0)));
+            let template = if total.is_some() {
+                "  {msg} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}"
+            } else {
+                "  {msg} {bytes} {binary_bytes_per_sec}"
+            };
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(template)
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                    .progress_chars("=> "),
+            );
+            bar.set_message(label.to_string());
+            bar
+        });
+        if let Some(t) = total {
+            bar.set_length(t);
+        }
+        bar.set_position(done);
+    }
+
+    pub fn summary(&mut self, result: &RunResult) {
+        if let Some(live) = self.live.take() {
+            let _ = live.multi.clear();
+        }
         let count = |s: StepStatus| result.steps.iter().filter(|r| r.status == s).count();
         let status = match result.status {
             crate::execute::RunStatus::Succeeded => "succeeded",
@@ -123,12 +253,16 @@ impl Progress {
             count(StepStatus::Skipped)
         );
         for e in &result.output_errors {
-            eprintln!("warning: {}", self.redactor.text(e));
+            let e = self.redactor.text(e);
+            match self.mode {
+                ProgressMode::Json => tracing::warn!(event = "output_error", "{e}"),
+                _ => eprintln!("warning: {e}"),
+            }
         }
-        if self.json_logs {
-            tracing::info!(event = "run_finished", "{line}");
-        } else {
-            eprintln!("{line}");
+        match self.mode {
+            ProgressMode::Json => tracing::info!(event = "run_finished", status = status, "{line}"),
+            _ if self.quiet && result.status == crate::execute::RunStatus::Succeeded => {}
+            _ => eprintln!("{line}"),
         }
     }
 }

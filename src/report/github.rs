@@ -1,0 +1,149 @@
+//! GitHub Actions integration: `::error` workflow commands that annotate the pipeline file
+//! at a failed step's line, the Markdown summary table for `$GITHUB_STEP_SUMMARY`, and
+//! pipeline outputs in the `$GITHUB_OUTPUT` format.
+//!
+//! Must not: read the environment (the CLI decides whether GitHub Actions is in use).
+
+use std::fmt::Write as _;
+
+use super::Redactor;
+use crate::execute::{RunResult, RunStatus, StepStatus};
+
+/// Escapes a workflow command's message (`%`, CR, LF).
+fn escape_data(text: &str) -> String {
+    text.replace('%', "%25")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A")
+}
+
+/// Escapes a workflow command's property (also `:` and `,`).
+fn escape_property(text: &str) -> String {
+    escape_data(text).replace(':', "%3A").replace(',', "%2C")
+}
+
+/// One `::error` annotation.
+pub fn error_annotation(
+    file: &str,
+    line: u32,
+    col: Option<u32>,
+    title: &str,
+    message: &str,
+) -> String {
+    let mut props = format!("file={},line={line}", escape_property(file));
+    if let Some(col) = col {
+        let _ = write!(props, ",col={col}");
+    }
+    let _ = write!(props, ",title={}", escape_property(title));
+    format!("::error {props}::{}", escape_data(message))
+}
+
+/// Annotations for every failed step of a run.
+pub fn run_annotations(file: &str, result: &RunResult, redactor: &Redactor) -> Vec<String> {
+    result
+        .steps
+        .iter()
+        .filter(|s| s.status == StepStatus::Failed)
+        .map(|s| {
+            error_annotation(
+                file,
+                s.line,
+                None,
+                &format!("step {} ({}) failed", s.id, s.action),
+                &redactor.text(s.error.as_deref().unwrap_or("failed")),
+            )
+        })
+        .collect()
+}
+
+fn cell(text: &str) -> String {
+    text.replace('|', "\\|").replace('\n', " ")
+}
+
+/// The Markdown summary of a run: a table of step, status, duration, attempts.
+pub fn step_summary(pipeline: &str, result: &RunResult, redactor: &Redactor) -> String {
+    let icon = |s: StepStatus| match s {
+        StepStatus::Succeeded => "✅ succeeded",
+        StepStatus::Failed => "❌ failed",
+        StepStatus::Skipped => "⏭️ skipped",
+    };
+    let status = match result.status {
+        RunStatus::Succeeded => "succeeded",
+        RunStatus::Failed => "failed",
+        RunStatus::Interrupted => "was interrupted",
+    };
+    let mut out = format!(
+        "### avala-pipe: `{}` {status} in {:.1}s\n\n| step | action | status | duration | attempts | error |\n|---|---|---|---|---|---|\n",
+        cell(pipeline),
+        result.duration.as_secs_f64()
+    );
+    for s in &result.steps {
+        let error = s
+            .error
+            .as_deref()
+            .or(s.reason.as_deref())
+            .map(|e| redactor.text(e))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "| `{}` | {} | {} | {:.1}s | {} | {} |",
+            cell(&s.id),
+            s.action,
+            icon(s.status),
+            s.duration_ms as f64 / 1000.0,
+            s.attempts,
+            cell(&api_short(&error))
+        );
+    }
+    out.push('\n');
+    out
+}
+
+fn api_short(text: &str) -> String {
+    crate::api::shapes::shorten(text, 200)
+}
+
+/// Pipeline outputs as `$GITHUB_OUTPUT` lines (multi-line safe, with a delimiter).
+pub fn outputs_file(outputs: &serde_json::Value, redactor: &Redactor) -> String {
+    let mut out = String::new();
+    if let Some(map) = outputs.as_object() {
+        for (name, value) in map {
+            let text = match value {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            let text = redactor.text(&text);
+            let mut delimiter = format!("avala_pipe_{:016x}", fastrand::u64(..));
+            while text.contains(&delimiter) {
+                delimiter = format!("avala_pipe_{:016x}", fastrand::u64(..));
+            }
+            let _ = writeln!(out, "{name}<<{delimiter}\n{text}\n{delimiter}");
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn annotations_escape() {
+        assert_eq!(
+            error_annotation("p.yaml", 7, Some(3), "a: b, c", "50% done\nnext"),
+            "::error file=p.yaml,line=7,col=3,title=a%3A b%2C c::50%25 done%0Anext"
+        );
+    }
+
+    #[test]
+    fn outputs_are_delimited() {
+        let text = outputs_file(
+            &serde_json::json!({"id": "exp_1", "n": 3}),
+            &Redactor::default(),
+        );
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].starts_with("id<<avala_pipe_"));
+        assert_eq!(lines[1], "exp_1");
+        assert_eq!(lines[3].split("<<").next(), Some("n"));
+        assert_eq!(lines[4], "3");
+    }
+}

@@ -1,3 +1,4 @@
+mod ci;
 mod emulator;
 mod run;
 mod support;

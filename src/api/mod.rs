@@ -6,6 +6,7 @@
 //!
 //! Must not: render templates or print; retry notices are `tracing` events.
 
+pub mod pacer;
 pub mod request;
 pub mod retry;
 pub mod shapes;
@@ -173,6 +174,8 @@ pub struct Client {
     http: reqwest::Client,
     cfg: Arc<ApiConfig>,
     origin: url::Origin,
+    /// Shared by every request of the run: the API's rate limit is per key.
+    pacer: Arc<pacer::Pacer>,
 }
 
 impl Client {
@@ -190,6 +193,7 @@ impl Client {
             http,
             cfg: Arc::new(cfg),
             origin,
+            pacer: Arc::new(pacer::Pacer::default()),
         })
     }
 
@@ -276,8 +280,14 @@ impl Client {
                     false,
                 ));
             }
+            let to_api = self.is_api_origin(&req.url);
             let outcome = tokio::select! {
-                r = self.send_once(req, api_call) => r,
+                r = async {
+                    if to_api {
+                        self.pacer.acquire().await;
+                    }
+                    self.send_once(req, api_call).await
+                } => r,
                 _ = ctx.cancel.cancelled() => {
                     return Err(fail(ErrorKind::Cancelled, None, "interrupted".into(), attempt, !req.method.is_safe()));
                 }
@@ -285,10 +295,16 @@ impl Client {
             let wait = match outcome {
                 Ok(resp) => {
                     let status = resp.status().as_u16();
+                    if to_api {
+                        self.pacer.observe(resp.headers());
+                    }
                     if !retry::retryable_status(req.method, status) {
                         return Ok(resp);
                     }
                     let retry_after = retry::retry_after(resp.headers());
+                    if let (429, Some(wait), true) = (status, retry_after, to_api) {
+                        self.pacer.pause(wait);
+                    }
                     let message = read_error_message(resp).await;
                     if let Some(wait) = retry_after {
                         if wait > self.cfg.retry_after_cap {

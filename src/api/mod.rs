@@ -302,11 +302,10 @@ impl Client {
                         return Ok(resp);
                     }
                     let retry_after = retry::retry_after(resp.headers());
-                    if let (429, Some(wait), true) = (status, retry_after, to_api) {
-                        self.pacer.pause(wait);
-                    }
                     let message = read_error_message(resp).await;
                     if let Some(wait) = retry_after {
+                        // Checked before pausing the pacer: a wait this step will not make
+                        // must not hold up every other request of the run either.
                         if wait > self.cfg.retry_after_cap {
                             return Err(fail(
                                 ErrorKind::RetryAfterTooLong,
@@ -329,6 +328,9 @@ impl Client {
                             attempt,
                             false,
                         ));
+                    }
+                    if let (429, Some(wait), true) = (status, retry_after, to_api) {
+                        self.pacer.pause(wait);
                     }
                     let wait = retry_after.unwrap_or_else(|| retry::backoff(&ctx.retry, attempt));
                     tracing::warn!(

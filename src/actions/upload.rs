@@ -150,15 +150,16 @@ async fn upload_one(inputs: &Inputs, ctx: &RunCtx<'_>, path: &Path) -> Result<Va
         .send_json(&req, &ctx.call, None)
         .await
         .map_err(|mut e| {
-            if e.maybe_applied {
-                e.message = format!(
-                "{}; the upload of {} may already be stored on the server, so it was not retried",
-                e.message,
-                path.display()
-            );
+            // The error itself says it was not retried when the server may have acted on it.
+            e.message = if e.maybe_applied {
+                format!(
+                    "{} (uploading {}, which may already be stored)",
+                    e.message,
+                    path.display()
+                )
             } else {
-                e.message = format!("{} (uploading {})", e.message, path.display());
-            }
+                format!("{} (uploading {})", e.message, path.display())
+            };
             ActionError::Api(e)
         })?;
     Ok(json!({

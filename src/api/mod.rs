@@ -122,6 +122,9 @@ impl fmt::Display for ApiError {
             self.attempts,
             if self.attempts == 1 { "" } else { "s" }
         )?;
+        if self.maybe_applied {
+            write!(f, "; not retried: the server may already have acted on it")?;
+        }
         if self.status == Some(401) {
             write!(
                 f,
@@ -257,6 +260,20 @@ impl Client {
         ctx: &CallCtx,
         api_call: bool,
     ) -> Result<reqwest::Response, ApiError> {
+        self.send_from(req, ctx, api_call, 0)
+            .await
+            .map(|(resp, _)| resp)
+    }
+
+    /// [`Client::send`] when `used` attempts of the policy are already spent (a GET whose
+    /// body was cut short goes again with what is left). Gives the attempt that answered.
+    async fn send_from(
+        &self,
+        req: &HttpRequest,
+        ctx: &CallCtx,
+        api_call: bool,
+        used: u32,
+    ) -> Result<(reqwest::Response, u32), ApiError> {
         let path = request::display_path(&req.url);
         let fail = |kind, status, message: String, attempts, maybe_applied| ApiError {
             kind,
@@ -267,7 +284,7 @@ impl Client {
             attempts,
             maybe_applied,
         };
-        let mut attempt = 0u32;
+        let mut attempt = used;
         loop {
             attempt += 1;
             ctx.attempts.fetch_add(1, Ordering::Relaxed);
@@ -299,7 +316,7 @@ impl Client {
                         self.pacer.observe(resp.headers());
                     }
                     if !retry::retryable_status(req.method, status) {
-                        return Ok(resp);
+                        return Ok((resp, attempt));
                     }
                     let retry_after = retry::retry_after(resp.headers());
                     let message = read_error_message(resp).await;
@@ -454,30 +471,58 @@ impl Client {
         ctx: &CallCtx,
         expect: Option<&[u16]>,
     ) -> Result<JsonResponse, ApiError> {
-        let resp = self.send(req, ctx, true).await?;
-        let status = resp.status().as_u16();
-        let headers = header_map(resp.headers());
+        let error = |kind, status, message: String, attempts| ApiError {
+            kind,
+            method: req.method,
+            path: request::display_path(&req.url),
+            status,
+            message,
+            attempts,
+            maybe_applied: !req.method.is_safe(),
+        };
+        let mut used = 0;
+        let (status, headers, bytes, attempts) = loop {
+            let (resp, attempt) = self.send_from(req, ctx, true, used).await?;
+            let status = resp.status().as_u16();
+            let headers = header_map(resp.headers());
+            let read = tokio::select! {
+                b = resp.bytes() => b,
+                _ = ctx.cancel.cancelled() => {
+                    return Err(error(ErrorKind::Cancelled, Some(status), "interrupted".into(), attempt));
+                }
+            };
+            let e = match read {
+                Ok(bytes) => break (status, headers, bytes, attempt),
+                Err(e) => e,
+            };
+            let message = format!("reading the response failed: {}", transport_message(&e));
+            // A body cut short is a transport error like any other: a GET goes again,
+            // a POST does not (the server may have acted on it).
+            if !req.method.is_safe() || attempt >= ctx.retry.max_attempts {
+                return Err(error(ErrorKind::Transport, Some(status), message, attempt));
+            }
+            let wait = retry::backoff(&ctx.retry, attempt);
+            tracing::warn!(
+                step = %ctx.step,
+                "{} {}: {message}; retrying in {:.1}s (attempt {} of {})",
+                req.method.as_str(),
+                request::display_path(&req.url),
+                wait.as_secs_f64(),
+                attempt + 1,
+                ctx.retry.max_attempts
+            );
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = ctx.cancel.cancelled() => {
+                    return Err(error(ErrorKind::Cancelled, None, "interrupted".into(), attempt));
+                }
+            }
+            used = attempt;
+        };
         let ok = match expect {
             Some(list) => list.contains(&status),
             None => (200..300).contains(&status),
         };
-        let attempts = ctx.attempts.load(Ordering::Relaxed).max(1);
-        let bytes = tokio::select! {
-            b = resp.bytes() => b,
-            _ = ctx.cancel.cancelled() => return Err(ApiError {
-                kind: ErrorKind::Cancelled, method: req.method, path: request::display_path(&req.url),
-                status: Some(status), message: "interrupted".into(), attempts, maybe_applied: !req.method.is_safe(),
-            }),
-        };
-        let bytes = bytes.map_err(|e| ApiError {
-            kind: ErrorKind::Transport,
-            method: req.method,
-            path: request::display_path(&req.url),
-            status: Some(status),
-            message: format!("reading the response failed: {}", transport_message(&e)),
-            attempts,
-            maybe_applied: !req.method.is_safe(),
-        })?;
         if !ok {
             return Err(ApiError {
                 kind: ErrorKind::Status,

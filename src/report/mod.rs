@@ -12,18 +12,26 @@ use serde_json::{json, Value};
 
 use crate::execute::{Event, RunResult, StepStatus};
 
-/// Replaces every secret value (the API key, `secrets:`) with `***` in text and JSON.
+/// Replaces every secret value (the API key, `secrets:`) with `***` in text and JSON, also
+/// where it appears base64-encoded (a server or proxy echoing an `Authorization: Basic`
+/// header or a token back).
 #[derive(Clone, Debug, Default)]
 pub struct Redactor {
+    /// The secrets and their base64 forms.
     secrets: Vec<String>,
 }
 
 impl Redactor {
     pub fn new(secrets: impl IntoIterator<Item = String>) -> Self {
-        let mut secrets: Vec<String> = secrets.into_iter().filter(|s| s.len() >= 4).collect();
+        let mut forms: Vec<String> = Vec::new();
+        for secret in secrets.into_iter().filter(|s| s.len() >= 4) {
+            forms.extend(base64_forms(&secret));
+            forms.push(secret);
+        }
         // Longest first, so a secret containing another is masked whole.
-        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
-        Redactor { secrets }
+        forms.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        forms.dedup();
+        Redactor { secrets: forms }
     }
 
     pub fn text(&self, text: &str) -> String {
@@ -49,6 +57,30 @@ impl Redactor {
             _ => {}
         }
     }
+}
+
+/// The text a secret always becomes inside any base64 encoding of data that contains it:
+/// for each of the three byte alignments it can have, the encoding of its whole 3-byte
+/// groups, in the standard and URL-safe alphabets. Short secrets have none (the cores would
+/// be too short to mask without hitting unrelated text).
+fn base64_forms(secret: &str) -> Vec<String> {
+    use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
+    use base64::Engine as _;
+    let bytes = secret.as_bytes();
+    let mut forms = Vec::new();
+    for skip in 0..3 {
+        let Some(rest) = bytes.get(skip..) else {
+            continue;
+        };
+        let whole = &rest[..rest.len() / 3 * 3];
+        if whole.len() < 6 {
+            continue;
+        }
+        for engine in [&STANDARD_NO_PAD, &URL_SAFE_NO_PAD] {
+            forms.push(engine.encode(whole));
+        }
+    }
+    forms
 }
 
 fn secs(d: Duration) -> String {
@@ -296,4 +328,42 @@ pub fn report_json(name: &str, started_at: &str, result: &RunResult, redactor: &
     });
     redactor.json(&mut v);
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+    use base64::Engine as _;
+
+    use super::Redactor;
+
+    #[test]
+    fn masks_secrets_plain_and_base64_encoded_at_any_alignment() {
+        let key = "avk_live_0123456789abcdef";
+        let r = Redactor::new([key.to_string()]);
+        assert_eq!(r.text(&format!("key={key}.")), "key=***.");
+        for prefix in ["", "u", "us", "user:"] {
+            for encoded in [
+                STANDARD.encode(format!("{prefix}{key}")),
+                URL_SAFE_NO_PAD.encode(format!("{prefix}{key}!")),
+            ] {
+                let masked = r.text(&format!("Basic {encoded}"));
+                assert!(masked.contains("***"), "{prefix:?}: {masked}");
+                let rest = masked.trim_start_matches("Basic ").replace("***", "");
+                // Left: the prefix's own characters and a few mixing in the edges.
+                assert!(
+                    rest.len() <= prefix.len() * 4 / 3 + 8,
+                    "only the edges are left: {masked}"
+                );
+            }
+        }
+        let mut v = serde_json::json!({"a": [STANDARD.encode(key)]});
+        r.json(&mut v);
+        assert!(v["a"][0].as_str().unwrap().contains("***"), "{v}");
+        // Short secrets are masked as they are, and not as base64 scraps.
+        assert_eq!(
+            Redactor::new(["abcd".to_string()]).text("YWJjZA abcd"),
+            "YWJjZA ***"
+        );
+    }
 }

@@ -139,13 +139,18 @@ pub async fn run(
         concurrency: settings.concurrency,
     });
 
+    const INTERRUPTED: &str = "not started: the run was interrupted";
     loop {
-        if settings.cancel.is_cancelled() && stop_reason.is_none() {
-            stop_reason = Some("not started: the run was interrupted".into());
+        let interrupted = settings.cancel.is_cancelled();
+        if interrupted && stop_reason.is_none() {
+            stop_reason = Some(INTERRUPTED.into());
         }
-        // Settle skips until nothing changes, then start what is ready.
-        loop {
-            let mut changed = false;
+        // Settle skips until nothing changes, then start what is ready. Once interrupted,
+        // what has not started is reported as such (below), not as skipped for a
+        // dependency that the interruption cut short.
+        let mut settle = !interrupted;
+        while settle {
+            settle = false;
             for i in 0..n {
                 if results[i].is_some() || running[i] {
                     continue;
@@ -155,11 +160,8 @@ pub async fn run(
                     entries.insert(r.id.clone(), context::step_entry(&r.outputs, "skipped"));
                     let _ = events.send(Event::StepFinished(r.clone()));
                     results[i] = Some(r);
-                    changed = true;
+                    settle = true;
                 }
-            }
-            if !changed {
-                break;
             }
         }
         if stop_reason.is_none() {
@@ -206,7 +208,11 @@ pub async fn run(
         running[i] = false;
         if r.status == StepStatus::Failed && !p.steps[i].continue_on_error && stop_reason.is_none()
         {
-            stop_reason = Some(format!("not started: step `{}` failed", r.id));
+            stop_reason = Some(if settings.cancel.is_cancelled() {
+                INTERRUPTED.into()
+            } else {
+                format!("not started: step `{}` failed", r.id)
+            });
         }
         entries.insert(
             r.id.clone(),
@@ -377,7 +383,12 @@ async fn run_step(shared: &Shared, step: &Step, steps_value: Value) -> StepResul
         Err(error) => {
             let mut r = failed(step, error, attempts, duration_ms);
             if shared.cancel.is_cancelled() {
-                r.error = Some(format!("interrupted: {}", r.error.unwrap_or_default()));
+                let error = r.error.unwrap_or_default();
+                r.error = Some(if error.starts_with("interrupted") {
+                    error
+                } else {
+                    format!("interrupted: {error}")
+                });
             }
             r
         }

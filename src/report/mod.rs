@@ -277,13 +277,16 @@ impl Progress {
             crate::execute::RunStatus::Failed => "failed",
             crate::execute::RunStatus::Interrupted => "was interrupted",
         };
-        let line = format!(
+        let mut line = format!(
             "run {status} in {}: {} succeeded, {} failed, {} skipped",
             secs(result.duration),
             count(StepStatus::Succeeded),
             count(StepStatus::Failed),
             count(StepStatus::Skipped)
         );
+        if result.status == crate::execute::RunStatus::Interrupted {
+            line.push_str(&interruption_detail(result));
+        }
         for e in &result.output_errors {
             let e = self.redactor.text(e);
             match self.mode {
@@ -297,6 +300,42 @@ impl Progress {
             _ => eprintln!("{line}"),
         }
     }
+}
+
+/// After an interruption: which steps finished, which it cut short, which never started.
+fn interruption_detail(result: &RunResult) -> String {
+    let (mut finished, mut cut, mut not_started) = (Vec::new(), Vec::new(), Vec::new());
+    for r in &result.steps {
+        let was_cut = r.status == StepStatus::Failed
+            && r.error
+                .as_deref()
+                .is_some_and(|e| e.starts_with("interrupted"));
+        let never = r.status == StepStatus::Skipped
+            && r.reason
+                .as_deref()
+                .is_some_and(|e| e.contains("interrupted"));
+        let list = if was_cut {
+            &mut cut
+        } else if never {
+            &mut not_started
+        } else {
+            &mut finished
+        };
+        list.push(r.id.as_str());
+    }
+    let names = |ids: &[&str]| {
+        if ids.is_empty() {
+            "none".to_string()
+        } else {
+            ids.join(", ")
+        }
+    };
+    format!(
+        "; finished: {}; interrupted: {}; not started: {}",
+        names(&finished),
+        names(&cut),
+        names(&not_started)
+    )
 }
 
 /// The run report (SPEC §6), secrets masked.

@@ -70,7 +70,12 @@ pub async fn run(inputs: &Inputs, ctx: &RunCtx<'_>) -> ActionResult {
     loop {
         attempt += 1;
         match fetch_once(ctx, &req, &dir).await {
-            Ok((tmp, bytes, digest)) => {
+            Ok(Fetched {
+                tmp,
+                bytes,
+                digest,
+                scratch: _scratch,
+            }) => {
                 if let Some(want) = &expected {
                     if *want != digest {
                         return Err(ActionError::Other(format!(
@@ -128,11 +133,20 @@ enum FetchError {
     Fatal(ActionError),
 }
 
+/// A whole body in its temporary file, not yet in place.
+struct Fetched {
+    tmp: tempfile::NamedTempFile,
+    bytes: u64,
+    digest: String,
+    /// Keeps the temporary file's name known until it is renamed or removed.
+    scratch: super::scratch::Registered,
+}
+
 async fn fetch_once(
     ctx: &RunCtx<'_>,
     req: &HttpRequest,
     dir: &Path,
-) -> Result<(tempfile::NamedTempFile, u64, String), FetchError> {
+) -> Result<Fetched, FetchError> {
     let resp = ctx
         .client
         .send(req, &ctx.call, false)
@@ -162,6 +176,7 @@ async fn fetch_once(
                 dir.display()
             )))
         })?;
+    let scratch = super::scratch::register(tmp.path());
     let std_file = tmp.reopen().map_err(|e| {
         FetchError::Fatal(ActionError::Other(format!(
             "cannot write the temporary file: {e}"
@@ -204,5 +219,10 @@ async fn fetch_once(
             "writing the download failed: {e}"
         )))
     })?;
-    Ok((tmp, bytes, hex::encode(hasher.finalize())))
+    Ok(Fetched {
+        tmp,
+        bytes,
+        digest: hex::encode(hasher.finalize()),
+        scratch,
+    })
 }

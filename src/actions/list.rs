@@ -79,6 +79,7 @@ pub async fn run(inputs: &Inputs, ctx: &RunCtx<'_>) -> ActionResult {
                 .map_err(|e| {
                     ActionError::Other(format!("cannot write in {}: {e}", dir.display()))
                 })?;
+            let _scratch = super::scratch::register(tmp.path());
             let mut writer = std::io::BufWriter::with_capacity(256 * 1024, tmp);
             let mut write_err = None;
             let (count, total) = paginate(ctx.client, &ctx.call, &first, max_items, &mut |item| {

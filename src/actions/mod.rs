@@ -9,6 +9,7 @@ pub mod download;
 pub mod exports;
 pub mod list;
 pub mod request;
+pub mod scratch;
 pub mod upload;
 
 use std::path::PathBuf;

@@ -298,6 +298,8 @@ fn spawn_signal_handler(cancel: CancellationToken, which: Arc<AtomicI32>) {
                     console::warn("interrupted: stopping (starting nothing new, aborting transfers); send the signal again to exit at once");
                     cancel.cancel();
                 } else {
+                    // Exiting skips destructors: remove the partial files by name first.
+                    crate::actions::scratch::remove_all();
                     std::process::exit(if code == 15 { 143 } else { 130 });
                 }
             }

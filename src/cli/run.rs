@@ -78,6 +78,13 @@ async fn run_async(p: Pipeline, args: RunArgs, ui: UiSettings) -> ExitCode {
             .or_else(|| p.base_url.clone())
             .unwrap_or_else(|| DEFAULT_BASE_URL.to_string()),
     };
+    // The URL as it will be used: a base URL is never rendered, so template syntax in it
+    // is not exempt here as it is in `validate` (it would hide a plain-http host).
+    if crate::template::has_syntax(&base_url) {
+        return invalid(format!(
+            "base URL `{base_url}`: templates are not rendered in a base URL; give the URL itself (https://, or plain http:// to a loopback host only)"
+        ));
+    }
     if let Err(msg) = check_base_url(&base_url) {
         return invalid(msg);
     }

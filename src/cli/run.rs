@@ -325,8 +325,7 @@ fn spawn_signal_handler(cancel: CancellationToken, which: Arc<AtomicI32>) {
 fn apply_overrides(p: &mut Pipeline, args: &RunArgs) -> Result<(), String> {
     let mut overrides: Vec<(String, TValue, String)> = Vec::new();
     if let Some(path) = &args.vars_file {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let text = read_vars_file(path)?;
         let map =
             yaml::parse_map_of_scalars(&text).map_err(|e| format!("{}: {e}", path.display()))?;
         for (k, v) in map {
@@ -362,6 +361,28 @@ fn apply_overrides(p: &mut Pipeline, args: &RunArgs) -> Result<(), String> {
         p.vars.insert(name, value);
     }
     Ok(())
+}
+
+/// A `--vars-file`, read with the pipeline file's size limit (it may be a FIFO or a device:
+/// `/dev/zero` must be an error, not all the memory there is).
+fn read_vars_file(path: &Path) -> Result<String, String> {
+    use std::io::Read as _;
+    let limit = yaml::MAX_FILE_BYTES as u64;
+    let cannot = |e: std::io::Error| format!("cannot read {}: {e}", path.display());
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .map_err(cannot)?
+        .take(limit + 1)
+        .read_to_end(&mut bytes)
+        .map_err(cannot)?;
+    if bytes.len() as u64 > limit {
+        return Err(format!(
+            "{}: larger than {} MiB; vars files are limited like pipeline files",
+            path.display(),
+            limit >> 20
+        ));
+    }
+    String::from_utf8(bytes).map_err(|_| format!("{}: not valid UTF-8 text", path.display()))
 }
 
 /// (unix seconds, RFC 3339 UTC) of now.

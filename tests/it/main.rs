@@ -1,5 +1,6 @@
 mod ci;
 mod emulator;
+mod faults;
 mod run;
 mod support;
 mod validate;

@@ -1,0 +1,285 @@
+//! Cases 6-9: downloads cut short or tampered with, redirects to another origin, and a
+//! cursor that repeats.
+
+use super::*;
+
+// ---------------------------------------------------------------------------------------
+// 6-8: downloads and the key
+// ---------------------------------------------------------------------------------------
+
+/// 6. A download cut mid-body once is retried and the file is whole; cut every time, the
+/// run fails (exit 1) with nothing under the final name, no temporary file, and an older
+/// file at that path untouched.
+#[tokio::test(flavor = "multi_thread")]
+async fn case06_a_cut_download_is_retried_or_leaves_nothing_behind() {
+    let options = || EmulatorOptions {
+        export_bytes: 200_000,
+        export_polls: 0,
+        ..Default::default()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(dir.path(), "p.yaml", &export_pipeline(""));
+    let dest = dir.path().join("out/export.json");
+
+    // Cut once: retried, whole.
+    let emu = emulator(options()).await;
+    emu.add_fault(fault(
+        "cut-once",
+        "GET",
+        "/exports/*",
+        Trigger::Nth(1),
+        FaultEffect::CutAfterBytes(1000),
+    ));
+    let out = run(&emu, &file, dir.path(), &[]).await;
+    out.code(0);
+    assert_eq!(out.step("fetch")["attempts"], 2);
+    assert_eq!(std::fs::metadata(&dest).unwrap().len(), 200_000);
+    assert_eq!(Some(sha256_file(&dest)), emu.export_sha256("exp_0001"));
+    assert_eq!(
+        statuses(&journal(
+            &emu,
+            Origin::Storage,
+            "GET",
+            "/exports/exp_0001.json"
+        )),
+        [200, 200]
+    );
+    delivered(&emu, 6, &[("cut-once", 1)]);
+    emu.shutdown().await;
+
+    // Cut every time, over an older file: exit 1, the older file intact.
+    let emu = emulator(options()).await;
+    emu.add_fault(fault(
+        "cut-always",
+        "GET",
+        "/exports/*",
+        Trigger::Always,
+        FaultEffect::CutAfterBytes(1000),
+    ));
+    std::fs::write(&dest, "the older file\n").unwrap();
+    let out = run(&emu, &file, dir.path(), &[]).await;
+    out.code(1);
+    let error = out.error("fetch");
+    assert!(
+        error.contains("(3 attempts)") && error.contains("left untouched"),
+        "{error}"
+    );
+    assert!(
+        !error.contains("X-Amz-Signature"),
+        "no presigned query: {error}"
+    );
+    assert_eq!(std::fs::read_to_string(&dest).unwrap(), "the older file\n");
+    assert_eq!(
+        journal(&emu, Origin::Storage, "GET", "/exports/exp_0001.json").len(),
+        3
+    );
+    delivered(&emu, 6, &[("cut-always", 3)]);
+    emu.shutdown().await;
+
+    // Cut every time, no older file: nothing under the final name.
+    std::fs::remove_file(&dest).unwrap();
+    let emu = emulator(options()).await;
+    emu.add_fault(fault(
+        "cut-always",
+        "GET",
+        "/exports/*",
+        Trigger::Always,
+        FaultEffect::CutAfterBytes(1000),
+    ));
+    let out = run(&emu, &file, dir.path(), &[]).await;
+    out.code(1);
+    assert!(!dest.exists(), "a partial file under the final name");
+    delivered(&emu, 6, &[("cut-always", 3)]);
+    emu.shutdown().await;
+}
+
+/// 7. A body that does not match the given `sha256` (the storage answered with other bytes)
+/// fails the step at once and leaves the older file at the destination untouched.
+#[tokio::test(flavor = "multi_thread")]
+async fn case07_a_checksum_mismatch_leaves_the_older_file_untouched() {
+    let emu = emulator(EmulatorOptions {
+        export_bytes: 100_000,
+        export_polls: 0,
+        ..Default::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    // First a good run: the file in place, and the URL and digest to check against.
+    let file = write(dir.path(), "p.yaml", &export_pipeline(""));
+    let out = run(&emu, &file, dir.path(), &[]).await;
+    out.code(0);
+    let url = out.step("wait")["outputs"]["download_url"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let good = emu.export_sha256("exp_0001").unwrap();
+    let dest = dir.path().join("out/export.json");
+    assert_eq!(sha256_file(&dest), good);
+
+    emu.add_fault(fault(
+        "tampered",
+        "GET",
+        "/exports/*",
+        Trigger::Always,
+        status_body(200, Value::String("tampered bytes\n".into())),
+    ));
+    let file = write(
+        dir.path(),
+        "again.yaml",
+        &format!("version: 1\nsteps:\n  - id: fetch\n    action: download\n    with:\n      url: \"{url}\"\n      to: out/export.json\n      sha256: {good}\n"),
+    );
+    let out = run(&emu, &file, dir.path(), &[]).await;
+    out.code(1);
+    let error = out.error("fetch");
+    assert!(
+        error.contains("sha256 mismatch")
+            && error.contains(&good)
+            && error.contains("left untouched"),
+        "{error}"
+    );
+    assert_eq!(
+        out.step("fetch")["attempts"],
+        1,
+        "a mismatch is not retried"
+    );
+    assert_eq!(sha256_file(&dest), good, "the older file is untouched");
+    assert_eq!(
+        statuses(&journal(
+            &emu,
+            Origin::Storage,
+            "GET",
+            "/exports/exp_0001.json"
+        )),
+        [200, 200]
+    );
+    delivered(&emu, 7, &[("tampered", 1)]);
+    emu.shutdown().await;
+}
+
+/// 8. A redirect to another origin never carries the key: an API call sent off to the
+/// storage origin, and a download redirected there from the API origin (which succeeds,
+/// without the key).
+#[tokio::test(flavor = "multi_thread")]
+async fn case08_a_redirect_to_another_origin_never_carries_the_key() {
+    let emu = emulator(EmulatorOptions {
+        export_bytes: 50_000,
+        export_polls: 0,
+        ..Default::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    // Make an export, to have a signed storage URL.
+    let file = write(dir.path(), "p.yaml", &export_pipeline(""));
+    run(&emu, &file, dir.path(), &[]).await.code(0);
+    let url = emu
+        .requests()
+        .into_iter()
+        .find(|r| r.origin == Origin::Storage)
+        .map(|r| format!("{}?{}", r.path, r.query))
+        .unwrap();
+    let api_origin = emu.base_url().trim_end_matches("/api/v1").to_string();
+
+    emu.add_fault(fault(
+        "redirect-api-call",
+        "GET",
+        "/api/v1/datasets/ds_0001",
+        Trigger::Nth(1),
+        FaultEffect::RedirectOtherOrigin,
+    ));
+    // Only the first request (on the API origin) is redirected; the storage one is served.
+    emu.add_fault(fault(
+        "redirect-download",
+        "GET",
+        "/exports/*",
+        Trigger::Nth(1),
+        FaultEffect::RedirectOtherOrigin,
+    ));
+    let file = write(
+        dir.path(),
+        "redirects.yaml",
+        &format!("version: 1\n{FAST_RETRY}steps:\n  - id: call\n    action: request\n    continue_on_error: true\n    with: {{ path: /datasets/ds_0001 }}\n  - id: fetch\n    action: download\n    with:\n      url: \"{api_origin}{url}\"\n      to: out/redirected.json\n"),
+    );
+    let before = emu.requests().len();
+    let out = run(&emu, &file, dir.path(), &[]).await;
+    out.code(0);
+    let call = out.step("call");
+    assert_eq!(call["status"], "failed", "{call:#}");
+    let dest = dir.path().join("out/redirected.json");
+    assert_eq!(Some(sha256_file(&dest)), emu.export_sha256("exp_0001"));
+
+    let requests: Vec<RecordedRequest> = emu.requests().into_iter().skip(before).collect();
+    let storage: Vec<&RecordedRequest> = requests
+        .iter()
+        .filter(|r| r.origin == Origin::Storage)
+        .collect();
+    assert!(
+        storage.iter().any(|r| r.path == "/api/v1/datasets/ds_0001"),
+        "the API call was redirected to storage: {requests:#?}"
+    );
+    assert!(storage.iter().any(|r| r.path == "/exports/exp_0001.json"));
+    for r in &storage {
+        assert!(
+            !r.headers.contains_key("x-avala-api-key")
+                && !r.headers.values().any(|v| v.contains(CANARY)),
+            "the key went to another origin: {r:#?}"
+        );
+    }
+    for r in requests.iter().filter(|r| r.origin == Origin::Api) {
+        assert_eq!(
+            r.headers.get("x-avala-api-key").map(String::as_str),
+            Some(CANARY)
+        );
+    }
+    delivered(
+        &emu,
+        8,
+        &[("redirect-api-call", 1), ("redirect-download", 1)],
+    );
+    emu.shutdown().await;
+}
+
+// ---------------------------------------------------------------------------------------
+// 9: endless pages
+// ---------------------------------------------------------------------------------------
+
+/// 9. A cursor that repeats stops the page loop with a message, quickly, in both shapes.
+#[tokio::test(flavor = "multi_thread")]
+async fn case09_a_repeating_cursor_stops_quickly() {
+    for flavor in [Flavor::Documented, Flavor::Current] {
+        let emu = emulator(EmulatorOptions {
+            flavor,
+            datasets: 250,
+            ..Default::default()
+        })
+        .await;
+        emu.add_fault(fault(
+            "repeat",
+            "GET",
+            "/api/v1/datasets",
+            Trigger::Always,
+            FaultEffect::RepeatCursor,
+        ));
+        let dir = tempfile::tempdir().unwrap();
+        let file = write(
+            dir.path(),
+            "p.yaml",
+            "version: 1\nsteps:\n  - id: list\n    action: datasets.list\n    with: { limit: 100, save_to: out/datasets.jsonl }\n",
+        );
+        let out = run(&emu, &file, dir.path(), &[]).await;
+        out.code(1);
+        assert!(out.elapsed < Duration::from_secs(5), "{:?}", out.elapsed);
+        let error = out.error("list");
+        assert!(
+            error.contains("twice") && error.contains("/datasets"),
+            "{flavor:?}: {error}"
+        );
+        assert!(!dir.path().join("out/datasets.jsonl").exists());
+        assert_eq!(
+            journal(&emu, Origin::Api, "GET", "/datasets").len(),
+            2,
+            "{flavor:?}: stops at the first repeat"
+        );
+        delivered(&emu, 9, &[("repeat", 2)]);
+        emu.shutdown().await;
+    }
+}

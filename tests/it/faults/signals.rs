@@ -48,12 +48,13 @@ async fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
 }
 
 impl Background {
+    /// `kill -NAME pid`, with the shell's own `kill` (no libc, no procps needed).
     fn signal(&self, name: &str) {
         let pid = self.child.id().expect("still running").to_string();
-        let status = std::process::Command::new("kill")
-            .args([&format!("-{name}"), &pid])
+        let status = std::process::Command::new("sh")
+            .args(["-c", "kill -\"$0\" \"$1\"", name, &pid])
             .status()
-            .expect("kill runs");
+            .expect("sh runs");
         assert!(status.success(), "kill -{name} {pid}");
     }
 

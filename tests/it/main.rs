@@ -1,3 +1,4 @@
+mod dry_run;
 mod emulator;
 mod run;
 mod support;

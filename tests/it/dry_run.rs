@@ -754,3 +754,31 @@ fn compare_headers(shown: &Value, sent: &BTreeMap<String, String>, key: &str) {
         );
     }
 }
+
+/// The README's dry-run excerpt is real output, not a drawing of it.
+#[test]
+fn the_readme_excerpt_is_real_output() {
+    let readme = std::fs::read_to_string(path("README.md")).unwrap();
+    let section = readme
+        .split("## Preview a run (dry-run)")
+        .nth(1)
+        .expect("README has a dry-run section");
+    let excerpt = section
+        .split("```text\n")
+        .nth(1)
+        .and_then(|s| s.split("```").next())
+        .expect("the section has a text excerpt");
+    let out = avala_pipe()
+        .args(["run", "pipelines/journey.yaml", "--dry-run"])
+        .run();
+    out.success();
+    let actual = out.stdout.replace(
+        concat!("avala-pipe/", env!("CARGO_PKG_VERSION")),
+        "avala-pipe/0.1.0",
+    );
+    assert!(
+        actual.contains(excerpt),
+        "the README excerpt is not in the output of `{}`:\n{actual}",
+        out.command
+    );
+}

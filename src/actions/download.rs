@@ -30,8 +30,6 @@ pub fn plan(inputs: &Inputs, client: &Client) -> Result<ActionPlan, ActionError>
     )];
     if !client.is_api_origin(&req.url) && !req.url.starts_with("<known after run:") {
         notes.push("another origin than the API: sent without the API key".into());
-    } else if req.url.starts_with("<known after run:") {
-        notes.push("the API key is sent only if the URL is on the API's origin".into());
     }
     if let Some(sum) = inputs.str("sha256")? {
         notes.push(format!("the file must have sha256 {sum}"));
@@ -41,6 +39,7 @@ pub fn plan(inputs: &Inputs, client: &Client) -> Result<ActionPlan, ActionError>
     }
     Ok(ActionPlan {
         requests: vec![req],
+        repeats: None,
         notes,
     })
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 
-use super::{next_interval, ActionError, ActionPlan, ActionResult, Inputs, RunCtx};
+use super::{next_interval, ActionError, ActionPlan, ActionResult, Inputs, Repeats, RunCtx};
 use crate::api::request::{segment, Body, HttpRequest, Method};
 use crate::api::shapes::{export_state, ExportState};
 use crate::api::Client;
@@ -48,7 +48,8 @@ fn create_request(inputs: &Inputs, client: &Client) -> Result<HttpRequest, Actio
 pub fn plan_create(inputs: &Inputs, client: &Client) -> Result<ActionPlan, ActionError> {
     Ok(ActionPlan {
         requests: vec![create_request(inputs, client)?],
-        notes: vec!["retried only on 429 or a connection that failed before sending (an export is never created twice)".into()],
+        repeats: None,
+        notes: vec![],
     })
 }
 
@@ -77,12 +78,14 @@ pub fn plan_wait(inputs: &Inputs, client: &Client) -> Result<ActionPlan, ActionE
     let timeout = inputs.duration("timeout")?;
     Ok(ActionPlan {
         requests: vec![wait_request(inputs, client)?],
-        notes: vec![format!(
-            "repeats every {} (growing to {}) until status is completed or exported with a download_url, up to {}; fails at once on failed, error or cancelled",
-            format_duration(interval),
-            format_duration(max),
-            format_duration(timeout)
-        )],
+        repeats: Some(Repeats::Poll {
+            interval: format_duration(interval),
+            max_interval: format_duration(max),
+            timeout: format_duration(timeout),
+            until: "status is completed or exported, with a download_url".into(),
+            fail_if: Some("status is failed, error or cancelled".into()),
+        }),
+        notes: vec![],
     })
 }
 

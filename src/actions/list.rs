@@ -9,7 +9,7 @@ use std::io::Write as _;
 
 use serde_json::{json, Value};
 
-use super::{ActionError, ActionPlan, ActionResult, Inputs, RunCtx};
+use super::{ActionError, ActionPlan, ActionResult, Inputs, Repeats, RunCtx};
 use crate::api::request::{segment, with_query, HttpRequest};
 use crate::api::{shapes, CallCtx, Client};
 use crate::pipeline::model::ActionKind;
@@ -40,10 +40,7 @@ fn first_request(inputs: &Inputs, client: &Client) -> Result<HttpRequest, Action
 
 pub fn plan(inputs: &Inputs, client: &Client) -> Result<ActionPlan, ActionError> {
     let req = first_request(inputs, client)?;
-    let mut notes = vec![pagination_note()];
-    if let Some(max) = inputs.u64("max_items")? {
-        notes.push(format!("stops after {max} items"));
-    }
+    let mut notes = Vec::new();
     if let Some(path) = inputs.str("save_to")? {
         notes.push(format!(
             "items are streamed to {path} (JSON Lines), written in place when complete"
@@ -51,12 +48,9 @@ pub fn plan(inputs: &Inputs, client: &Client) -> Result<ActionPlan, ActionError>
     }
     Ok(ActionPlan {
         requests: vec![req],
+        repeats: Some(Repeats::pages(inputs.u64("max_items")?)),
         notes,
     })
-}
-
-pub fn pagination_note() -> String {
-    "repeats with the next cursor until has_more is false (or `next` is null); a cursor seen twice fails the step".into()
 }
 
 pub async fn run(inputs: &Inputs, ctx: &RunCtx<'_>) -> ActionResult {

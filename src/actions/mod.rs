@@ -213,12 +213,73 @@ pub struct RunCtx<'a> {
     pub renderer: &'a dyn Renderer,
 }
 
-/// What dry-run shows for a step: the requests and how they repeat.
+/// What dry-run shows for a step: the requests, how they repeat, and notes in words.
 #[derive(Debug, Default)]
 pub struct ActionPlan {
     pub requests: Vec<HttpRequest>,
-    /// Pagination, polling, retries, files: in words.
+    /// Pagination or polling, when the request is sent more than once.
+    pub repeats: Option<Repeats>,
+    /// Anything else a reviewer should know (files, destinations, expected statuses).
     pub notes: Vec<String>,
+}
+
+/// How a planned request repeats: page after page, or until a condition holds.
+/// Serialized as the `repeats` field of the JSON plan (see `docs/dry-run.md`).
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Repeats {
+    /// Follows the next cursor (either API shape) until there are no more pages.
+    Pages {
+        until: String,
+        /// Stops early after this many items (`max_items`).
+        max_items: Option<u64>,
+    },
+    /// Sends the request again, the interval growing to `max_interval`, until `until`
+    /// holds; fails at once when `fail_if` holds, or when `timeout` passes.
+    Poll {
+        interval: String,
+        max_interval: String,
+        timeout: String,
+        until: String,
+        fail_if: Option<String>,
+    },
+}
+
+impl Repeats {
+    /// Pagination as every list action and `request` with `paginate: true` does it.
+    pub fn pages(max_items: Option<u64>) -> Repeats {
+        Repeats::Pages {
+            until: "has_more is false or next is null".into(),
+            max_items,
+        }
+    }
+
+    /// The same, in words.
+    pub fn describe(&self) -> String {
+        match self {
+            Repeats::Pages { until, max_items } => {
+                let stop = max_items
+                    .map(|m| format!(", stopping after {m} item{}", if m == 1 { "" } else { "s" }))
+                    .unwrap_or_default();
+                format!("repeats with the next cursor until {until}{stop}; a cursor seen twice fails the step")
+            }
+            Repeats::Poll {
+                interval,
+                max_interval,
+                timeout,
+                until,
+                fail_if,
+            } => {
+                let mut text = format!(
+                    "repeats every {interval} (growing to {max_interval}) until {until}, up to {timeout}"
+                );
+                if let Some(f) = fail_if {
+                    text.push_str(&format!("; fails at once when {f}"));
+                }
+                text
+            }
+        }
+    }
 }
 
 /// The requests a step would send, for dry-run (and the first ones a run sends).

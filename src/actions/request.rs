@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use super::{list, next_interval, ActionError, ActionPlan, ActionResult, Inputs, RunCtx};
+use super::{list, next_interval, ActionError, ActionPlan, ActionResult, Inputs, Repeats, RunCtx};
 use crate::api::request::{query_text, with_query, Body, HttpRequest, Method, Part};
 use crate::api::{Client, JsonResponse};
 use crate::pipeline::model::{format_duration, parse_duration, TValue};
@@ -135,34 +135,40 @@ fn poll_settings(inputs: &Inputs) -> Result<Option<Poll>, ActionError> {
 pub fn plan(inputs: &Inputs, client: &Client) -> Result<ActionPlan, ActionError> {
     let req = build(inputs, client)?;
     let mut notes = Vec::new();
-    if inputs.bool("paginate")? {
-        notes.push(list::pagination_note());
-    }
-    if let Some(p) = poll_settings(inputs)? {
-        let cond = |v: &TValue| match v {
-            TValue::Tmpl(t) => t.source.clone(),
-            other => format!("{other:?}"),
-        };
-        let mut note = format!(
-            "repeats every {} (growing to {}) until {}, up to {}",
-            format_duration(p.interval),
-            format_duration(p.max_interval),
-            cond(&p.until),
-            format_duration(p.timeout)
-        );
-        if let Some(f) = &p.fail_if {
-            note.push_str(&format!("; fails at once when {}", cond(f)));
-        }
-        notes.push(note);
-    }
+    // As `run`: pagination wins over polling.
+    let repeats = if inputs.bool("paginate")? {
+        Some(Repeats::pages(None))
+    } else {
+        poll_settings(inputs)?.map(|p| Repeats::Poll {
+            interval: format_duration(p.interval),
+            max_interval: format_duration(p.max_interval),
+            timeout: format_duration(p.timeout),
+            until: condition_text(&p.until),
+            fail_if: p.fail_if.as_ref().map(condition_text),
+        })
+    };
     if let Some(list) = expect(inputs)? {
         let statuses: Vec<String> = list.iter().map(u16::to_string).collect();
         notes.push(format!("succeeds on status {}", statuses.join(", ")));
     }
     Ok(ActionPlan {
         requests: vec![req],
+        repeats,
         notes,
     })
+}
+
+/// A poll condition as a reviewer reads it: the expression without its `{{ }}`.
+fn condition_text(value: &TValue) -> String {
+    match value {
+        TValue::Tmpl(t) => t
+            .whole_expr
+            .clone()
+            .unwrap_or_else(|| t.source.trim().to_string()),
+        TValue::Bool(b) => b.to_string(),
+        TValue::Str(s) => s.clone(),
+        other => format!("{other:?}"),
+    }
 }
 
 fn response_value(resp: &JsonResponse) -> Value {

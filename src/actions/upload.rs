@@ -115,11 +115,16 @@ pub fn plan(inputs: &Inputs, client: &Client) -> Result<ActionPlan, ActionError>
         }
     }
     let concurrency = inputs.u64("concurrency")?.unwrap_or(4);
+    let mut notes = vec![format!(
+        "one request per file, {concurrency} at a time, each file streamed from disk"
+    )];
+    if unknown {
+        notes.push("the files are known after run: the request is shown once".into());
+    }
     Ok(ActionPlan {
-        notes: vec![format!(
-            "one request per file, {concurrency} at a time, each file streamed from disk; retried only on 429 or a connection that failed before sending (never stored twice)"
-        )],
         requests,
+        repeats: None,
+        notes,
     })
 }
 

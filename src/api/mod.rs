@@ -232,14 +232,22 @@ impl Client {
         Url::parse(url).is_ok_and(|u| u.origin() == self.origin)
     }
 
-    /// The headers a request to `url` carries, the key shown as `<redacted>`.
+    /// The headers a request to `url` carries, the key shown as `<redacted>` (for the
+    /// plan). `Accept-Encoding` is the one reqwest adds (the `gzip` feature); `Host` and
+    /// `Content-Length` follow from the URL and the body and are not shown.
     pub fn display_headers(&self, url: &str, body: &Body) -> Vec<(String, String)> {
         let mut h = vec![
             ("Accept".to_string(), "application/json".to_string()),
+            ("Accept-Encoding".to_string(), "gzip".to_string()),
             ("User-Agent".to_string(), user_agent()),
         ];
-        if self.is_api_origin(url) || url.starts_with("<known after run:") {
+        if self.is_api_origin(url) {
             h.push((KEY_HEADER.to_string(), "<redacted>".to_string()));
+        } else if url.starts_with("<known after run:") {
+            h.push((
+                KEY_HEADER.to_string(),
+                "<redacted> (only if the URL is on the API's origin)".to_string(),
+            ));
         }
         match body {
             Body::Json(_) => h.push(("Content-Type".into(), "application/json".into())),

@@ -8,9 +8,6 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-/// A placeholder for a value only known after a step runs; kept unencoded in URLs.
-const PLACEHOLDER_START: &str = "<known after run:";
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum Method {
@@ -107,11 +104,9 @@ impl HttpRequest {
     }
 }
 
-/// Percent-encodes one path segment (ids from templates may hold anything).
+/// Percent-encodes one path segment (ids from templates may hold anything). The plan
+/// makes `<known after run: ...>` placeholders readable again afterwards.
 pub fn segment(value: &str) -> String {
-    if value.starts_with(PLACEHOLDER_START) {
-        return value.to_string();
-    }
     let mut out = String::with_capacity(value.len());
     for b in value.bytes() {
         if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
@@ -123,7 +118,7 @@ pub fn segment(value: &str) -> String {
     out
 }
 
-/// Appends query parameters to a URL, in order. Placeholders stay readable.
+/// Appends query parameters to a URL, in order, form-urlencoded.
 pub fn with_query(url: &str, params: &[(String, String)]) -> String {
     if params.is_empty() {
         return url.to_string();
@@ -135,16 +130,12 @@ pub fn with_query(url: &str, params: &[(String, String)]) -> String {
         sep = '&';
         out.push_str(&encode_query(k));
         out.push('=');
-        if v.starts_with(PLACEHOLDER_START) {
-            out.push_str(v);
-        } else {
-            out.push_str(&encode_query(v));
-        }
+        out.push_str(&encode_query(v));
     }
     out
 }
 
-fn encode_query(text: &str) -> String {
+pub fn encode_query(text: &str) -> String {
     url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
 }
 

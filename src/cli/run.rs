@@ -132,7 +132,7 @@ async fn run_async(p: Pipeline, args: RunArgs, ui: UiSettings) -> ExitCode {
         secret_values.push(k);
     }
     secret_values.extend(key.clone());
-    let redactor = Redactor::new(secret_values);
+    let redactor = Redactor::new(secret_values.iter().flat_map(|s| secret_forms(s)));
     let concurrency = args.concurrency.map(usize::from).unwrap_or(p.concurrency);
 
     // The plan: what dry-run prints, and the preflight of a real run.
@@ -149,6 +149,9 @@ async fn run_async(p: Pipeline, args: RunArgs, ui: UiSettings) -> ExitCode {
         }
     };
     if args.dry_run {
+        if args.emulator {
+            eprintln!("note: a dry-run starts no emulator; its URLs show {base_url}");
+        }
         match args.format {
             OutputFormat::Json => {
                 let mut doc = serde_json::to_value(&plan).unwrap_or_default();
@@ -274,6 +277,23 @@ fn publish_to_github(
             "outputs",
         );
     }
+}
+
+/// A secret as it may appear in output: as is, JSON-escaped (a body printed as text),
+/// and percent-encoded (a URL path segment or query value).
+fn secret_forms(secret: &str) -> Vec<String> {
+    let json = serde_json::to_string(secret).unwrap_or_default();
+    let mut forms = vec![
+        secret.to_string(),
+        json.get(1..json.len().saturating_sub(1))
+            .unwrap_or_default()
+            .to_string(),
+        crate::api::request::segment(secret),
+        crate::api::request::encode_query(secret),
+    ];
+    forms.sort();
+    forms.dedup();
+    forms
 }
 
 fn write_file(path: &Path, value: &serde_json::Value) -> std::io::Result<()> {

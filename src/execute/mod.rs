@@ -535,6 +535,20 @@ async fn run_once(
 
 /// Renders a step's inputs (all but poll conditions, which need `response`).
 pub fn render_inputs(step: &Step, ctx: &Value, preview: bool) -> Result<Inputs, String> {
+    render_inputs_with(step, ctx, preview, &template::render_value)
+}
+
+/// A function that renders one input value in a context.
+pub type RenderFn<'a> = dyn Fn(&TValue, &Value) -> Result<serde_json::Value, String> + 'a;
+
+/// [`render_inputs`] with another renderer: the plan passes one that turns values only
+/// known after the run into placeholders, so a run and its preview share everything else.
+pub fn render_inputs_with(
+    step: &Step,
+    ctx: &Value,
+    preview: bool,
+    render: &RenderFn<'_>,
+) -> Result<Inputs, String> {
     let mut values = serde_json::Map::new();
     for (name, value) in &step.with {
         let rendered = if name == "poll" {
@@ -547,18 +561,15 @@ pub fn render_inputs(step: &Step, ctx: &Value, preview: bool) -> Result<Inputs, 
                         }
                         out.insert(
                             k.clone(),
-                            template::render_value(v, ctx)
-                                .map_err(|e| format!("input `poll.{k}`: {e}"))?,
+                            render(v, ctx).map_err(|e| format!("input `poll.{k}`: {e}"))?,
                         );
                     }
                     serde_json::Value::Object(out)
                 }
-                other => {
-                    template::render_value(other, ctx).map_err(|e| format!("input `poll`: {e}"))?
-                }
+                other => render(other, ctx).map_err(|e| format!("input `poll`: {e}"))?,
             }
         } else {
-            template::render_value(value, ctx).map_err(|e| format!("input `{name}`: {e}"))?
+            render(value, ctx).map_err(|e| format!("input `{name}`: {e}"))?
         };
         values.insert(name.clone(), rendered);
     }

@@ -692,6 +692,16 @@ impl Checker<'_> {
                 with.insert(key, value);
             }
         }
+        if with.get("paginate") == Some(&TValue::Bool(true)) && with.contains_key("poll") {
+            if let Some(poll) = fields
+                .get("with")
+                .and_then(|w| w.as_map())
+                .and_then(|m| m.iter().find(|(k, _)| k.as_str() == Some("poll")))
+            {
+                self.error(poll.0.pos, "`paginate` and `poll` cannot be combined: a paginated request is read to its last page once")
+                    .help("poll in one step and paginate in another that needs it");
+            }
+        }
         let needs = fields
             .get("needs")
             .map(|n| self.str_list(n))

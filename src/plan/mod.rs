@@ -1,24 +1,33 @@
 //! The plan: every step in the order a run would start it, with the requests it would
-//! send, built by the same action code a run uses (`actions::plan`). Values known only
-//! after earlier steps run are `<known after run: ...>` placeholders. `run --dry-run`
-//! prints the plan; a real run builds it first as a preflight, so a missing upload file
-//! or a template error is exit 2 before any request.
+//! send, built by the same action code a run uses (`actions::plan`) from inputs rendered
+//! by the same function (`execute::render_inputs_with`). Values known only after earlier
+//! steps run are `<known after run: ...>` placeholders ([`preview`]). `run --dry-run`
+//! prints the plan ([`text`], or the JSON document of `docs/dry-run.md`); a real run
+//! builds it first as a preflight, so a missing upload file or a template error is exit
+//! 2 before any request.
 //!
-//! Must not: open a network connection.
+//! Must not: open a network connection, or read anything but the files a step uploads.
+
+mod preview;
+mod text;
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 
 use minijinja::value::Value;
 use serde::Serialize;
 
-use crate::actions::{self, Inputs};
+pub use crate::actions::Repeats;
+use crate::actions::{self, is_placeholder};
+use crate::api::request::{encode_query, segment};
 use crate::api::{Body, Client, HttpRequest, Part};
 use crate::execute::context::{self, Globals};
 use crate::graph::Graph;
-use crate::pipeline::model::{format_duration, Pipeline, Step, TValue};
+use crate::pipeline::model::{format_duration, parse_duration, Pipeline, Step, TValue};
 use crate::template::{self, Unknown};
+pub use text::to_text;
 
+/// The JSON plan document (`run --dry-run --format json`). Its shape is a documented,
+/// stable interface (`docs/dry-run.md`): add fields, never rename or drop them.
 #[derive(Debug, Serialize)]
 pub struct Plan {
     pub pipeline: String,
@@ -28,23 +37,33 @@ pub struct Plan {
 #[derive(Debug, Serialize)]
 pub struct PlannedStep {
     pub id: String,
+    /// The step's display name, when it has one.
+    pub name: Option<String>,
     pub action: &'static str,
+    /// Every step this one waits for (`needs` and the steps its templates read).
     pub needs: Vec<String>,
-    /// The condition, and whether it is known now.
     #[serde(rename = "if")]
     pub condition: Option<Condition>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub for_each: Option<ForEach>,
+    /// Why the step will not run, when that is known now (its `if` is false, or a
+    /// step it depends on will not run).
+    pub skipped: Option<String>,
     pub requests: Vec<PlannedRequest>,
-    /// Pagination, polling, retries, in words.
-    pub repeats: Vec<String>,
-    pub retry: RetryDesc,
+    /// How each request repeats (pagination, polling); null when it is sent once.
+    pub repeats: Option<Repeats>,
+    /// Which failures are retried and how; null when the step sends nothing.
+    pub retry: Option<RetryDesc>,
+    /// The step's overall time limit.
+    pub timeout: Option<String>,
+    /// Anything else worth reading before a run, in words.
+    pub notes: Vec<String>,
     #[serde(skip)]
     pub line: u32,
 }
 
 #[derive(Debug, Serialize)]
 pub struct Condition {
+    /// The `if` as written.
     pub template: String,
     /// `true`/`false` when it can be decided now, null when it depends on earlier steps.
     pub value: Option<bool>,
@@ -52,8 +71,11 @@ pub struct Condition {
 
 #[derive(Debug, Serialize)]
 pub struct ForEach {
-    pub template: String,
-    /// The number of iterations when the list is known now.
+    /// What the step iterates over: the template as written, or the list written in
+    /// the file.
+    pub over: serde_json::Value,
+    /// The number of iterations when the list is known now; null when it is known only
+    /// after the run (the requests are then shown once, with `item` placeholders).
     pub count: Option<usize>,
     pub max_parallel: usize,
 }
@@ -63,17 +85,42 @@ pub struct RetryDesc {
     pub max_attempts: u32,
     pub initial_interval: String,
     pub max_interval: String,
+    /// The failures that are retried, in words (it depends on the method).
+    pub on: String,
+    /// A longer `Retry-After` fails the step at once.
+    pub retry_after_max: String,
 }
 
 #[derive(Debug, Serialize)]
 pub struct PlannedRequest {
     pub method: &'static str,
+    /// The full URL, query included.
     pub url: String,
     pub headers: BTreeMap<String, String>,
+    /// The JSON body exactly as it would be sent.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub body: Option<serde_json::Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub multipart: Option<Vec<Part>>,
+    pub multipart: Option<Vec<PlannedPart>>,
+}
+
+/// One multipart part: a text field, or a file streamed from disk.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum PlannedPart {
+    Text {
+        field: String,
+        value: String,
+    },
+    File {
+        field: String,
+        /// The local path the file is read from.
+        file: String,
+        file_name: String,
+        /// Bytes; null when the file is known only after the run.
+        size: Option<u64>,
+        content_type: String,
+    },
 }
 
 /// Why a plan cannot be built: exit 2, as a run would.
@@ -84,7 +131,7 @@ pub struct PlanError {
     pub message: String,
 }
 
-fn planned(req: &HttpRequest, client: &Client) -> PlannedRequest {
+fn planned(req: &HttpRequest, client: &Client, placeholders: &[String]) -> PlannedRequest {
     let headers = client
         .display_headers(&req.url, &req.body)
         .into_iter()
@@ -92,64 +139,41 @@ fn planned(req: &HttpRequest, client: &Client) -> PlannedRequest {
     let (body, multipart) = match &req.body {
         Body::None => (None, None),
         Body::Json(v) => (Some(v.clone()), None),
-        Body::Multipart(parts) => (None, Some(parts.clone())),
+        Body::Multipart(parts) => (None, Some(parts.iter().map(planned_part).collect())),
     };
     PlannedRequest {
         method: req.method.as_str(),
-        url: req.url.clone(),
+        url: readable_url(&req.url, placeholders),
         headers,
         body,
         multipart,
     }
 }
 
-/// Renders a value for the preview: a template that depends on earlier steps and
-/// cannot be evaluated yet becomes a placeholder naming it.
-fn preview(value: &TValue, ctx: &Value) -> Result<serde_json::Value, String> {
-    Ok(match value {
-        TValue::Tmpl(t) => match template::render(t, ctx) {
-            Ok(v) => v,
-            Err(_) if !t.step_refs.is_empty() => {
-                serde_json::Value::String(format!("<known after run: {}>", t.source.trim()))
-            }
-            Err(e) => return Err(e),
+fn planned_part(part: &Part) -> PlannedPart {
+    match part {
+        Part::Text { field, value } => PlannedPart::Text {
+            field: field.clone(),
+            value: value.clone(),
         },
-        TValue::List(items) => serde_json::Value::Array(
-            items
-                .iter()
-                .map(|i| preview(i, ctx))
-                .collect::<Result<_, _>>()?,
-        ),
-        TValue::Map(map) => {
-            let mut out = serde_json::Map::new();
-            for (k, v) in map {
-                out.insert(k.clone(), preview(v, ctx)?);
+        Part::File {
+            field,
+            path,
+            file_name,
+            size,
+            content_type,
+        } => {
+            let file = path.display().to_string();
+            let unknown = is_placeholder(&serde_json::Value::String(file.clone()));
+            PlannedPart::File {
+                field: field.clone(),
+                file,
+                file_name: file_name.clone(),
+                size: (!unknown).then_some(*size),
+                content_type: content_type.clone(),
             }
-            serde_json::Value::Object(out)
         }
-        other => template::render_value(other, ctx)?,
-    })
-}
-
-fn preview_inputs(step: &Step, ctx: &Value) -> Result<Inputs, String> {
-    let mut values = serde_json::Map::new();
-    for (name, value) in &step.with {
-        let v = match (name.as_str(), value) {
-            ("poll", TValue::Map(m)) => {
-                let mut out = serde_json::Map::new();
-                for (k, v) in m.iter().filter(|(k, _)| *k != "until" && *k != "fail_if") {
-                    out.insert(
-                        k.clone(),
-                        preview(v, ctx).map_err(|e| format!("input `poll.{k}`: {e}"))?,
-                    );
-                }
-                serde_json::Value::Object(out)
-            }
-            _ => preview(value, ctx).map_err(|e| format!("input `{name}`: {e}"))?,
-        };
-        values.insert(name.clone(), v);
     }
-    Ok(Inputs::new(step.action, values, step.with.clone(), true))
 }
 
 /// Builds the plan of a whole pipeline.
@@ -166,6 +190,10 @@ pub fn build(
         .map(|s| (s.id.clone(), context::unknown_entry(&s.id)))
         .collect();
     let base = globals.context(&Value::from(steps_map), &[]);
+    let mut skips = Skips {
+        known: vec![None; p.steps.len()],
+        maybe: vec![false; p.steps.len()],
+    };
     let mut steps = Vec::with_capacity(p.steps.len());
     for &i in &graph.order {
         let step = &p.steps[i];
@@ -174,100 +202,49 @@ pub fn build(
             line: step.pos.line,
             message,
         };
-        let condition = match &step.condition {
-            None => None,
-            Some(cond) => {
-                let template = match cond {
-                    TValue::Tmpl(t) => t.source.clone(),
-                    other => format!(
-                        "{}",
-                        template::render_value(other, &base).unwrap_or_default()
-                    ),
-                };
-                let value = if context::depends_on_steps(cond) {
-                    None
-                } else {
-                    let v = template::render_value(cond, &base)
-                        .map_err(|e| fail(format!("`if`: {e}")))?;
-                    Some(actions::request::truthy(&v))
-                };
-                Some(Condition { template, value })
-            }
-        };
+        let condition = condition(step, &base).map_err(fail)?;
+        let (skipped, mut notes) = skips.decide(p, step, condition.as_ref());
+        let (for_each, iterations, unknowns) =
+            iterations(step, &base, concurrency).map_err(fail)?;
         let mut requests = Vec::new();
-        let mut repeats = Vec::new();
-        let mut for_each = None;
-        let iterations: Vec<Value> = match &step.for_each {
-            None => vec![base.clone()],
-            Some(fe) => {
-                let template = match fe {
-                    TValue::Tmpl(t) => t.source.clone(),
-                    _ => "(a list written in the file)".into(),
-                };
-                let max_parallel = step.max_parallel.unwrap_or(concurrency);
-                if context::depends_on_steps(fe) {
-                    for_each = Some(ForEach {
-                        template,
-                        count: None,
-                        max_parallel,
-                    });
-                    repeats.push(format!(
-                        "once per element of {}, {max_parallel} at a time; `item` fields are known after run",
-                        fe.templates().first().map(|t| t.source.trim().to_string()).unwrap_or_default()
-                    ));
-                    vec![
-                        minijinja::context! { item => Unknown::value("item"), index => Unknown::value("index"), ..base.clone() },
-                    ]
-                } else {
-                    let list = template::render_value(fe, &base)
-                        .map_err(|e| fail(format!("`for_each`: {e}")))?;
-                    let serde_json::Value::Array(items) = list else {
-                        return Err(fail("`for_each` must yield a list".into()));
-                    };
-                    for_each = Some(ForEach {
-                        template,
-                        count: Some(items.len()),
-                        max_parallel,
-                    });
-                    items
-                        .iter()
-                        .enumerate()
-                        .map(|(index, item)| minijinja::context! { item => template::from_json(item), index => index, ..base.clone() })
-                        .collect()
-                }
-            }
-        };
-        if condition.as_ref().and_then(|c| c.value) != Some(false) {
+        let mut repeats = None;
+        if skipped.is_none() {
             for ctx in &iterations {
-                let inputs = preview_inputs(step, ctx).map_err(fail)?;
+                let inputs = crate::execute::render_inputs_with(step, ctx, true, &|v, ctx| {
+                    preview::value(v, ctx, unknowns)
+                })
+                .map_err(fail)?;
                 let action_plan =
                     actions::plan(&inputs, client).map_err(|e| fail(e.to_string()))?;
-                requests.extend(action_plan.requests.iter().map(|r| planned(r, client)));
+                let shown = placeholders(&serde_json::Value::Object(inputs.values));
+                requests.extend(
+                    action_plan
+                        .requests
+                        .iter()
+                        .map(|r| planned(r, client, &shown)),
+                );
+                repeats = repeats.or(action_plan.repeats);
                 for note in action_plan.notes {
-                    if !repeats.contains(&note) {
-                        repeats.push(note);
+                    if !notes.contains(&note) {
+                        notes.push(note);
                     }
                 }
             }
-        } else {
-            repeats.push("skipped: `if` is false".into());
         }
-        if let Some(t) = step.timeout {
-            repeats.push(format!("the step times out after {}", format_duration(t)));
-        }
+        notes.extend(step_notes(step, repeats.as_ref()));
         steps.push(PlannedStep {
             id: step.id.clone(),
+            name: step.name.clone(),
             action: step.action.name(),
             needs: step.deps.iter().map(|&d| p.steps[d].id.clone()).collect(),
             condition,
             for_each,
+            retry: retry(step, &requests, client),
+            skipped,
             requests,
             repeats,
-            retry: RetryDesc {
-                max_attempts: step.retry.max_attempts,
-                initial_interval: format_duration(step.retry.initial_interval),
-                max_interval: format_duration(step.retry.max_interval),
-            },
+            timeout: step.timeout.map(format_duration),
+            notes,
             line: step.pos.line,
         });
     }
@@ -277,83 +254,197 @@ pub fn build(
     })
 }
 
-/// The plan for people: Terraform-style, one block per step.
-pub fn to_text(plan: &Plan) -> String {
-    let mut out = String::new();
-    let n: usize = plan.steps.iter().map(|s| s.requests.len()).sum();
-    let _ = writeln!(
-        out,
-        "Plan for pipeline `{}`: {} step{}, {n} request{} shown. Nothing was sent.\n",
-        plan.pipeline,
-        plan.steps.len(),
-        if plan.steps.len() == 1 { "" } else { "s" },
-        if n == 1 { "" } else { "s" }
-    );
-    for (i, s) in plan.steps.iter().enumerate() {
-        let _ = writeln!(out, "{}. {} ({})", i + 1, s.id, s.action);
-        if !s.needs.is_empty() {
-            let _ = writeln!(out, "   after: {}", s.needs.join(", "));
-        }
-        if let Some(c) = &s.condition {
-            let state = match c.value {
-                Some(true) => "true now",
-                Some(false) => "false now: the step will be skipped",
-                None => "decided at run time",
-            };
-            let _ = writeln!(out, "   if: {} ({state})", c.template.trim());
-        }
-        if let Some(fe) = &s.for_each {
-            let count = fe.count.map_or("a list known after run".to_string(), |c| {
-                format!("{c} items")
-            });
-            let _ = writeln!(
-                out,
-                "   for each: {} ({count}, {} at a time)",
-                fe.template.trim(),
-                fe.max_parallel
-            );
-        }
-        for r in &s.requests {
-            let _ = writeln!(out, "   {} {}", r.method, r.url);
-            for (k, v) in &r.headers {
-                let _ = writeln!(out, "     {k}: {v}");
+/// Which steps will not run (known now), and which may be skipped at run time, by
+/// step index, filled in the order steps are planned.
+struct Skips {
+    known: Vec<Option<String>>,
+    maybe: Vec<bool>,
+}
+
+impl Skips {
+    /// As the executor decides: a step is skipped when its `if` is false, or when a step
+    /// it depends on is skipped and it does not test that step's status. Returns why the
+    /// step will not run (if known now), and notes about skips decided at run time.
+    fn decide(
+        &mut self,
+        p: &Pipeline,
+        step: &Step,
+        condition: Option<&Condition>,
+    ) -> (Option<String>, Vec<String>) {
+        let i = step.index;
+        let mut skip = match condition {
+            Some(Condition {
+                value: Some(false), ..
+            }) => Some("`if` is false".to_string()),
+            _ => None,
+        };
+        let mut notes = Vec::new();
+        self.maybe[i] = matches!(condition, Some(Condition { value: None, .. }));
+        for &d in &step.deps {
+            let dep = &p.steps[d].id;
+            if step.tests_status_of(dep) {
+                continue;
             }
-            if let Some(body) = &r.body {
-                let pretty = serde_json::to_string_pretty(body).unwrap_or_default();
-                for line in pretty.lines() {
-                    let _ = writeln!(out, "     | {line}");
-                }
-            }
-            for part in r.multipart.iter().flatten() {
-                match part {
-                    Part::Text { field, value } => {
-                        let _ = writeln!(out, "     part {field} = {value:?}");
-                    }
-                    Part::File {
-                        field,
-                        path,
-                        file_name,
-                        size,
-                        content_type,
-                    } => {
-                        let _ = writeln!(
-                            out,
-                            "     part {field}: {file_name} ({size} bytes, {content_type}) from {}",
-                            path.display()
-                        );
-                    }
-                }
+            if self.known[d].is_some() {
+                skip.get_or_insert_with(|| format!("`{dep}`, which it depends on, will not run"));
+            } else if self.maybe[d] {
+                notes.push(format!("skipped if `{dep}` is skipped at run time"));
+                self.maybe[i] = true;
             }
         }
-        for note in &s.repeats {
-            let _ = writeln!(out, "   ~ {note}");
+        self.known[i] = skip.clone();
+        (skip, notes)
+    }
+}
+
+/// Notes that follow from the step's own keys.
+fn step_notes(step: &Step, repeats: Option<&Repeats>) -> Vec<String> {
+    let mut notes = Vec::new();
+    if let (Some(Repeats::Poll { timeout, .. }), Some(limit)) = (repeats, step.timeout) {
+        if parse_duration(timeout).is_some_and(|t| t > limit) {
+            notes.push(format!(
+                "the step's timeout ({}) ends the wait before the poll's own timeout ({timeout})",
+                format_duration(limit)
+            ));
         }
-        let _ = writeln!(
-            out,
-            "   ~ retries: up to {} attempts, backoff {} to {}",
-            s.retry.max_attempts, s.retry.initial_interval, s.retry.max_interval
-        );
-        out.push('\n');
+    }
+    if step.continue_on_error {
+        notes.push("a failure of this step does not fail the run (continue_on_error)".into());
+    }
+    notes
+}
+
+/// The `<known after run: ...>` placeholders in rendered inputs. One ends at the last
+/// `>` before the next placeholder (its expression may hold a `>` itself).
+fn placeholders(v: &serde_json::Value) -> Vec<String> {
+    const START: &str = "<known after run:";
+    let mut out = Vec::new();
+    match v {
+        serde_json::Value::String(s) => {
+            let mut rest = s.as_str();
+            while let Some(start) = rest.find(START) {
+                let after = &rest[start..];
+                let next = after[1..].find(START).map_or(after.len(), |n| n + 1);
+                let end = after[..next].rfind('>').map_or(next, |e| e + 1);
+                out.push(after[..end].to_string());
+                rest = &after[end..];
+            }
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|i| out.extend(placeholders(i))),
+        serde_json::Value::Object(map) => map.values().for_each(|i| out.extend(placeholders(i))),
+        _ => {}
     }
     out
+}
+
+/// The URL with its placeholders readable: path segments and query values are
+/// percent-encoded when a request is built, placeholders included.
+fn readable_url(url: &str, placeholders: &[String]) -> String {
+    let mut url = url.to_string();
+    for p in placeholders {
+        for encoded in [segment(p), encode_query(p)] {
+            if encoded != *p {
+                url = url.replace(&encoded, p);
+            }
+        }
+    }
+    url
+}
+
+/// The step's `if`: decided now, or at run time when it reads earlier steps.
+fn condition(step: &Step, base: &Value) -> Result<Option<Condition>, String> {
+    let Some(cond) = &step.condition else {
+        return Ok(None);
+    };
+    let value = if context::depends_on_steps(cond) {
+        None
+    } else {
+        let v = template::render_value(cond, base).map_err(|e| format!("`if`: {e}"))?;
+        Some(actions::request::truthy(&v))
+    };
+    let template = match source(cond) {
+        serde_json::Value::String(s) => s,
+        other => other.to_string(),
+    };
+    Ok(Some(Condition { template, value }))
+}
+
+/// The contexts the step's requests are planned in: one per element of a known
+/// `for_each` list; one with `item`/`index` placeholders when the list is not known yet.
+fn iterations(
+    step: &Step,
+    base: &Value,
+    concurrency: usize,
+) -> Result<(Option<ForEach>, Vec<Value>, preview::Unknowns), String> {
+    let known = preview::Unknowns { item: false };
+    let Some(fe) = &step.for_each else {
+        return Ok((None, vec![base.clone()], known));
+    };
+    let max_parallel = step.max_parallel.unwrap_or(concurrency);
+    if context::depends_on_steps(fe) {
+        let ctx = minijinja::context! {
+            item => Unknown::value("item"),
+            index => Unknown::value("index"),
+            ..base.clone()
+        };
+        let for_each = ForEach {
+            over: source(fe),
+            count: None,
+            max_parallel,
+        };
+        return Ok((Some(for_each), vec![ctx], preview::Unknowns { item: true }));
+    }
+    let list = template::render_value(fe, base).map_err(|e| format!("`for_each`: {e}"))?;
+    let serde_json::Value::Array(items) = list else {
+        return Err(format!(
+            "`for_each` must yield a list, got {}",
+            crate::api::shapes::shorten(&list.to_string(), 80)
+        ));
+    };
+    let contexts = items
+        .iter()
+        .enumerate()
+        .map(|(index, item)| {
+            minijinja::context! { item => template::from_json(item), index => index, ..base.clone() }
+        })
+        .collect();
+    let for_each = ForEach {
+        over: source(fe),
+        count: Some(items.len()),
+        max_parallel,
+    };
+    Ok((Some(for_each), contexts, known))
+}
+
+/// A value as written in the file: templates as their source text.
+fn source(value: &TValue) -> serde_json::Value {
+    match value {
+        TValue::Tmpl(t) => serde_json::Value::String(t.source.trim().to_string()),
+        TValue::List(items) => serde_json::Value::Array(items.iter().map(source).collect()),
+        TValue::Map(map) => {
+            serde_json::Value::Object(map.iter().map(|(k, v)| (k.clone(), source(v))).collect())
+        }
+        other => template::render_value(other, &Value::UNDEFINED).unwrap_or_default(),
+    }
+}
+
+/// The retry policy as it applies to the step's requests (SPEC §4).
+fn retry(step: &Step, requests: &[PlannedRequest], client: &Client) -> Option<RetryDesc> {
+    let first = requests.first()?;
+    let safe = requests.iter().all(|r| matches!(r.method, "GET" | "HEAD"));
+    let on = if safe {
+        "408, 429, 5xx and connection errors".to_string()
+    } else {
+        format!(
+            "429 and connections that failed before the request was sent (a {} is never sent twice)",
+            first.method
+        )
+    };
+    Some(RetryDesc {
+        max_attempts: step.retry.max_attempts,
+        initial_interval: format_duration(step.retry.initial_interval),
+        max_interval: format_duration(step.retry.max_interval),
+        on,
+        retry_after_max: format_duration(client.config().retry_after_cap),
+    })
 }

@@ -218,8 +218,10 @@ impl Object for Unknown {
         Some(Unknown::value(path))
     }
 
+    /// Not known yet, so not iterable: `length`, loops and `join` fail instead of
+    /// silently seeing an empty list (the plan then shows the whole expression).
     fn enumerate(self: &Arc<Self>) -> Enumerator {
-        Enumerator::Empty
+        Enumerator::NonEnumerable
     }
 
     fn render(self: &Arc<Self>, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -1,4 +1,5 @@
 mod ci;
+mod dry_run;
 mod emulator;
 mod faults;
 mod run;

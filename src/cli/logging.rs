@@ -26,8 +26,9 @@ pub fn init(verbose: u8, quiet: bool, format: LogFormat, color: bool) {
     } else {
         match verbose {
             0 => "avala_pipe=info,warn",
-            1 => "avala_pipe=debug,info",
-            _ => "avala_pipe=trace,debug",
+            // Other crates stay at warn: their debug logs may show proxy credentials.
+            1 => "avala_pipe=debug,warn",
+            _ => "avala_pipe=trace,warn",
         }
     };
     let filter = match std::env::var("RUST_LOG") {

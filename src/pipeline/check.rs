@@ -1397,7 +1397,9 @@ fn list_or_none<'a>(names: impl Iterator<Item = &'a String>) -> String {
 /// A base URL must be absolute http(s); plain http only to loopback (SPEC §1).
 pub fn check_base_url(url: &str) -> Result<(), String> {
     if template::has_syntax(url) {
-        return Ok(());
+        return Err(format!(
+            "the base URL `{url}` contains template syntax, but base URLs are used as written, never rendered: write it out as an https:// URL (plain http:// only to loopback), or pass it with --base-url or AVALA_BASE_URL"
+        ));
     }
     let parsed = reqwest::Url::parse(url).map_err(|e| format!("invalid base URL `{url}`: {e}"))?;
     match parsed.scheme() {

@@ -185,6 +185,8 @@ async fn fetch_once(
         tokio::io::BufWriter::with_capacity(1 << 20, tokio::fs::File::from_std(std_file));
     let mut hasher = Sha256::new();
     let mut bytes = 0u64;
+    let label = format!("download {}", dest_name(req));
+    let mut throttle = super::Throttle::new();
     let mut stream = resp.bytes_stream();
     loop {
         let chunk = tokio::select! {
@@ -195,6 +197,9 @@ async fn fetch_once(
         let chunk = chunk.map_err(|e| FetchError::Body(crate::api::transport_message(&e)))?;
         hasher.update(&chunk);
         bytes += chunk.len() as u64;
+        if throttle.ready(Some(bytes) == expected_len) {
+            (ctx.progress)(&label, bytes, expected_len);
+        }
         file.write_all(&chunk).await.map_err(|e| {
             FetchError::Fatal(ActionError::Other(format!(
                 "writing the download failed: {e}"
@@ -224,4 +229,13 @@ async fn fetch_once(
         digest: hex::encode(hasher.finalize()),
         scratch,
     })
+}
+
+/// The last path segment of a URL, for progress labels (never its query).
+fn dest_name(req: &HttpRequest) -> String {
+    let path = display_path(&req.url);
+    path.rsplit('/')
+        .find(|s| !s.is_empty())
+        .unwrap_or("file")
+        .to_string()
 }

@@ -211,6 +211,37 @@ pub struct RunCtx<'a> {
     pub client: &'a Client,
     pub call: CallCtx,
     pub renderer: &'a dyn Renderer,
+    /// Bytes moved by a transfer: `(label, done, total)`, for progress displays.
+    pub progress: &'a (dyn Fn(&str, u64, Option<u64>) + Send + Sync),
+}
+
+/// Calls `progress` at most every quarter second (and always on the last call).
+pub struct Throttle {
+    last: Option<std::time::Instant>,
+}
+
+impl Throttle {
+    pub fn new() -> Self {
+        Throttle { last: None }
+    }
+
+    pub fn ready(&mut self, last_call: bool) -> bool {
+        let now = std::time::Instant::now();
+        let due = last_call
+            || self
+                .last
+                .is_none_or(|t| now.duration_since(t) >= Duration::from_millis(250));
+        if due {
+            self.last = Some(now);
+        }
+        due
+    }
+}
+
+impl Default for Throttle {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 /// What dry-run shows for a step: the requests, how they repeat, and notes in words.

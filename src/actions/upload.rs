@@ -131,18 +131,32 @@ pub fn plan(inputs: &Inputs, client: &Client) -> Result<ActionPlan, ActionError>
 pub async fn run(inputs: &Inputs, ctx: &RunCtx<'_>) -> ActionResult {
     let files = resolve_files(inputs)?;
     let concurrency = inputs.u64("concurrency")?.unwrap_or(4).max(1) as usize;
+    let planned: u64 = files
+        .iter()
+        .filter_map(|p| std::fs::metadata(p).ok())
+        .map(|m| m.len())
+        .sum();
+    let label = format!(
+        "upload {} file{}",
+        files.len(),
+        if files.len() == 1 { "" } else { "s" }
+    );
     let mut uploads = Vec::with_capacity(files.len());
     for path in &files {
         uploads.push(upload_one(inputs, ctx, path));
     }
-    let results: Vec<Result<Value, ActionError>> =
-        stream::iter(uploads).buffered(concurrency).collect().await;
-    let mut out = Vec::with_capacity(results.len());
+    // In file order, `concurrency` at a time; the first failure stops new uploads.
+    let mut results = stream::iter(uploads).buffered(concurrency);
+    let mut out = Vec::with_capacity(files.len());
     let mut total = 0u64;
-    for r in results {
+    let mut throttle = super::Throttle::new();
+    while let Some(r) = results.next().await {
         let v = r?;
         total += v["bytes"].as_u64().unwrap_or(0);
         out.push(v);
+        if throttle.ready(out.len() == files.len()) {
+            (ctx.progress)(&label, total, Some(planned.max(total)));
+        }
     }
     Ok(json!({"files": out, "count": out.len(), "bytes": total}))
 }

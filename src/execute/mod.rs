@@ -137,6 +137,7 @@ pub async fn run(
         globals: settings.globals.clone(),
         cancel: settings.cancel.clone(),
         concurrency: settings.concurrency,
+        events: events.clone(),
     });
 
     const INTERRUPTED: &str = "not started: the run was interrupted";
@@ -292,6 +293,7 @@ struct Shared {
     globals: Globals,
     cancel: CancellationToken,
     concurrency: usize,
+    events: mpsc::UnboundedSender<Event>,
 }
 
 fn skipped(step: &Step, reason: String) -> StepResult {
@@ -509,10 +511,19 @@ async fn run_once(
 ) -> Result<serde_json::Value, String> {
     let inputs = render_inputs(step, ctx, false)?;
     let renderer = StepRenderer { ctx: ctx.clone() };
+    let progress = |label: &str, done: u64, total: Option<u64>| {
+        let _ = shared.events.send(Event::Transfer {
+            step: step.id.clone(),
+            label: label.to_string(),
+            done,
+            total,
+        });
+    };
     let run_ctx = RunCtx {
         client: &shared.client,
         call: call.clone(),
         renderer: &renderer,
+        progress: &progress,
     };
     let result = actions::run(&inputs, &run_ctx)
         .await

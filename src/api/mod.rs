@@ -358,15 +358,7 @@ impl Client {
                         self.pacer.pause(wait);
                     }
                     let wait = retry_after.unwrap_or_else(|| retry::backoff(&ctx.retry, attempt));
-                    tracing::warn!(
-                        step = %ctx.step,
-                        "{} {} answered {status}; retrying in {:.1}s (attempt {} of {})",
-                        req.method.as_str(),
-                        path,
-                        wait.as_secs_f64(),
-                        attempt + 1,
-                        ctx.retry.max_attempts
-                    );
+                    log_retry(ctx, req, &format!("answered {status}"), wait, attempt);
                     wait
                 }
                 Err(e) => {
@@ -380,15 +372,7 @@ impl Client {
                         return Err(fail(ErrorKind::Transport, None, message, attempt, false));
                     }
                     let wait = retry::backoff(&ctx.retry, attempt);
-                    tracing::warn!(
-                        step = %ctx.step,
-                        "{} {} failed: {message}; retrying in {:.1}s (attempt {} of {})",
-                        req.method.as_str(),
-                        path,
-                        wait.as_secs_f64(),
-                        attempt + 1,
-                        ctx.retry.max_attempts
-                    );
+                    log_retry(ctx, req, &format!("failed: {message}"), wait, attempt);
                     wait
                 }
             };
@@ -510,15 +494,7 @@ impl Client {
                 return Err(error(ErrorKind::Transport, Some(status), message, attempt));
             }
             let wait = retry::backoff(&ctx.retry, attempt);
-            tracing::warn!(
-                step = %ctx.step,
-                "{} {}: {message}; retrying in {:.1}s (attempt {} of {})",
-                req.method.as_str(),
-                request::display_path(&req.url),
-                wait.as_secs_f64(),
-                attempt + 1,
-                ctx.retry.max_attempts
-            );
+            log_retry(ctx, req, &message, wait, attempt);
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
                 _ = ctx.cancel.cancelled() => {
@@ -557,6 +533,19 @@ impl Client {
             body,
         })
     }
+}
+
+/// The warning every retry leaves in the log: what happened, when the next attempt is.
+fn log_retry(ctx: &CallCtx, req: &HttpRequest, what: &str, wait: Duration, attempt: u32) {
+    tracing::warn!(
+        step = %ctx.step,
+        "{} {} {what}; retrying in {:.1}s (attempt {} of {})",
+        req.method.as_str(),
+        request::display_path(&req.url),
+        wait.as_secs_f64(),
+        attempt + 1,
+        ctx.retry.max_attempts
+    );
 }
 
 /// Installs the rustls crypto provider once (reqwest is built without one).

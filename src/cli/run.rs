@@ -118,6 +118,7 @@ async fn run_async(p: Pipeline, args: RunArgs, ui: UiSettings) -> ExitCode {
         run_id: format!("run-{}-{:04x}", now.0, fastrand::u16(..)),
         started_at: now.1.clone(),
         date: now.1[..10].to_string(),
+        preview: args.dry_run,
     };
     let globals = match Globals::new(&p, &environment) {
         Ok(g) => g,

@@ -30,6 +30,9 @@ pub struct Environment {
     pub run_id: String,
     pub started_at: String,
     pub date: String,
+    /// Dry-run: a secret that is not set shows as `<secret NAME: not set>` instead of
+    /// failing, so plans can be reviewed where the secrets are not available.
+    pub preview: bool,
 }
 
 impl Globals {
@@ -42,6 +45,9 @@ impl Globals {
             match env.get(name) {
                 Some(v) => {
                     secrets.insert(name.clone(), v.clone());
+                }
+                None if environment.preview => {
+                    secrets.insert(name.clone(), format!("<secret {name}: not set>"));
                 }
                 None => return Err(format!("secret {name} is listed under `secrets:` but the environment variable {name} is not set")),
             }

@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use crate::actions::{self, Inputs, Renderer, RunCtx};
 use crate::api::{CallCtx, Client};
 use crate::graph::Graph;
-use crate::pipeline::model::{Pipeline, Step, TValue};
+use crate::pipeline::model::{ActionKind, Pipeline, Step, TValue};
 use crate::template;
 pub use context::{Environment, Globals};
 
@@ -357,8 +357,14 @@ async fn run_step(shared: &Shared, step: &Step, steps_value: Value) -> StepResul
         Some(limit) => match tokio::time::timeout(limit, work).await {
             Ok(r) => r,
             Err(_) => Err(format!(
-                "timed out after {} (the step's timeout)",
-                crate::pipeline::model::format_duration(limit)
+                "timed out after {} (the step's timeout){}",
+                crate::pipeline::model::format_duration(limit),
+                match step.action {
+                    ActionKind::ItemsUpload | ActionKind::ExportsCreate => {
+                        "; requests that were in flight may already have been applied by the server"
+                    }
+                    _ => "",
+                }
             )),
         },
         None => work.await,

@@ -528,6 +528,35 @@ fn secrets_are_masked_in_both_formats() {
     );
 }
 
+/// Plans are reviewed where secrets are not available (a pull request): an unset secret
+/// shows as a placeholder in a dry-run, while a real run refuses to start without it.
+#[test]
+fn a_dry_run_shows_unset_secrets_as_placeholders() {
+    let out = dry_run(&path(CASES), &["--format", "json"])
+        .env_remove("PARTNER_TOKEN")
+        .run();
+    out.success();
+    let plan = out.json();
+    let make = plan["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == "make")
+        .unwrap();
+    assert_eq!(
+        make["requests"][0]["body"]["partner_token"],
+        "<secret PARTNER_TOKEN: not set>"
+    );
+    let out = avala_pipe()
+        .args(["run", CASES, "--base-url", "http://127.0.0.1:9/api/v1"])
+        .env("AVALA_API_KEY", "avk_x_unused")
+        .env("DRYRUN_REGION", "eu-west")
+        .env_remove("PARTNER_TOKEN")
+        .run();
+    out.code(2);
+    out.stderr_has("environment variable PARTNER_TOKEN is not set");
+}
+
 #[test]
 fn a_dry_run_needs_no_key_and_starts_no_emulator() {
     let file = path("pipelines/journey.yaml");

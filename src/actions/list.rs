@@ -128,7 +128,7 @@ pub async fn paginate(
     let mut total = None;
     for page_no in 1..=MAX_PAGES {
         let resp = client.send_json(&req, call, None).await?;
-        let page = shapes::parse_page(&resp.body).map_err(|m| {
+        let page = shapes::parse_page(resp.body).map_err(|m| {
             ActionError::Other(format!(
                 "{} {}: unexpected response: {m}",
                 req.method.as_str(),

@@ -34,6 +34,8 @@ pub enum Event {
         id: String,
         action: &'static str,
     },
+    /// The step's result without its `outputs` (they can be large: a listed dataset's
+    /// items; the [`RunResult`] has them).
     StepFinished(StepResult),
     /// Bytes moved by a transfer (`label`: the file), for progress bars.
     Transfer {
@@ -212,7 +214,7 @@ pub async fn run(
             r.id.clone(),
             context::step_entry(&r.outputs, r.status.as_str()),
         );
-        let _ = events.send(Event::StepFinished(r.clone()));
+        let _ = events.send(Event::StepFinished(without_outputs(&r)));
         results[i] = Some(r);
     }
 
@@ -286,6 +288,23 @@ struct Shared {
     globals: Globals,
     cancel: CancellationToken,
     concurrency: usize,
+}
+
+/// A copy of a result for an event: everything but the outputs, which may be many
+/// megabytes of listed items that no progress printer reads.
+fn without_outputs(r: &StepResult) -> StepResult {
+    StepResult {
+        id: r.id.clone(),
+        action: r.action,
+        status: r.status,
+        attempts: r.attempts,
+        duration_ms: r.duration_ms,
+        outputs: json!({}),
+        error: r.error.clone(),
+        reason: r.reason.clone(),
+        iterations: r.iterations.clone(),
+        line: r.line,
+    }
 }
 
 fn skipped(step: &Step, reason: String) -> StepResult {

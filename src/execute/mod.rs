@@ -134,6 +134,7 @@ pub async fn run(
     let mut entries: BTreeMap<String, Value> = BTreeMap::new();
     let mut tasks: JoinSet<(usize, StepResult)> = JoinSet::new();
     let mut stop_reason: Option<String> = None;
+    let read_later = outputs_read_later(&p, &graph);
     let shared = Arc::new(Shared {
         client: settings.client.clone(),
         globals: settings.globals.clone(),
@@ -210,9 +211,14 @@ pub async fn run(
         {
             stop_reason = Some(format!("not started: step `{}` failed", r.id));
         }
+        let readable = if read_later[i] {
+            &r.outputs
+        } else {
+            &serde_json::Value::Null
+        };
         entries.insert(
             r.id.clone(),
-            context::step_entry(&r.outputs, r.status.as_str()),
+            context::step_entry(readable, r.status.as_str()),
         );
         let _ = events.send(Event::StepFinished(without_outputs(&r)));
         results[i] = Some(r);
@@ -263,6 +269,23 @@ pub async fn run(
         outputs: serde_json::Value::Object(outputs),
         output_errors,
     }
+}
+
+/// Which steps' outputs a template can still read: those of steps that others depend on
+/// (every `steps.<id>` reference is an edge) or that the pipeline's `outputs` name. The
+/// others are not converted for templates: a big list nobody reads costs nothing more.
+fn outputs_read_later(p: &Pipeline, graph: &Graph) -> Vec<bool> {
+    let named: std::collections::HashSet<&str> = p
+        .outputs
+        .values()
+        .flat_map(|v| v.templates())
+        .flat_map(|t| t.step_refs.iter().map(String::as_str))
+        .collect();
+    p.steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| !graph.dependants[i].is_empty() || named.contains(s.id.as_str()))
+        .collect()
 }
 
 /// Why a not-yet-started step must be skipped, if it must.

@@ -151,11 +151,11 @@ EOF
 bench_download() {
     say "2. download: a $EXPORT_BYTES-byte export from the second origin"
     start_emulator download --export-bytes "$EXPORT_BYTES" --export-polls 1
-    local created id status url="" i
+    local created id status url=""
     created=$(curl -sf -H "X-Avala-Api-Key: $KEY" -H 'Content-Type: application/json' \
         -d '{"project_id": "prj_0001", "format": "json"}' "$BASE/exports")
     id=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])' <<<"$created")
-    for i in $(seq 1 30); do # bounded poll: at most ~30 s
+    for _ in $(seq 1 30); do # bounded poll: at most ~30 s
         status=$(curl -sf -H "X-Avala-Api-Key: $KEY" "$BASE/exports/$id")
         url=$(python3 -c 'import json,sys; d=json.load(sys.stdin); print(d.get("download_url") or "")' <<<"$status")
         [ -n "$url" ] && break
@@ -241,6 +241,7 @@ bench_upload() {
             || { say "avala-pipe uploaded the wrong number of files"; exit 1; }
     }
     up_xargs() {
+        # shellcheck disable=SC2016 # the inner script gets its values as arguments
         measure upload "xargs -P$UPLOAD_CONCURRENCY curl" "$1" "" -- bash -c \
             'cd "$1" && printf "%s\n" *.bin | xargs -P"$2" -I{} curl -sSf -o /dev/null \
                 -H "X-Avala-Api-Key: $3" -F "file=@{}" "$4/datasets/ds_0001/items"' \

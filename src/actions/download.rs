@@ -181,9 +181,14 @@ async fn fetch_once(
             "cannot write the temporary file: {e}"
         )))
     })?;
+    let mut writeback = std_file.try_clone().map(Writeback::new).map_err(|e| {
+        FetchError::Fatal(ActionError::Other(format!(
+            "cannot write the temporary file: {e}"
+        )))
+    })?;
     let mut file =
         tokio::io::BufWriter::with_capacity(1 << 20, tokio::fs::File::from_std(std_file));
-    let mut hasher = Sha256::new();
+    let mut hasher = Hasher::start();
     let mut bytes = 0u64;
     let label = format!("download {}", dest_name(req));
     let mut throttle = super::Throttle::new();
@@ -195,12 +200,17 @@ async fn fetch_once(
         };
         let Some(chunk) = chunk else { break };
         let chunk = chunk.map_err(|e| FetchError::Body(crate::api::transport_message(&e)))?;
-        hasher.update(&chunk);
         bytes += chunk.len() as u64;
+        hasher.update(chunk.clone()).await;
         if throttle.ready(Some(bytes) == expected_len) {
             (ctx.progress)(&label, bytes, expected_len);
         }
         file.write_all(&chunk).await.map_err(|e| {
+            FetchError::Fatal(ActionError::Other(format!(
+                "writing the download failed: {e}"
+            )))
+        })?;
+        writeback.progress(bytes).await.map_err(|e| {
             FetchError::Fatal(ActionError::Other(format!(
                 "writing the download failed: {e}"
             )))
@@ -218,15 +228,25 @@ async fn fetch_once(
             "writing the download failed: {e}"
         )))
     })?;
+    writeback.finish().await.map_err(|e| {
+        FetchError::Fatal(ActionError::Other(format!(
+            "writing the download failed: {e}"
+        )))
+    })?;
     file.into_inner().sync_all().await.map_err(|e| {
         FetchError::Fatal(ActionError::Other(format!(
             "writing the download failed: {e}"
         )))
     })?;
+    let digest = hasher.finish().await.map_err(|e| {
+        FetchError::Fatal(ActionError::Other(format!(
+            "hashing the download failed: {e}"
+        )))
+    })?;
     Ok(Fetched {
         tmp,
         bytes,
-        digest: hex::encode(hasher.finalize()),
+        digest,
         scratch,
     })
 }
@@ -238,4 +258,92 @@ fn dest_name(req: &HttpRequest) -> String {
         .find(|s| !s.is_empty())
         .unwrap_or("file")
         .to_string()
+}
+
+/// Chunks queued for the hashing thread (each at most a few hundred KiB).
+const HASH_AHEAD: usize = 16;
+
+/// The sha256 of a download, computed on a thread of its own while the body is still
+/// being received and written: hashing is the costliest part of a download on a fast
+/// link, and done inline it held up reading the socket and feeding the file.
+struct Hasher {
+    chunks: Option<tokio::sync::mpsc::Sender<bytes::Bytes>>,
+    thread: tokio::task::JoinHandle<String>,
+}
+
+impl Hasher {
+    fn start() -> Self {
+        let (chunks, mut queued) = tokio::sync::mpsc::channel::<bytes::Bytes>(HASH_AHEAD);
+        let thread = tokio::task::spawn_blocking(move || {
+            let mut hasher = Sha256::new();
+            while let Some(chunk) = queued.blocking_recv() {
+                hasher.update(&chunk);
+            }
+            hex::encode(hasher.finalize())
+        });
+        Hasher {
+            chunks: Some(chunks),
+            thread,
+        }
+    }
+
+    /// Queues a chunk (a cheap reference-counted copy), waiting while the queue is full.
+    async fn update(&mut self, chunk: bytes::Bytes) {
+        if let Some(chunks) = &self.chunks {
+            // Fails only if the thread is gone, which `finish` reports.
+            let _ = chunks.send(chunk).await;
+        }
+    }
+
+    /// The hex digest of everything queued.
+    async fn finish(mut self) -> Result<String, tokio::task::JoinError> {
+        self.chunks = None;
+        self.thread.await
+    }
+}
+
+/// Bytes between two background data syncs of a download.
+const WRITEBACK_EVERY: u64 = 64 << 20;
+
+/// Gets a download onto the disk while it is still arriving: every [`WRITEBACK_EVERY`]
+/// bytes, a data sync of the file starts in the background (on its own handle, so the
+/// writes go on meanwhile). The final `sync_all` then waits for the last stretch only,
+/// not for the whole file.
+struct Writeback {
+    file: std::sync::Arc<std::fs::File>,
+    running: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    started_at: u64,
+}
+
+impl Writeback {
+    fn new(file: std::fs::File) -> Self {
+        Writeback {
+            file: std::sync::Arc::new(file),
+            running: None,
+            started_at: 0,
+        }
+    }
+
+    /// `written` bytes have been handed to the file: start a sync when it is time and
+    /// none is running (a failed one fails the download).
+    async fn progress(&mut self, written: u64) -> std::io::Result<()> {
+        if written - self.started_at < WRITEBACK_EVERY
+            || self.running.as_ref().is_some_and(|h| !h.is_finished())
+        {
+            return Ok(());
+        }
+        self.finish().await?;
+        let file = self.file.clone();
+        self.running = Some(tokio::task::spawn_blocking(move || file.sync_data()));
+        self.started_at = written;
+        Ok(())
+    }
+
+    /// Waits for the sync in flight, if there is one.
+    async fn finish(&mut self) -> std::io::Result<()> {
+        match self.running.take() {
+            Some(sync) => sync.await.map_err(std::io::Error::other)?,
+            None => Ok(()),
+        }
+    }
 }

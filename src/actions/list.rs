@@ -95,7 +95,7 @@ pub async fn run(inputs: &Inputs, ctx: &RunCtx<'_>) -> ActionResult {
             tmp.persist(&dest).map_err(|e| {
                 ActionError::Other(format!("cannot move the items into {path}: {e}"))
             })?;
-            Ok(json!({"items": [], "count": count, "total": total, "path": path}))
+            Ok(outputs(Vec::new(), count, total, Some(path)))
         }
         None => {
             let mut items = Vec::new();
@@ -103,9 +103,20 @@ pub async fn run(inputs: &Inputs, ctx: &RunCtx<'_>) -> ActionResult {
                 items.push(item)
             })
             .await?;
-            Ok(json!({"items": items, "count": count, "total": total, "path": null}))
+            Ok(outputs(items, count, total, None))
         }
     }
+}
+
+/// The step's outputs. Built by hand: `json!` would serialize `items` into a deep copy,
+/// which for a big list costs as much as parsing it did.
+fn outputs(items: Vec<Value>, count: u64, total: Option<u64>, path: Option<String>) -> Value {
+    let mut map = serde_json::Map::new();
+    map.insert("items".into(), Value::Array(items));
+    map.insert("count".into(), json!(count));
+    map.insert("total".into(), json!(total));
+    map.insert("path".into(), json!(path));
+    Value::Object(map)
 }
 
 /// Fetches every page starting at `first`, handing each item to `sink`. Returns the
@@ -123,7 +134,7 @@ pub async fn paginate(
     let mut total = None;
     for page_no in 1..=MAX_PAGES {
         let resp = client.send_json(&req, call, None).await?;
-        let page = shapes::parse_page(&resp.body).map_err(|m| {
+        let page = shapes::parse_page(resp.body).map_err(|m| {
             ActionError::Other(format!(
                 "{} {}: unexpected response: {m}",
                 req.method.as_str(),

@@ -306,12 +306,13 @@ impl Client {
                 ));
             }
             let to_api = self.is_api_origin(&req.url);
-            let outcome = tokio::select! {
+            let (ticket, outcome) = tokio::select! {
                 r = async {
-                    if to_api {
-                        self.pacer.acquire().await;
-                    }
-                    self.send_once(req, api_call).await
+                    let ticket = match to_api {
+                        true => Some(self.pacer.acquire().await),
+                        false => None,
+                    };
+                    (ticket, self.send_once(req, api_call).await)
                 } => r,
                 _ = ctx.cancel.cancelled() => {
                     return Err(fail(ErrorKind::Cancelled, None, "interrupted".into(), attempt, !req.method.is_safe()));
@@ -320,8 +321,8 @@ impl Client {
             let wait = match outcome {
                 Ok(resp) => {
                     let status = resp.status().as_u16();
-                    if to_api {
-                        self.pacer.observe(resp.headers());
+                    if let Some(ticket) = ticket {
+                        self.pacer.observe(resp.headers(), ticket);
                     }
                     if !retry::retryable_status(req.method, status) {
                         return Ok((resp, attempt));

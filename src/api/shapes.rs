@@ -17,13 +17,25 @@ pub struct Page {
     pub total: Option<u64>,
 }
 
-/// Reads a list page in either shape.
-pub fn parse_page(body: &Value) -> Result<Page, String> {
-    let obj = body
-        .as_object()
-        .ok_or_else(|| format!("expected a JSON object with a list, got {}", kind(body)))?;
-    let items = match obj.get("items").or_else(|| obj.get("results")) {
-        Some(Value::Array(items)) => items.clone(),
+/// Reads a list page in either shape. Takes the body so the items move out of it: a
+/// page of a big list is not copied item by item.
+pub fn parse_page(body: Value) -> Result<Page, String> {
+    let mut obj = match body {
+        Value::Object(obj) => obj,
+        other => {
+            return Err(format!(
+                "expected a JSON object with a list, got {}",
+                kind(&other)
+            ))
+        }
+    };
+    let list_key = if obj.contains_key("items") {
+        "items"
+    } else {
+        "results"
+    };
+    let items = match obj.get_mut(list_key) {
+        Some(Value::Array(items)) => std::mem::take(items),
         Some(other) => return Err(format!("`items` is {}, not a list", kind(other))),
         None => {
             return Err(
@@ -221,16 +233,16 @@ mod tests {
 
     #[test]
     fn both_page_shapes() {
-        let p = parse_page(&json!({"items": [1], "total": 3, "has_more": true, "cursor": "c2"}))
+        let p = parse_page(json!({"items": [1], "total": 3, "has_more": true, "cursor": "c2"}))
             .unwrap();
         assert_eq!(p.next_cursor.as_deref(), Some("c2"));
         assert_eq!(p.total, Some(3));
-        let p = parse_page(&json!({"results": [1, 2], "next": "https://h/api/datasets/?cursor=abc%3D&limit=2", "previous": null}))
+        let p = parse_page(json!({"results": [1, 2], "next": "https://h/api/datasets/?cursor=abc%3D&limit=2", "previous": null}))
             .unwrap();
         assert_eq!(p.next_cursor.as_deref(), Some("abc="));
-        let p = parse_page(&json!({"results": [], "next": null})).unwrap();
+        let p = parse_page(json!({"results": [], "next": null})).unwrap();
         assert!(p.next_cursor.is_none());
-        assert!(parse_page(&json!({"detail": "x"})).is_err());
+        assert!(parse_page(json!({"detail": "x"})).is_err());
     }
 
     #[test]

@@ -34,6 +34,8 @@ pub enum Event {
         id: String,
         action: &'static str,
     },
+    /// The step's result without its `outputs` (they can be large: a listed dataset's
+    /// items; the [`RunResult`] has them).
     StepFinished(StepResult),
     /// Bytes moved by a transfer (`label`: the file), for progress bars.
     Transfer {
@@ -132,6 +134,7 @@ pub async fn run(
     let mut entries: BTreeMap<String, Value> = BTreeMap::new();
     let mut tasks: JoinSet<(usize, StepResult)> = JoinSet::new();
     let mut stop_reason: Option<String> = None;
+    let read_later = outputs_read_later(&p, &graph);
     let shared = Arc::new(Shared {
         client: settings.client.clone(),
         globals: settings.globals.clone(),
@@ -215,11 +218,16 @@ pub async fn run(
                 format!("not started: step `{}` failed", r.id)
             });
         }
+        let readable = if read_later[i] {
+            &r.outputs
+        } else {
+            &serde_json::Value::Null
+        };
         entries.insert(
             r.id.clone(),
-            context::step_entry(&r.outputs, r.status.as_str()),
+            context::step_entry(readable, r.status.as_str()),
         );
-        let _ = events.send(Event::StepFinished(r.clone()));
+        let _ = events.send(Event::StepFinished(without_outputs(&r)));
         results[i] = Some(r);
     }
 
@@ -270,6 +278,23 @@ pub async fn run(
     }
 }
 
+/// Which steps' outputs a template can still read: those of steps that others depend on
+/// (every `steps.<id>` reference is an edge) or that the pipeline's `outputs` name. The
+/// others are not converted for templates: a big list nobody reads costs nothing more.
+fn outputs_read_later(p: &Pipeline, graph: &Graph) -> Vec<bool> {
+    let named: std::collections::HashSet<&str> = p
+        .outputs
+        .values()
+        .flat_map(|v| v.templates())
+        .flat_map(|t| t.step_refs.iter().map(String::as_str))
+        .collect();
+    p.steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| !graph.dependants[i].is_empty() || named.contains(s.id.as_str()))
+        .collect()
+}
+
 /// Why a not-yet-started step must be skipped, if it must.
 fn skip_reason(p: &Pipeline, step: &Step, results: &[Option<StepResult>]) -> Option<String> {
     for &d in &step.deps {
@@ -294,6 +319,23 @@ struct Shared {
     cancel: CancellationToken,
     concurrency: usize,
     events: mpsc::UnboundedSender<Event>,
+}
+
+/// A copy of a result for an event: everything but the outputs, which may be many
+/// megabytes of listed items that no progress printer reads.
+fn without_outputs(r: &StepResult) -> StepResult {
+    StepResult {
+        id: r.id.clone(),
+        action: r.action,
+        status: r.status,
+        attempts: r.attempts,
+        duration_ms: r.duration_ms,
+        outputs: json!({}),
+        error: r.error.clone(),
+        reason: r.reason.clone(),
+        iterations: r.iterations.clone(),
+        line: r.line,
+    }
 }
 
 fn skipped(step: &Step, reason: String) -> StepResult {

@@ -355,14 +355,21 @@ impl Checker<'_> {
                 all_steps_parsed,
             );
         }
-        // Edges: needs + template references.
+        // Edges: needs + template references. Templates are grouped by step once, so
+        // this stays linear in the number of steps.
+        let mut by_step: HashMap<usize, Vec<&PendingTemplate>> = HashMap::new();
+        for p in &pending {
+            if let Some(index) = p.step {
+                by_step.entry(index).or_default().push(p);
+            }
+        }
         for step in &mut steps {
             let mut deps: Vec<usize> = step
                 .needs
                 .iter()
                 .filter_map(|n| ids.get(n).copied())
                 .collect();
-            for t in pending.iter().filter(|p| p.step == Some(step.index)) {
+            for t in by_step.get(&step.index).into_iter().flatten() {
                 deps.extend(
                     referenced_steps(&t.references)
                         .iter()
@@ -375,14 +382,15 @@ impl Checker<'_> {
             step.deps = deps;
         }
         // Store the analysed templates (with their step refs) back into the steps.
-        attach_step_refs(&mut steps, &pending);
+        let analysed = AnalysedTemplates::new(&pending);
+        attach_step_refs(&mut steps, &analysed);
         let mut outputs = outputs;
         for v in outputs.values_mut() {
-            fill_refs(v, &pending);
+            fill_refs(v, &analysed);
         }
         let mut vars = vars;
         for v in vars.values_mut() {
-            fill_refs(v, &pending);
+            fill_refs(v, &analysed);
         }
 
         if self.diags.is_empty() {
@@ -879,7 +887,13 @@ impl Checker<'_> {
     ) {
         self.step = p
             .step
-            .and_then(|i| steps.iter().find(|s| s.index == i))
+            // Steps are in file order: a binary search, not a scan per template.
+            .and_then(|i| {
+                steps
+                    .binary_search_by_key(&i, |s| s.index)
+                    .ok()
+                    .map(|k| &steps[k])
+            })
             .map(|s| s.id.clone());
         let own_id = self.step.clone();
         for reference in &p.references {
@@ -1209,7 +1223,32 @@ impl Checker<'_> {
     }
 }
 
-fn attach_step_refs(steps: &mut [Step], pending: &[PendingTemplate]) {
+/// The analysed templates by position, so storing their step refs back is one lookup
+/// per template rather than a scan of all of them (quadratic in big pipelines).
+struct AnalysedTemplates<'p> {
+    by_pos: HashMap<Pos, Vec<&'p PendingTemplate>>,
+}
+
+impl<'p> AnalysedTemplates<'p> {
+    fn new(pending: &'p [PendingTemplate]) -> Self {
+        let mut by_pos: HashMap<Pos, Vec<&'p PendingTemplate>> = HashMap::new();
+        for p in pending {
+            by_pos.entry(p.tmpl.pos).or_default().push(p);
+        }
+        AnalysedTemplates { by_pos }
+    }
+
+    /// The first analysed template written at `t`'s place with `t`'s source.
+    fn find(&self, t: &Tmpl) -> Option<&'p PendingTemplate> {
+        self.by_pos
+            .get(&t.pos)?
+            .iter()
+            .find(|p| p.tmpl.source == t.source)
+            .copied()
+    }
+}
+
+fn attach_step_refs(steps: &mut [Step], pending: &AnalysedTemplates) {
     for step in steps.iter_mut() {
         for v in step.with.values_mut() {
             fill_refs(v, pending);
@@ -1227,13 +1266,10 @@ fn attach_step_refs(steps: &mut [Step], pending: &[PendingTemplate]) {
 }
 
 /// Copies the step ids each template references into the stored template.
-fn fill_refs(value: &mut TValue, pending: &[PendingTemplate]) {
+fn fill_refs(value: &mut TValue, pending: &AnalysedTemplates) {
     match value {
         TValue::Tmpl(t) => {
-            if let Some(p) = pending
-                .iter()
-                .find(|p| p.tmpl.pos == t.pos && p.tmpl.source == t.source)
-            {
+            if let Some(p) = pending.find(t) {
                 t.step_refs = referenced_steps(&p.references);
             }
         }

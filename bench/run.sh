@@ -1,0 +1,352 @@
+#!/usr/bin/env bash
+# The avala-pipe benchmarks (issue 7; results and goals in BENCHMARKS.md).
+#
+# Builds the release binary, starts the emulator as a separate process (seeded per
+# scenario), and runs each contestant BENCH_REPS times (default 5), alternating them
+# (the order flips every repetition), after one unmeasured warm-up run each. Wall time
+# is taken around each process, peak RSS from /usr/bin/time -v; bench/stats.py prints
+# the medians, ratios and goals as one Markdown table.
+#
+#   bench/run.sh                      # everything (a few minutes)
+#   BENCH_REPS=3 bench/run.sh         # fewer repetitions
+#   BENCH_ONLY="list upload" bench/run.sh
+#                                     # some of: list download upload ratelimit check memory
+#   BENCH_KEEP=1 bench/run.sh         # keep the work directory (logs, reports, raw results)
+#
+# Uses CARGO_TARGET_DIR when set. Binds to 127.0.0.1 only; every loop is bounded.
+set -euo pipefail
+
+REPS=${BENCH_REPS:-5}
+ONLY=${BENCH_ONLY:-list download upload ratelimit check memory}
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/avala-pipe
+KEY=avk_emulator_demo
+CMD_TIMEOUT=300 # seconds any one measured command may take
+
+# Sizes (the issue's numbers).
+LIST_DATASETS=20000
+EXPORT_BYTES=$((1024 * 1024 * 1024))
+UPLOAD_FILES=500
+UPLOAD_BYTES=65536
+UPLOAD_CONCURRENCY=8
+RL_LIMIT=20
+RL_FILES=200
+CHECK_SIZES="1000 2000 4000 8000"
+MEM_DATASETS=100000
+
+want() { [[ " $ONLY " == *" $1 "* ]]; }
+say() { printf '%s\n' "$*" >&2; }
+
+# --- what the benchmark needs ----------------------------------------------------------
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+if ! python3 -c 'import requests' 2>/dev/null; then
+    say "installing requests (pip)"
+    python3 -m pip install --quiet requests
+fi
+if [ ! -x /usr/bin/time ] || ! command -v curl >/dev/null; then
+    say "installing time and curl (apt-get)"
+    as_root apt-get update -qq
+    as_root apt-get install -y -qq time curl >/dev/null
+fi
+
+say "building the release binary"
+(cd "$ROOT" && cargo build --release --quiet)
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/avala-bench.XXXXXX")
+RESULTS=$WORK/results.tsv
+: >"$RESULTS"
+EMU_PID=
+cleanup() {
+    stop_emulator
+    if [ -n "${BENCH_KEEP:-}" ]; then say "work directory kept: $WORK"; else rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# --- the emulator, one per scenario -----------------------------------------------------
+start_emulator() { # NAME EMULATOR-OPTIONS...
+    local name=$1 log=$WORK/$1.emulator.log
+    shift
+    "$BIN" -q emulator --port 0 --storage-port 0 "$@" >"$log" 2>&1 &
+    EMU_PID=$!
+    for _ in $(seq 1 100); do # at most 10 s
+        grep -q 'storage origin' "$log" 2>/dev/null && break
+        kill -0 "$EMU_PID" 2>/dev/null || { cat "$log" >&2; exit 1; }
+        sleep 0.1
+    done
+    BASE=$(awk '/base URL:/ {print $3}' "$log")
+    STORAGE=$(awk '/storage origin:/ {print $3}' "$log")
+    [ -n "$BASE" ] || { say "the emulator did not start: $(cat "$log")"; exit 1; }
+    say "  emulator ($name): $BASE, storage $STORAGE"
+}
+stop_emulator() {
+    if [ -n "$EMU_PID" ]; then
+        kill "$EMU_PID" 2>/dev/null || true
+        wait "$EMU_PID" 2>/dev/null || true
+        EMU_PID=
+    fi
+}
+
+# --- one measured run -------------------------------------------------------------------
+# measure SCENARIO CONTESTANT REP EXTRA -- COMMAND...: appends
+# "scenario contestant rep microseconds peak_rss_kb extra" to the results.
+# REP 0 is the warm-up: run and checked, not recorded. A failing command stops the bench.
+measure() {
+    local scenario=$1 who=$2 rep=$3 extra=$4 t0 t1 rss
+    shift 5
+    t0=$(date +%s%N)
+    if ! timeout -k 5 "$CMD_TIMEOUT" /usr/bin/time -v -o "$WORK/time.txt" "$@" \
+        >"$WORK/out.txt" 2>"$WORK/err.txt"; then
+        say "FAILED: $scenario / $who (rep $rep): $*"
+        tail -20 "$WORK/err.txt" >&2
+        exit 1
+    fi
+    t1=$(date +%s%N)
+    rss=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$WORK/time.txt")
+    if [ "$rep" -gt 0 ]; then
+        printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$scenario" "$who" "$rep" \
+            $(((t1 - t0) / 1000)) "$rss" "$extra" >>"$RESULTS"
+    fi
+}
+
+# alternate REP CMD_A CMD_B: runs the two shell functions, A first on odd repetitions.
+alternate() {
+    if [ $(($1 % 2)) -eq 1 ]; then "$2" "$1"; "$3" "$1"; else "$3" "$1"; "$2" "$1"; fi
+}
+
+json_field() { # FILE PYTHON-EXPRESSION-ON-d
+    python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print($2)" "$1"
+}
+
+# --- 1. list 20,000 datasets in pages of 100 --------------------------------------------
+bench_list() {
+    say "1. list: $LIST_DATASETS datasets, pages of 100"
+    start_emulator list --datasets "$LIST_DATASETS"
+    cat >"$WORK/list.yaml" <<'EOF'
+version: 1
+name: bench-list
+steps:
+  - id: list
+    action: datasets.list
+    with:
+      limit: 100
+EOF
+    list_ap() {
+        measure list avala-pipe "$1" "" -- env AVALA_API_KEY=$KEY \
+            "$BIN" -q run "$WORK/list.yaml" --base-url "$BASE" "${@:2}"
+    }
+    list_py() {
+        measure list python-requests "$1" "" -- python3 "$ROOT/bench/list_requests.py" "$BASE" "$KEY"
+        [ "$(cat "$WORK/out.txt")" = "$LIST_DATASETS" ] || { say "python listed $(cat "$WORK/out.txt")"; exit 1; }
+    }
+    list_ap 0 --report "$WORK/list.report.json"
+    [ "$(json_field "$WORK/list.report.json" 'd["steps"][0]["outputs"]["count"]')" = "$LIST_DATASETS" ] \
+        || { say "avala-pipe listed the wrong number of datasets"; exit 1; }
+    list_py 0
+    for rep in $(seq 1 "$REPS"); do alternate "$rep" list_ap list_py; done
+    stop_emulator
+}
+
+# --- 2. download a 1 GiB export from the storage origin ---------------------------------
+bench_download() {
+    say "2. download: a $EXPORT_BYTES-byte export from the second origin"
+    start_emulator download --export-bytes "$EXPORT_BYTES" --export-polls 1
+    local created id status url=""
+    created=$(curl -sf -H "X-Avala-Api-Key: $KEY" -H 'Content-Type: application/json' \
+        -d '{"project_id": "prj_0001", "format": "json"}' "$BASE/exports")
+    id=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])' <<<"$created")
+    for _ in $(seq 1 30); do # bounded poll: at most ~30 s
+        status=$(curl -sf -H "X-Avala-Api-Key: $KEY" "$BASE/exports/$id")
+        url=$(python3 -c 'import json,sys; d=json.load(sys.stdin); print(d.get("download_url") or "")' <<<"$status")
+        [ -n "$url" ] && break
+        sleep 1
+    done
+    [ -n "$url" ] || { say "the export never completed: $status"; exit 1; }
+    mkdir -p "$WORK/dl"
+    cat >"$WORK/download.yaml" <<'EOF'
+version: 1
+name: bench-download
+vars:
+  url: ""
+  to: ""
+steps:
+  - id: fetch
+    action: download
+    with:
+      url: "{{ vars.url }}"
+      to: "{{ vars.to }}"
+EOF
+    dl_ap() {
+        measure download avala-pipe "$1" "$EXPORT_BYTES" -- env AVALA_API_KEY=$KEY \
+            "$BIN" -q run "$WORK/download.yaml" --base-url "$BASE" \
+            --var "url=$url" --var "to=$WORK/dl/ap.json" "${@:2}"
+        [ "$(stat -c %s "$WORK/dl/ap.json")" = "$EXPORT_BYTES" ] || { say "avala-pipe: wrong size"; exit 1; }
+        [ -n "${KEEP_FILE:-}" ] || rm -f "$WORK/dl/ap.json"
+    }
+    dl_curl() {
+        measure download curl "$1" "$EXPORT_BYTES" -- curl -sSf -o "$WORK/dl/curl.json" "$url"
+        [ "$(stat -c %s "$WORK/dl/curl.json")" = "$EXPORT_BYTES" ] || { say "curl: wrong size"; exit 1; }
+        [ -n "${KEEP_FILE:-}" ] || rm -f "$WORK/dl/curl.json"
+    }
+    KEEP_FILE=1 dl_ap 0 --report "$WORK/download.report.json"
+    KEEP_FILE=1 dl_curl 0
+    local want
+    want=$(sha256sum "$WORK/dl/curl.json" | cut -d' ' -f1)
+    [ "$(json_field "$WORK/download.report.json" 'd["steps"][0]["outputs"]["sha256"]')" = "$want" ] \
+        || { say "avala-pipe's sha256 differs from the file curl fetched"; exit 1; }
+    cmp -s "$WORK/dl/ap.json" "$WORK/dl/curl.json" || { say "the two downloads differ"; exit 1; }
+    rm -f "$WORK/dl/ap.json" "$WORK/dl/curl.json"
+    for rep in $(seq 1 "$REPS"); do alternate "$rep" dl_ap dl_curl; done
+    stop_emulator
+}
+
+make_files() { # DIR COUNT BYTES
+    mkdir -p "$1"
+    python3 - "$1" "$2" "$3" <<'EOF'
+import os, sys
+d, n, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+for i in range(n):
+    with open(os.path.join(d, f"file-{i:04d}.bin"), "wb") as f:
+        f.write(os.urandom(size))
+EOF
+}
+
+upload_pipeline() { # OUT CONCURRENCY
+    cat >"$1" <<EOF
+version: 1
+name: bench-upload
+vars:
+  files: ""
+steps:
+  - id: upload
+    action: items.upload
+    with:
+      dataset: ds_0001
+      files: "{{ vars.files }}"
+      concurrency: $2
+EOF
+}
+
+# --- 3. upload 500 files of 64 KiB, 8 at a time -----------------------------------------
+bench_upload() {
+    say "3. upload: $UPLOAD_FILES files of $UPLOAD_BYTES bytes, concurrency $UPLOAD_CONCURRENCY"
+    start_emulator upload
+    make_files "$WORK/up" "$UPLOAD_FILES" "$UPLOAD_BYTES"
+    upload_pipeline "$WORK/upload.yaml" "$UPLOAD_CONCURRENCY"
+    up_ap() {
+        measure upload avala-pipe "$1" "" -- env AVALA_API_KEY=$KEY \
+            "$BIN" -q run "$WORK/upload.yaml" --base-url "$BASE" \
+            --var "files=$WORK/up/*.bin" --report "$WORK/upload.report.json"
+        [ "$(json_field "$WORK/upload.report.json" 'd["steps"][0]["outputs"]["count"]')" = "$UPLOAD_FILES" ] \
+            || { say "avala-pipe uploaded the wrong number of files"; exit 1; }
+    }
+    up_xargs() {
+        # shellcheck disable=SC2016 # the inner script gets its values as arguments
+        measure upload "xargs -P$UPLOAD_CONCURRENCY curl" "$1" "" -- bash -c \
+            'cd "$1" && printf "%s\n" *.bin | xargs -P"$2" -I{} curl -sSf -o /dev/null \
+                -H "X-Avala-Api-Key: $3" -F "file=@{}" "$4/datasets/ds_0001/items"' \
+            _ "$WORK/up" "$UPLOAD_CONCURRENCY" "$KEY" "$BASE"
+    }
+    up_ap 0
+    up_xargs 0
+    for rep in $(seq 1 "$REPS"); do alternate "$rep" up_ap up_xargs; done
+    stop_emulator
+}
+
+# --- 4. upload 200 files under --rate-limit 20 -------------------------------------------
+bench_ratelimit() {
+    say "4. rate limit: $RL_FILES files under --rate-limit $RL_LIMIT (ideal $((RL_FILES / RL_LIMIT)) s)"
+    start_emulator ratelimit --rate-limit "$RL_LIMIT"
+    make_files "$WORK/rl" "$RL_FILES" "$UPLOAD_BYTES"
+    upload_pipeline "$WORK/ratelimit.yaml" "$UPLOAD_CONCURRENCY"
+    rl_ap() {
+        sleep 1.1 # a fresh rate-limit window, as for any new client
+        measure ratelimit avala-pipe "$1" "" -- env AVALA_API_KEY=$KEY \
+            "$BIN" run "$WORK/ratelimit.yaml" --base-url "$BASE" \
+            --var "files=$WORK/rl/*.bin" --report "$WORK/ratelimit.report.json"
+        local report=$WORK/ratelimit.report.json
+        [ "$(json_field "$report" 'd["status"]')" = succeeded ] || { say "the run failed"; exit 1; }
+        [ "$(json_field "$report" 'd["steps"][0]["outputs"]["count"]')" = "$RL_FILES" ] \
+            || { say "not every file was uploaded"; exit 1; }
+        # Every attempt past one per file was a retry after a 429 (nothing else fails here).
+        local got429
+        got429=$(json_field "$report" "d['steps'][0]['attempts'] - $RL_FILES")
+        [ "$1" -eq 0 ] || printf 'ratelimit-429\tavala-pipe\t%s\t0\t0\t%s\n' "$1" "$got429" >>"$RESULTS"
+    }
+    rl_ap 0
+    for rep in $(seq 1 "$REPS"); do rl_ap "$rep"; done
+    stop_emulator
+}
+
+# --- 5. validate and dry-run 1k-8k steps --------------------------------------------------
+bench_check() {
+    say "5. validate and dry-run: $CHECK_SIZES steps"
+    local n
+    for n in $CHECK_SIZES; do
+        python3 "$ROOT/bench/gen_pipeline.py" "$n" "$WORK/steps-$n.yaml"
+    done
+    check_validate() { measure "validate" "$N" "$1" "$N" -- "$BIN" validate "$WORK/steps-$N.yaml"; }
+    check_dry() { measure "dry-run" "$N" "$1" "$N" -- "$BIN" run --dry-run "$WORK/steps-$N.yaml"; }
+    for N in $CHECK_SIZES; do
+        check_validate 0
+        check_dry 0
+        for rep in $(seq 1 "$REPS"); do alternate "$rep" check_validate check_dry; done
+    done
+}
+
+# --- 6. datasets.list with save_to over 100,000 datasets -----------------------------------
+bench_memory() {
+    say "6. memory: datasets.list with save_to, 10k and $MEM_DATASETS of $MEM_DATASETS datasets"
+    start_emulator memory --datasets "$MEM_DATASETS"
+    cat >"$WORK/save.yaml" <<'EOF'
+version: 1
+name: bench-save
+vars:
+  max: 0
+  to: ""
+steps:
+  - id: list
+    action: datasets.list
+    with:
+      limit: 100
+      max_items: "{{ vars.max }}"
+      save_to: "{{ vars.to }}"
+EOF
+    mem_run() { # REP COUNT
+        measure memory "$2" "$1" "$2" -- env AVALA_API_KEY=$KEY "$BIN" -q run "$WORK/save.yaml" \
+            --base-url "$BASE" --var "max=$2" --var "to=$WORK/saved.jsonl"
+        [ "$(wc -l <"$WORK/saved.jsonl")" = "$2" ] || { say "save_to holds $(wc -l <"$WORK/saved.jsonl") lines"; exit 1; }
+        rm -f "$WORK/saved.jsonl"
+    }
+    mem_10k() { mem_run "$1" 10000; }
+    mem_all() { mem_run "$1" "$MEM_DATASETS"; }
+    mem_10k 0
+    mem_all 0
+    for rep in $(seq 1 "$REPS"); do alternate "$rep" mem_10k mem_all; done
+    stop_emulator
+}
+
+# --- run ------------------------------------------------------------------------------------
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+STARTED=$(date +%s)
+want list && bench_list
+want download && bench_download
+want upload && bench_upload
+want ratelimit && bench_ratelimit
+want check && bench_check
+want memory && bench_memory
+LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
+
+cpu=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
+mem=$(awk '/^MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)
+echo
+echo "## avala-pipe benchmarks"
+echo
+echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC'); took $(($(date +%s) - STARTED)) s"
+echo "- machine: $(nproc) CPUs ($cpu), $mem memory, Linux $(uname -r)"
+echo "- load average (1/5/15 min): before $LOAD_BEFORE, after $LOAD_AFTER"
+echo "- avala-pipe $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet 2>/dev/null || echo ' (uncommitted changes)'), $(rustc -V 2>/dev/null || echo rustc ?); $(python3 -c 'import requests, platform; print("Python", platform.python_version(), "requests", requests.__version__)'); $(curl -V | head -1 | cut -d' ' -f1-2)"
+echo "- repetitions: $REPS per contestant, alternating, after one warm-up run each; medians shown"
+echo
+python3 "$ROOT/bench/stats.py" "$RESULTS" \
+    --ideal-ratelimit "$((RL_FILES / RL_LIMIT))" --reps "$REPS"

@@ -1,0 +1,151 @@
+"""Turns bench/run.sh's raw results into one Markdown table: medians, ratios, goals.
+
+Input: a TSV of `scenario contestant rep microseconds peak_rss_kb extra` lines.
+usage: stats.py RESULTS.tsv --ideal-ratelimit SECONDS --reps N
+"""
+import argparse
+import collections
+import statistics
+import sys
+
+MIB = 1024 * 1024
+
+parser = argparse.ArgumentParser()
+parser.add_argument("results")
+parser.add_argument("--ideal-ratelimit", type=float, default=10.0)
+parser.add_argument("--reps", type=int, default=5)
+args = parser.parse_args()
+
+runs = collections.defaultdict(list)  # (scenario, contestant) -> [(seconds, rss_kb, extra)]
+order = []
+with open(args.results) as f:
+    for line in f:
+        scenario, who, _rep, micros, rss, extra = line.rstrip("\n").split("\t")
+        key = (scenario, who)
+        if key not in runs:
+            order.append(key)
+        runs[key].append((int(micros) / 1e6, int(rss), extra))
+
+
+def med(key):
+    return statistics.median(t for t, _, _ in runs[key])
+
+
+def span(key):
+    times = [t for t, _, _ in runs[key]]
+    return f"{statistics.median(times):.3f} s ({min(times):.3f}–{max(times):.3f})"
+
+
+def rss(key):
+    return max(r for _, r, _ in runs[key]) / 1024  # MiB
+
+
+def mib(value):
+    return f"{value:.1f} MiB"
+
+
+rows = []  # benchmark, contestant, time, rss, result, goal, met
+verdicts = []
+
+
+def verdict(name, ok):
+    verdicts.append((name, ok))
+    return "**yes**" if ok else "**NO**"
+
+
+# 1. list
+ap, py = ("list", "avala-pipe"), ("list", "python-requests")
+if ap in runs and py in runs:
+    ratio = med(ap) / med(py)
+    rows.append(("1. list 20k datasets, pages of 100", "avala-pipe `datasets.list`", span(ap),
+                 mib(rss(ap)), f"{ratio:.2f}× Python's time", "≤ 0.5×",
+                 verdict("list", ratio <= 0.5)))
+    rows.append(("", "Python `requests` loop (Session)", span(py), mib(rss(py)), "", "", ""))
+
+# 2. download
+ap, curl = ("download", "avala-pipe"), ("download", "curl")
+if ap in runs and curl in runs:
+    size = int(runs[ap][0][2])
+    tp_ap, tp_curl = size / med(ap) / MIB, size / med(curl) / MIB
+    ratio = tp_ap / tp_curl
+    ok = ratio >= 0.9 and rss(ap) <= 64
+    rows.append(("2. download 1 GiB export (2nd origin)", "avala-pipe `download`",
+                 f"{span(ap)}; {tp_ap:.0f} MiB/s", mib(rss(ap)),
+                 f"{ratio:.2f}× curl's throughput", "≥ 0.9×, RSS ≤ 64 MiB",
+                 verdict("download", ok)))
+    rows.append(("", "`curl -o`", f"{span(curl)}; {tp_curl:.0f} MiB/s", mib(rss(curl)), "", "", ""))
+
+# 3. upload
+ap = ("upload", "avala-pipe")
+xa = next((k for k in order if k[0] == "upload" and k[1] != "avala-pipe"), None)
+if ap in runs and xa:
+    ratio = med(ap) / med(xa)
+    rows.append(("3. upload 500 × 64 KiB, concurrency 8", "avala-pipe `items.upload`", span(ap),
+                 mib(rss(ap)), f"{ratio:.2f}× the xargs time", "≤ 0.5×",
+                 verdict("upload", ratio <= 0.5)))
+    rows.append(("", f"`{xa[1]} -F`", span(xa), mib(rss(xa)) + " (largest curl)", "", "", ""))
+
+# 4. rate limit
+ap = ("ratelimit", "avala-pipe")
+if ap in runs:
+    ideal = args.ideal_ratelimit
+    ratio = med(ap) / ideal
+    got = [int(e) for _, _, e in runs.get(("ratelimit-429", "avala-pipe"), [])]
+    got_text = (f"429s per run: median {statistics.median(got):g} ({min(got)}–{max(got)})"
+                if got else "")
+    rows.append(("4. upload 200 files at --rate-limit 20", "avala-pipe `items.upload`", span(ap),
+                 mib(rss(ap)), f"{ratio:.2f}× ideal ({ideal:g} s); every file, no failed step; "
+                 + got_text, "≤ 1.15× ideal",
+                 verdict("rate limit", ratio <= 1.15)))
+
+# 5. validate / dry-run: the cost of each added step, between consecutive sizes, must
+# stay about the same (linear growth); the fixed start-up cost is left out that way.
+for command in ("validate", "dry-run"):
+    keys = sorted((k for k in order if k[0] == command), key=lambda k: int(k[1]))
+    if not keys:
+        continue
+    sizes = [int(k[1]) for k in keys]
+    marginal = {}  # size -> µs per step added since the previous size
+    for (a, ka), (b, kb) in zip(zip(sizes, keys), zip(sizes[1:], keys[1:])):
+        marginal[b] = (med(kb) - med(ka)) / (b - a) * 1e6
+    growth = (marginal[sizes[-1]] / marginal[sizes[1]]) if len(sizes) > 2 else 1.0
+    for i, k in enumerate(keys):
+        n = int(k[1])
+        result = f"{med(k) / n * 1e6:.0f} µs/step"
+        if n in marginal:
+            result += f", {marginal[n]:.0f} µs per added step"
+        goal = met = ""
+        if n == 2000:
+            goal, met = "< 0.5 s at 2k", verdict(f"{command} 2k", med(k) < 0.5)
+        if n == sizes[-1] and len(sizes) > 2:
+            result += (f"; added-step cost {sizes[-2] // 1000}k→{n // 1000}k is "
+                       f"{growth:.2f}× that of {sizes[0] // 1000}k→{sizes[1] // 1000}k")
+            goal = "linear: added-step cost ≤ 1.5× across sizes"
+            met = verdict(f"{command} linear", growth <= 1.5)
+        title = f"5. `{command}`, generated pipeline" if i == 0 else ""
+        rows.append((title, f"{n} steps", span(k), mib(rss(k)), result, goal, met))
+
+# 6. memory
+keys = sorted((k for k in order if k[0] == "memory"), key=lambda k: int(k[1]))
+if len(keys) >= 2:
+    small, big = keys[0], keys[-1]
+    growth = rss(big) / rss(small)
+    for i, k in enumerate(keys):
+        last = k == big
+        rows.append(("6. `datasets.list` + `save_to`, 100k datasets" if i == 0 else "",
+                     f"{int(k[1]):,} items", span(k), mib(rss(k)),
+                     f"RSS {growth:.2f}× that at {int(small[1]) // 1000}k" if last else "",
+                     "flat: ≤ 1.25×" if last else "",
+                     verdict("memory", growth <= 1.25) if last else ""))
+
+headers = ("benchmark", "contestant", "median wall time (min–max)", "peak RSS (max)",
+           "result", "goal", "met")
+print("| " + " | ".join(headers) + " |")
+print("|" + "---|" * len(headers))
+for row in rows:
+    print("| " + " | ".join(row) + " |")
+print()
+met = [n for n, ok in verdicts if ok]
+missed = [n for n, ok in verdicts if not ok]
+print(f"goals met: {len(met)} of {len(verdicts)}" + (f"; not met: {', '.join(missed)}" if missed else ""))
+sys.exit(0)

@@ -5,6 +5,7 @@ use std::io::Write as _;
 use clap::CommandFactory;
 
 use super::args::{Cli, Command, GraphArgs, GraphFormat, OutputFormat, ValidateArgs};
+use super::console;
 use super::ExitCode;
 use crate::pipeline::{self, schema};
 use crate::report::ProgressMode;
@@ -30,12 +31,14 @@ pub fn dispatch(cli: Cli, color: bool) -> ExitCode {
         Command::Validate(args) => validate(args),
         Command::Graph(args) => graph(args),
         Command::Schema => {
-            print!("{}", schema::schema_text());
+            console::stdout_text(&schema::schema_text());
             ExitCode::Success
         }
         Command::Completions { shell } => {
             let mut cmd = Cli::command();
-            clap_complete::generate(shell, &mut cmd, "avala-pipe", &mut std::io::stdout());
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "avala-pipe", &mut out);
+            console::stdout_text(&String::from_utf8_lossy(&out));
             ExitCode::Success
         }
         Command::Man => {
@@ -104,7 +107,7 @@ fn validate(args: ValidateArgs) -> ExitCode {
                 })
                 .collect();
             let doc = serde_json::json!({ "valid": valid, "files": files });
-            println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+            console::stdout_text(&(serde_json::to_string_pretty(&doc).unwrap_or_default() + "\n"));
         }
         OutputFormat::Text => {
             for (path, r) in args.files.iter().zip(&results) {
@@ -142,6 +145,6 @@ fn graph(args: GraphArgs) -> ExitCode {
             serde_json::to_string_pretty(&crate::graph::to_json(&p)).unwrap_or_default() + "\n"
         }
     };
-    print!("{text}");
+    console::stdout_text(&text);
     ExitCode::Success
 }

@@ -25,6 +25,14 @@ pub fn get() -> Console {
     CONSOLE.get().copied().unwrap_or_default()
 }
 
+/// Writes the command's output to stdout. A closed pipe (`| head`) ends the output
+/// quietly instead of panicking as `print!` would.
+pub fn stdout_text(text: &str) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|_| out.flush());
+}
+
 pub fn error(message: &str) {
     let c = get();
     if c.json {

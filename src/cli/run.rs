@@ -151,15 +151,21 @@ async fn run_async(p: Pipeline, args: RunArgs, ui: UiSettings) -> ExitCode {
     };
     if args.dry_run {
         if args.emulator {
-            eprintln!("note: a dry-run starts no emulator; its URLs show {base_url}");
+            console::info(&format!(
+                "note: a dry-run starts no emulator; its URLs show {base_url}"
+            ));
         }
         match args.format {
             OutputFormat::Json => {
                 let mut doc = serde_json::to_value(&plan).unwrap_or_default();
                 redactor.json(&mut doc);
-                println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+                console::stdout_text(
+                    &(serde_json::to_string_pretty(&doc).unwrap_or_default() + "\n"),
+                );
             }
-            OutputFormat::Text => print!("{}", redactor.text(&crate::plan::to_text(&plan))),
+            OutputFormat::Text => {
+                console::stdout_text(&redactor.text(&crate::plan::to_text(&plan)))
+            }
         }
         return ExitCode::Success;
     }
@@ -199,9 +205,12 @@ async fn run_async(p: Pipeline, args: RunArgs, ui: UiSettings) -> ExitCode {
         Err(_) => return ExitCode::RunFailed,
     };
     progress.summary(&result);
-    let report = report::report_json(&p.name, &environment.started_at, &result, &redactor);
-    if let Some(path) = &args.report {
-        if let Err(e) = write_file(path, &report) {
+    // The report is built only when asked for: outputs may hold big lists.
+    let wants_report = args.report.is_some() || args.format == OutputFormat::Json;
+    let report = wants_report
+        .then(|| report::report_json(&p.name, &environment.started_at, &result, &redactor));
+    if let (Some(path), Some(report)) = (&args.report, &report) {
+        if let Err(e) = write_file(path, report) {
             console::error(&format!(
                 "cannot write the report to {}: {e}",
                 path.display()
@@ -218,11 +227,8 @@ async fn run_async(p: Pipeline, args: RunArgs, ui: UiSettings) -> ExitCode {
         }
     }
     publish_to_github(&ui, &p, &result, &redactor);
-    if args.format == OutputFormat::Json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&report).unwrap_or_default()
-        );
+    if let (OutputFormat::Json, Some(report)) = (args.format, &report) {
+        console::stdout_text(&(serde_json::to_string_pretty(report).unwrap_or_default() + "\n"));
     }
     if let Some(e) = emulator {
         e.shutdown().await;

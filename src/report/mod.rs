@@ -340,31 +340,39 @@ fn interruption_detail(result: &RunResult) -> String {
 
 /// The run report (SPEC §6), secrets masked.
 pub fn report_json(name: &str, started_at: &str, result: &RunResult, redactor: &Redactor) -> Value {
-    let mut v = json!({
-        "pipeline": name,
-        "status": result.status,
-        "started_at": started_at,
-        "duration_ms": result.duration.as_millis() as u64,
-        "steps": result.steps.iter().map(|s| {
-            let mut step = json!({
-                "id": s.id,
-                "action": s.action,
-                "status": s.status,
-                "attempts": s.attempts,
-                "duration_ms": s.duration_ms,
-                "outputs": s.outputs,
-                "error": s.error,
-            });
+    let steps = result
+        .steps
+        .iter()
+        .map(|s| {
+            let mut step = serde_json::Map::new();
+            step.insert("id".into(), json!(s.id));
+            step.insert("action".into(), json!(s.action));
+            step.insert("status".into(), json!(s.status));
+            step.insert("attempts".into(), json!(s.attempts));
+            step.insert("duration_ms".into(), json!(s.duration_ms));
+            // One plain clone: outputs can hold every item of a big list.
+            step.insert("outputs".into(), s.outputs.clone());
+            step.insert("error".into(), json!(s.error));
             if let Some(reason) = &s.reason {
-                step["reason"] = json!(reason);
+                step.insert("reason".into(), json!(reason));
             }
             if !s.iterations.is_empty() {
-                step["iterations"] = json!(s.iterations);
+                step.insert("iterations".into(), json!(s.iterations));
             }
-            step
-        }).collect::<Vec<_>>(),
-        "outputs": result.outputs,
-    });
+            Value::Object(step)
+        })
+        .collect();
+    let mut report = serde_json::Map::new();
+    report.insert("pipeline".into(), json!(name));
+    report.insert("status".into(), json!(result.status));
+    report.insert("started_at".into(), json!(started_at));
+    report.insert(
+        "duration_ms".into(),
+        json!(result.duration.as_millis() as u64),
+    );
+    report.insert("steps".into(), Value::Array(steps));
+    report.insert("outputs".into(), result.outputs.clone());
+    let mut v = Value::Object(report);
     redactor.json(&mut v);
     v
 }

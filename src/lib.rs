@@ -10,6 +10,7 @@
 pub mod actions;
 pub mod api;
 pub mod cli;
+pub mod clock;
 pub mod emulator;
 pub mod execute;
 pub mod graph;

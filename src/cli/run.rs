@@ -412,37 +412,10 @@ fn read_vars_file(path: &Path) -> Result<String, String> {
     String::from_utf8(bytes).map_err(|_| format!("{}: not valid UTF-8 text", path.display()))
 }
 
-/// (unix seconds, RFC 3339 UTC) of now.
+/// (unix seconds, ISO 8601 UTC) of now.
 fn httpdate_now() -> (u64, String) {
-    let now = std::time::SystemTime::now();
-    let secs = now
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    (secs, rfc3339(secs))
-}
-
-/// Seconds since the epoch as `YYYY-MM-DDTHH:MM:SSZ`.
-pub fn rfc3339(secs: u64) -> String {
-    let days = secs / 86_400;
-    let rem = secs % 86_400;
-    // Civil from days (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = if m <= 2 { y + 1 } else { y };
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
+    let secs = crate::clock::now();
+    (secs, crate::clock::iso8601(secs))
 }
 
 pub fn emulator(opts: EmulatorOptions) -> ExitCode {
@@ -456,14 +429,5 @@ pub fn emulator(opts: EmulatorOptions) -> ExitCode {
     match runtime.block_on(crate::emulator::serve(opts)) {
         Ok(()) => ExitCode::Success,
         Err(e) => invalid(format!("emulator: {e}")),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn dates() {
-        assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(super::rfc3339(1_796_000_000), "2026-11-30T00:53:20Z");
     }
 }

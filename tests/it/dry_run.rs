@@ -11,7 +11,7 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use base64::Engine as _;
 use serde_json::Value;
@@ -47,22 +47,9 @@ fn dry_run(file: &Path, extra: &[&str]) -> Cmd {
         .env("PARTNER_TOKEN", PARTNER_TOKEN)
 }
 
-/// UTC date `YYYY-MM-DD` of now (Howard Hinnant's civil-from-days).
+/// UTC date `YYYY-MM-DD` of now.
 fn utc_date() -> String {
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("after 1970")
-        .as_secs();
-    let z = (secs / 86_400) as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}")
+    avala_pipe::clock::iso8601(avala_pipe::clock::now())[..10].to_string()
 }
 
 /// Runs a dry-run and filters what varies between machines and days.

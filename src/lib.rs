@@ -17,4 +17,5 @@ pub mod graph;
 pub mod pipeline;
 pub mod plan;
 pub mod report;
+pub mod secrets;
 pub mod template;

@@ -84,6 +84,7 @@ pub async fn run(inputs: &Inputs, ctx: &RunCtx<'_>) -> ActionResult {
                         )));
                     }
                 }
+                super::keep_permissions(&tmp, &dest);
                 tmp.persist(&dest).map_err(|e| {
                     ActionError::Other(format!(
                         "cannot move the download into {}: {}",
@@ -153,28 +154,24 @@ async fn fetch_once(
         .map_err(|e| FetchError::Fatal(e.into()))?;
     let status = resp.status().as_u16();
     if !(200..300).contains(&status) {
-        let body = resp.bytes().await.unwrap_or_default();
+        let message = crate::api::error_body_message(resp).await;
         return Err(FetchError::Fatal(ActionError::Api(ApiError {
             kind: ErrorKind::Status,
             method: req.method,
             path: display_path(&req.url),
             status: Some(status),
-            message: crate::api::shapes::error_message(&body),
+            message,
             attempts: ctx.call.attempts.load(std::sync::atomic::Ordering::Relaxed),
             maybe_applied: false,
         })));
     }
     let expected_len = resp.content_length();
-    let tmp = tempfile::Builder::new()
-        .prefix(".avala-pipe-")
-        .suffix(".part")
-        .tempfile_in(dir)
-        .map_err(|e| {
-            FetchError::Fatal(ActionError::Other(format!(
-                "cannot write in {}: {e}",
-                dir.display()
-            )))
-        })?;
+    let tmp = super::temp_beside(dir).map_err(|e| {
+        FetchError::Fatal(ActionError::Other(format!(
+            "cannot write in {}: {e}",
+            dir.display()
+        )))
+    })?;
     let scratch = super::scratch::register(tmp.path());
     let std_file = tmp.reopen().map_err(|e| {
         FetchError::Fatal(ActionError::Other(format!(

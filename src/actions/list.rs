@@ -15,7 +15,7 @@ use crate::api::{shapes, CallCtx, Client};
 use crate::pipeline::model::ActionKind;
 
 /// A server bug must not become an endless loop.
-const MAX_PAGES: usize = 1_000_000;
+const MAX_PAGES: usize = 100_000;
 
 fn first_request(inputs: &Inputs, client: &Client) -> Result<HttpRequest, ActionError> {
     let path = match inputs.action {
@@ -66,13 +66,9 @@ pub async fn run(inputs: &Inputs, ctx: &RunCtx<'_>) -> ActionResult {
                 .unwrap_or_else(|| ".".into());
             std::fs::create_dir_all(&dir)
                 .map_err(|e| ActionError::Other(format!("cannot create {}: {e}", dir.display())))?;
-            let tmp = tempfile::Builder::new()
-                .prefix(".avala-pipe-")
-                .suffix(".part")
-                .tempfile_in(&dir)
-                .map_err(|e| {
-                    ActionError::Other(format!("cannot write in {}: {e}", dir.display()))
-                })?;
+            let tmp = super::temp_beside(&dir).map_err(|e| {
+                ActionError::Other(format!("cannot write in {}: {e}", dir.display()))
+            })?;
             let _scratch = super::scratch::register(tmp.path());
             let mut writer = std::io::BufWriter::with_capacity(256 * 1024, tmp);
             let mut write_err = None;
@@ -92,6 +88,7 @@ pub async fn run(inputs: &Inputs, ctx: &RunCtx<'_>) -> ActionResult {
             let tmp = writer
                 .into_inner()
                 .map_err(|e| ActionError::Other(format!("writing {path} failed: {e}")))?;
+            super::keep_permissions(&tmp, &dest);
             tmp.persist(&dest).map_err(|e| {
                 ActionError::Other(format!("cannot move the items into {path}: {e}"))
             })?;

@@ -337,6 +337,27 @@ pub async fn run(inputs: &Inputs, ctx: &RunCtx<'_>) -> ActionResult {
     }
 }
 
+/// A temporary file in `dir` for a result that will be renamed into place. It is created
+/// with the mode an ordinary new file would get (0666 less the umask), not tempfile's
+/// private 0600, so the renamed result looks like any file the user writes.
+pub fn temp_beside(dir: &std::path::Path) -> std::io::Result<tempfile::NamedTempFile> {
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".avala-pipe-").suffix(".part");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        builder.permissions(std::fs::Permissions::from_mode(0o666));
+    }
+    builder.tempfile_in(dir)
+}
+
+/// Gives the file about to replace `dest` the permissions `dest` has now, if it exists.
+pub fn keep_permissions(tmp: &tempfile::NamedTempFile, dest: &std::path::Path) {
+    if let Ok(meta) = std::fs::metadata(dest) {
+        let _ = std::fs::set_permissions(tmp.path(), meta.permissions());
+    }
+}
+
 /// A path as the user gave it, resolved against the working directory.
 pub fn local_path(text: &str) -> PathBuf {
     PathBuf::from(text)

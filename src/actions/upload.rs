@@ -162,7 +162,7 @@ pub async fn run(inputs: &Inputs, ctx: &RunCtx<'_>) -> ActionResult {
 }
 
 async fn upload_one(inputs: &Inputs, ctx: &RunCtx<'_>, path: &Path) -> Result<Value, ActionError> {
-    let (size, sha256) = hash_file(path).await?;
+    let (size, sha256) = hash_file(path, &ctx.call.cancel).await?;
     let req = request_for(inputs, ctx.client, path, size)?;
     let resp = ctx
         .client
@@ -189,8 +189,11 @@ async fn upload_one(inputs: &Inputs, ctx: &RunCtx<'_>, path: &Path) -> Result<Va
     }))
 }
 
-/// Size and sha256 of a file, read in chunks.
-pub async fn hash_file(path: &Path) -> Result<(u64, String), ActionError> {
+/// Size and sha256 of a file, read in chunks; an interrupt stops it between chunks.
+pub async fn hash_file(
+    path: &Path,
+    cancel: &tokio_util::sync::CancellationToken,
+) -> Result<(u64, String), ActionError> {
     let mut file = tokio::fs::File::open(path)
         .await
         .map_err(|e| ActionError::Other(format!("cannot open {}: {e}", path.display())))?;
@@ -198,6 +201,12 @@ pub async fn hash_file(path: &Path) -> Result<(u64, String), ActionError> {
     let mut buf = vec![0u8; 64 * 1024];
     let mut size = 0u64;
     loop {
+        if cancel.is_cancelled() {
+            return Err(ActionError::Other(format!(
+                "interrupted while reading {}",
+                path.display()
+            )));
+        }
         let n = file
             .read(&mut buf)
             .await

@@ -184,11 +184,17 @@ pub struct Client {
 impl Client {
     pub fn new(cfg: ApiConfig) -> Result<Client, String> {
         install_crypto();
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(cfg.connect_timeout)
             .read_timeout(cfg.read_timeout)
-            .pool_max_idle_per_host(64)
+            .pool_max_idle_per_host(64);
+        if crate::pipeline::check::is_loopback(&cfg.base_url) {
+            // Plain http is allowed to loopback only because the key stays on this
+            // machine: a proxy from HTTP_PROXY would carry it off in cleartext.
+            builder = builder.no_proxy();
+        }
+        let http = builder
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
         let origin = cfg.base_url.origin();
@@ -475,18 +481,29 @@ impl Client {
         };
         let mut used = 0;
         let (status, headers, bytes, attempts) = loop {
-            let (resp, attempt) = self.send_from(req, ctx, true, used).await?;
+            // An upload may take longer than any fixed limit: it gets the idle limit
+            // and the step's timeout, not the per-call total.
+            let api_call = !matches!(req.body, Body::Multipart(_));
+            let (resp, attempt) = self.send_from(req, ctx, api_call, used).await?;
             let status = resp.status().as_u16();
             let headers = header_map(resp.headers());
             let read = tokio::select! {
-                b = resp.bytes() => b,
+                b = read_capped(resp, MAX_JSON_BODY) => b,
                 _ = ctx.cancel.cancelled() => {
                     return Err(error(ErrorKind::Cancelled, Some(status), "interrupted".into(), attempt));
                 }
             };
             let e = match read {
                 Ok(bytes) => break (status, headers, bytes, attempt),
-                Err(e) => e,
+                Err(BodyError::TooLarge(limit)) => {
+                    return Err(error(
+                        ErrorKind::Unexpected,
+                        Some(status),
+                        format!("the response is larger than {} MiB; not read", limit >> 20),
+                        attempt,
+                    ));
+                }
+                Err(BodyError::Transport(e)) => e,
             };
             let message = format!("reading the response failed: {}", transport_message(&e));
             // A body cut short is a transport error like any other: a GET goes again,
@@ -536,6 +553,31 @@ impl Client {
     }
 }
 
+/// The largest JSON (or text) response read into memory; larger is an error, not an
+/// out-of-memory (a gzip-compressed page can expand a thousandfold).
+const MAX_JSON_BODY: usize = 256 << 20;
+/// How much of an error response is read for its message.
+const MAX_ERROR_BODY: usize = 64 << 10;
+
+/// Reads a body up to `limit` bytes (after decompression).
+async fn read_capped(mut resp: reqwest::Response, limit: usize) -> Result<bytes::Bytes, BodyError> {
+    let mut buf = bytes::BytesMut::new();
+    while let Some(chunk) = resp.chunk().await.map_err(BodyError::Transport)? {
+        if buf.len() + chunk.len() > limit {
+            return Err(BodyError::TooLarge(limit));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf.freeze())
+}
+
+/// Why a body could not be read.
+#[derive(Debug)]
+enum BodyError {
+    Transport(reqwest::Error),
+    TooLarge(usize),
+}
+
 /// The warning every retry leaves in the log: what happened, when the next attempt is.
 fn log_retry(ctx: &CallCtx, req: &HttpRequest, what: &str, wait: Duration, attempt: u32) {
     tracing::warn!(
@@ -575,10 +617,20 @@ pub fn header_map(headers: &HeaderMap) -> serde_json::Map<String, serde_json::Va
 }
 
 async fn read_error_message(resp: reqwest::Response) -> String {
-    match resp.bytes().await {
-        Ok(b) => shapes::error_message(&b),
-        Err(_) => String::new(),
+    error_body_message(resp).await
+}
+
+/// The server's message from an error response, reading at most a little of it.
+pub async fn error_body_message(mut resp: reqwest::Response) -> String {
+    let mut buf = Vec::new();
+    while let Ok(Some(chunk)) = resp.chunk().await {
+        let room = MAX_ERROR_BODY.saturating_sub(buf.len());
+        buf.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if buf.len() >= MAX_ERROR_BODY {
+            break;
+        }
     }
+    shapes::error_message(&buf)
 }
 
 /// A transport error in words, without the URL (it may carry a signature).

@@ -55,9 +55,20 @@ pub fn parse_page(body: Value) -> Result<Page, String> {
                 .get("cursor")
                 .or_else(|| obj.get("next_cursor"))
                 .and_then(Value::as_str);
+            let from_next = || {
+                obj.get("next")
+                    .and_then(Value::as_str)
+                    .and_then(cursor_from_next)
+            };
             match c {
                 Some(c) if !c.is_empty() => Some(c.to_string()),
-                _ => return Err("`has_more` is true but the page carries no cursor".into()),
+                _ => match from_next() {
+                    Some((param, value)) => {
+                        cursor_param = param;
+                        Some(value)
+                    }
+                    None => return Err("`has_more` is true but the page carries no cursor".into()),
+                },
             }
         }
         _ => match obj.get("next") {
@@ -206,7 +217,9 @@ fn joined(v: &Value) -> String {
     }
 }
 
+/// Cuts a message for display, masking secrets first (a cut could leave part of one).
 pub fn shorten(text: &str, max: usize) -> String {
+    let text = &crate::secrets::redact(text);
     if text.chars().count() <= max {
         text.to_string()
     } else {

@@ -116,8 +116,9 @@ pub struct RunArgs {
     /// Append the pipeline's outputs to $GITHUB_OUTPUT (GitHub Actions).
     #[arg(long)]
     pub github_output: bool,
-    /// Run against the built-in emulator (no account needed).
-    #[arg(long, conflicts_with = "base_url")]
+    /// Run against the built-in emulator (no account needed); --base-url and
+    /// AVALA_BASE_URL are then ignored.
+    #[arg(long)]
     pub emulator: bool,
 }
 

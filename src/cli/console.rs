@@ -34,6 +34,7 @@ pub fn stdout_text(text: &str) {
 }
 
 pub fn error(message: &str) {
+    let message = &crate::secrets::redact(message);
     let c = get();
     if c.json {
         tracing::error!("{message}");
@@ -45,6 +46,7 @@ pub fn error(message: &str) {
 }
 
 pub fn warn(message: &str) {
+    let message = &crate::secrets::redact(message);
     if get().json {
         tracing::warn!("{message}");
     } else {
@@ -53,6 +55,7 @@ pub fn warn(message: &str) {
 }
 
 pub fn info(message: &str) {
+    let message = &crate::secrets::redact(message);
     if get().json {
         tracing::info!("{message}");
     } else {

@@ -37,7 +37,7 @@ pub fn init(verbose: u8, quiet: bool, format: LogFormat, color: bool) {
     };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(RedactingStderr);
     let _ = match format {
         LogFormat::Json => builder
             .json()
@@ -51,4 +51,40 @@ pub fn init(verbose: u8, quiet: bool, format: LogFormat, color: bool) {
             .without_time()
             .try_init(),
     };
+}
+
+/// stderr, with the run's secrets masked in every log line (a URL path in a retry
+/// warning may hold a rendered secret).
+struct RedactingStderr;
+
+/// One log event, buffered so it can be masked whole before it is written.
+struct Line(Vec<u8>);
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for RedactingStderr {
+    type Writer = Line;
+
+    fn make_writer(&'a self) -> Line {
+        Line(Vec::with_capacity(256))
+    }
+}
+
+impl std::io::Write for Line {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for Line {
+    fn drop(&mut self) {
+        if self.0.is_empty() {
+            return;
+        }
+        let text = crate::secrets::redact(&String::from_utf8_lossy(&self.0));
+        let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), text.as_bytes());
+    }
 }

@@ -72,9 +72,11 @@ async fn run_async(p: Pipeline, args: RunArgs, ui: UiSettings) -> ExitCode {
     let base_url = match &emulator {
         Some(e) => e.base_url(),
         None if args.emulator => "http://127.0.0.1:0/api/v1".to_string(),
+        // An empty --base-url / AVALA_BASE_URL counts as unset.
         None => args
             .base_url
             .clone()
+            .filter(|u| !u.trim().is_empty())
             .or_else(|| p.base_url.clone())
             .unwrap_or_else(|| DEFAULT_BASE_URL.to_string()),
     };
@@ -96,6 +98,9 @@ async fn run_async(p: Pipeline, args: RunArgs, ui: UiSettings) -> ExitCode {
         None if args.dry_run => None,
         None => match std::env::var("AVALA_API_KEY") {
             Ok(k) if !k.trim().is_empty() => Some(k),
+            Err(std::env::VarError::NotUnicode(_)) => {
+                return invalid("AVALA_API_KEY is not valid UTF-8 text: check how the key is stored")
+            }
             _ => {
                 return invalid(
                     "AVALA_API_KEY is not set: a real run needs the API key in the AVALA_API_KEY environment variable (use --dry-run to preview without it, or --emulator to try offline)",
@@ -112,7 +117,9 @@ async fn run_async(p: Pipeline, args: RunArgs, ui: UiSettings) -> ExitCode {
 
     let now = httpdate_now();
     let environment = Environment {
-        env: std::env::vars()
+        // Variables that are not Unicode are left out (never printed: one may be a secret).
+        env: std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
             .filter(|(k, _)| k != "AVALA_API_KEY")
             .collect::<BTreeMap<_, _>>(),
         run_id: format!("run-{}-{:04x}", now.0, fastrand::u16(..)),
@@ -133,7 +140,8 @@ async fn run_async(p: Pipeline, args: RunArgs, ui: UiSettings) -> ExitCode {
         secret_values.push(k);
     }
     secret_values.extend(key.clone());
-    let redactor = Redactor::new(secret_values.iter().flat_map(|s| secret_forms(s)));
+    let redactor = Redactor::new(secret_values.iter().flat_map(|s| crate::secrets::forms(s)));
+    crate::secrets::install(redactor.clone());
     let concurrency = args.concurrency.map(usize::from).unwrap_or(p.concurrency);
 
     // The plan: what dry-run prints, and the preflight of a real run.
@@ -284,23 +292,6 @@ fn publish_to_github(
             "outputs",
         );
     }
-}
-
-/// A secret as it may appear in output: as is, JSON-escaped (a body printed as text),
-/// and percent-encoded (a URL path segment or query value).
-fn secret_forms(secret: &str) -> Vec<String> {
-    let json = serde_json::to_string(secret).unwrap_or_default();
-    let mut forms = vec![
-        secret.to_string(),
-        json.get(1..json.len().saturating_sub(1))
-            .unwrap_or_default()
-            .to_string(),
-        crate::api::request::segment(secret),
-        crate::api::request::encode_query(secret),
-    ];
-    forms.sort();
-    forms.dedup();
-    forms
 }
 
 fn write_file(path: &Path, value: &serde_json::Value) -> std::io::Result<()> {

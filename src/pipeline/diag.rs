@@ -190,9 +190,14 @@ pub fn did_you_mean<'a>(
     name: &str,
     candidates: impl IntoIterator<Item = &'a str>,
 ) -> Option<&'a str> {
+    // Typos are short; a long name would cost a quadratic table for nothing.
+    if name.len() > 64 {
+        return None;
+    }
     let limit = (name.chars().count() / 3).max(1) + usize::from(name.len() > 6);
     candidates
         .into_iter()
+        .filter(|c| c.len() <= 64 && c.len().abs_diff(name.len()) <= limit)
         .map(|c| (edit_distance(name, c), c))
         .filter(|(d, c)| *d <= limit && *d < c.len().max(name.len()))
         .min_by_key(|(d, _)| *d)

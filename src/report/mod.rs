@@ -11,77 +11,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::execute::{Event, RunResult, StepStatus};
-
-/// Replaces every secret value (the API key, `secrets:`) with `***` in text and JSON, also
-/// where it appears base64-encoded (a server or proxy echoing an `Authorization: Basic`
-/// header or a token back).
-#[derive(Clone, Debug, Default)]
-pub struct Redactor {
-    /// The secrets and their base64 forms.
-    secrets: Vec<String>,
-}
-
-impl Redactor {
-    pub fn new(secrets: impl IntoIterator<Item = String>) -> Self {
-        let mut forms: Vec<String> = Vec::new();
-        for secret in secrets.into_iter().filter(|s| s.len() >= 4) {
-            forms.extend(base64_forms(&secret));
-            forms.push(secret);
-        }
-        // Longest first, so a secret containing another is masked whole.
-        forms.sort_by_key(|s| std::cmp::Reverse(s.len()));
-        forms.dedup();
-        Redactor { secrets: forms }
-    }
-
-    pub fn text(&self, text: &str) -> String {
-        let mut out = text.to_string();
-        for s in &self.secrets {
-            if out.contains(s.as_str()) {
-                out = out.replace(s.as_str(), "***");
-            }
-        }
-        out
-    }
-
-    pub fn json(&self, value: &mut Value) {
-        if self.secrets.is_empty() {
-            return;
-        }
-        match value {
-            Value::String(s) if self.secrets.iter().any(|x| s.contains(x.as_str())) => {
-                *s = self.text(s);
-            }
-            Value::Array(items) => items.iter_mut().for_each(|v| self.json(v)),
-            Value::Object(map) => map.values_mut().for_each(|v| self.json(v)),
-            _ => {}
-        }
-    }
-}
-
-/// The text a secret always becomes inside any base64 encoding of data that contains it:
-/// for each of the three byte alignments it can have, the encoding of its whole 3-byte
-/// groups, in the standard and URL-safe alphabets. Short secrets have none (the cores would
-/// be too short to mask without hitting unrelated text).
-fn base64_forms(secret: &str) -> Vec<String> {
-    use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
-    use base64::Engine as _;
-    let bytes = secret.as_bytes();
-    let mut forms = Vec::new();
-    for skip in 0..3 {
-        let Some(rest) = bytes.get(skip..) else {
-            continue;
-        };
-        let whole = &rest[..rest.len() / 3 * 3];
-        if whole.len() < 6 {
-            continue;
-        }
-        for engine in [&STANDARD_NO_PAD, &URL_SAFE_NO_PAD] {
-            forms.push(engine.encode(whole));
-        }
-    }
-    forms
-}
+pub use crate::secrets::Redactor;
 
 fn secs(d: Duration) -> String {
     format!("{:.1}s", d.as_secs_f64())

@@ -45,6 +45,17 @@ impl Outcome {
 
 /// Runs `avala-pipe run FILE --format json` against `emu`, in `cwd`.
 async fn run(emu: &Emulator, file: &Path, cwd: &Path, extra: &[&str]) -> Outcome {
+    run_with_env(emu, file, cwd, extra, &[]).await
+}
+
+/// As [`run`], with extra environment variables.
+async fn run_with_env(
+    emu: &Emulator,
+    file: &Path,
+    cwd: &Path,
+    extra: &[&str],
+    vars: &[(&str, &str)],
+) -> Outcome {
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_avala-pipe"));
     cmd.arg("run")
         .arg(file)
@@ -60,7 +71,8 @@ async fn run(emu: &Emulator, file: &Path, cwd: &Path, extra: &[&str]) -> Outcome
         .current_dir(cwd)
         .env("AVALA_API_KEY", KEY)
         .env_remove("AVALA_BASE_URL")
-        .env("NO_COLOR", "1");
+        .env("NO_COLOR", "1")
+        .envs(vars.iter().copied());
     let started = Instant::now();
     let out = tokio::time::timeout(Duration::from_secs(60), cmd.output())
         .await
@@ -573,6 +585,162 @@ async fn invocation_errors_send_nothing() {
         emu.requests().is_empty(),
         "nothing may be sent: {:?}",
         emu.requests()
+    );
+    emu.shutdown().await;
+}
+
+/// A system proxy never sees loopback traffic: plain http to loopback is allowed only
+/// because the key stays on this machine.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_proxy_never_carries_loopback_traffic() {
+    let emu = emulator(EmulatorOptions::default()).await;
+    let trap = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    trap.set_nonblocking(true).unwrap();
+    let proxy = format!("http://{}", trap.local_addr().unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "p.yaml",
+        "version: 1\nsteps:\n  - id: list\n    action: datasets.list\n",
+    );
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_avala-pipe"));
+    cmd.arg("run")
+        .arg(&file)
+        .args(["--base-url", &emu.base_url()])
+        .env("AVALA_API_KEY", KEY)
+        .env_remove("NO_PROXY")
+        .env_remove("no_proxy");
+    for var in ["HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"] {
+        cmd.env(var, &proxy);
+    }
+    let out = cmd.output().await.unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(trap.accept().is_err(), "the proxy received a connection");
+    assert!(
+        !emu.requests().is_empty(),
+        "the emulator was reached directly"
+    );
+    emu.shutdown().await;
+}
+
+/// A variable that is not Unicode neither crashes a run nor shows up in its output.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread")]
+async fn non_unicode_environment_variables_are_skipped() {
+    use std::os::unix::ffi::OsStrExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "p.yaml",
+        "version: 1\nsteps:\n  - id: list\n    action: datasets.list\n",
+    );
+    let odd = std::ffi::OsStr::from_bytes(b"tok_\xff_SECRETISH");
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_avala-pipe"))
+        .arg("run")
+        .arg(&file)
+        .args(["--emulator"])
+        .env("SOME_BINARY_VAR", odd)
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("SECRETISH"), "{stderr}");
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_avala-pipe"))
+        .arg("run")
+        .arg(&file)
+        .args(["--base-url", "http://127.0.0.1:9/api/v1"])
+        .env("AVALA_API_KEY", odd)
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("AVALA_API_KEY is not valid UTF-8") && !stderr.contains("SECRETISH"),
+        "{stderr}"
+    );
+}
+
+/// A secret rendered into a URL path is masked in retry warnings, not only in errors.
+#[tokio::test(flavor = "multi_thread")]
+async fn secrets_are_masked_in_log_lines() {
+    let emu = emulator(EmulatorOptions::default()).await;
+    emu.add_fault(Fault {
+        name: Some("flaky".into()),
+        method: Some("GET".into()),
+        path: "/api/v1/partners/**".into(),
+        when: Trigger::First(1),
+        effect: FaultEffect::Status {
+            code: 503,
+            body: None,
+            retry_after: Some(RetryAfter::Seconds(0)),
+            after_route: false,
+        },
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "p.yaml",
+        "version: 1\nsecrets: [PARTNER_TOKEN]\nsteps:\n  - id: sync\n    action: request\n    continue_on_error: true\n    with: { path: \"/partners/{{ secrets.PARTNER_TOKEN }}/sync\" }\n",
+    );
+    let out = run_with_env(
+        &emu,
+        &file,
+        dir.path(),
+        &["-vv"],
+        &[("PARTNER_TOKEN", "tok_partner_42")],
+    )
+    .await;
+    assert_eq!(emu.fault_delivered("flaky"), 1);
+    assert!(
+        out.stderr.contains("503"),
+        "the retry is logged: {}",
+        out.stderr
+    );
+    assert!(
+        !out.stderr.contains("tok_partner_42") && !out.stdout.contains("tok_partner_42"),
+        "{}",
+        out.stderr
+    );
+    emu.shutdown().await;
+}
+
+/// A downloaded file gets ordinary permissions, and a replaced file keeps its own.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread")]
+async fn downloads_get_ordinary_permissions() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let emu = emulator(EmulatorOptions::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "p.yaml",
+        "version: 1\nsteps:\n  - id: make\n    action: exports.create\n    with: { dataset_id: ds_0001 }\n  - id: wait\n    action: exports.wait\n    with: { export: \"{{ steps.make.outputs.id }}\", interval: 100ms }\n  - id: fresh\n    action: download\n    with: { url: \"{{ steps.wait.outputs.download_url }}\", to: out/fresh.json }\n  - id: replaced\n    action: download\n    with: { url: \"{{ steps.wait.outputs.download_url }}\", to: out/replaced.json }\n",
+    );
+    std::fs::create_dir_all(dir.path().join("out")).unwrap();
+    let replaced = dir.path().join("out/replaced.json");
+    std::fs::write(&replaced, "old").unwrap();
+    std::fs::set_permissions(&replaced, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let out = run(&emu, &file, dir.path(), &[]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    // 0666 less the umask: at least owner read/write, and not the private 0600 of a temp file.
+    let fresh = mode(&dir.path().join("out/fresh.json"));
+    assert_eq!(fresh & 0o600, 0o600);
+    assert_ne!(
+        fresh, 0o600,
+        "a new download looks like any new file (umask permitting)"
+    );
+    assert_eq!(
+        mode(&replaced),
+        0o640,
+        "a replaced file keeps its permissions"
     );
     emu.shutdown().await;
 }

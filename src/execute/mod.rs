@@ -133,6 +133,7 @@ pub async fn run(
     let mut running = vec![false; n];
     let mut entries: BTreeMap<String, Value> = BTreeMap::new();
     let mut tasks: JoinSet<(usize, StepResult)> = JoinSet::new();
+    let mut task_steps: std::collections::HashMap<tokio::task::Id, usize> = Default::default();
     let mut stop_reason: Option<String> = None;
     let read_later = outputs_read_later(&p, &graph);
     let shared = Arc::new(Shared {
@@ -187,24 +188,21 @@ pub async fn run(
                 });
                 let steps_value = Value::from(entries.clone());
                 let shared = shared.clone();
-                tasks.spawn(async move {
+                let handle = tasks.spawn(async move {
                     let r = run_step(&shared, &step, steps_value).await;
                     (step.index, r)
                 });
+                task_steps.insert(handle.id(), i);
             }
         }
-        let Some(joined) = tasks.join_next().await else {
+        let Some(joined) = tasks.join_next_with_id().await else {
             break;
         };
         let (i, r) = match joined {
-            Ok(v) => v,
+            Ok((_, v)) => v,
             Err(e) => {
                 // A panic in a step: report it as that step's failure.
-                let i = running
-                    .iter()
-                    .enumerate()
-                    .position(|(j, r)| *r && results[j].is_none())
-                    .unwrap_or(0);
+                let i = task_steps.get(&e.id()).copied().unwrap_or(0);
                 let step = &p.steps[i];
                 (i, failed(step, format!("internal error: {e}"), 0, 0))
             }

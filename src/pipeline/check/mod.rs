@@ -539,6 +539,20 @@ impl Checker<'_> {
                 with.insert(key, value);
             }
         }
+        if with.get("paginate") == Some(&TValue::Bool(true)) {
+            if let Some(TValue::Str(method)) = with.get("method") {
+                if !method.eq_ignore_ascii_case("GET") {
+                    if let Some(node) = fields
+                        .get("with")
+                        .and_then(|w| w.as_map())
+                        .and_then(|m| find(m, "method"))
+                    {
+                        self.error(node.pos, format!("`paginate` follows cursors with GET requests; a {method} cannot be paginated"))
+                            .help("paginate a GET list endpoint, or drop `paginate`");
+                    }
+                }
+            }
+        }
         if with.get("paginate") == Some(&TValue::Bool(true)) && with.contains_key("poll") {
             if let Some(poll) = fields
                 .get("with")

@@ -274,19 +274,21 @@ impl Client {
         ctx: &CallCtx,
         api_call: bool,
     ) -> Result<reqwest::Response, ApiError> {
-        self.send_from(req, ctx, api_call, 0)
+        self.send_from(req, ctx, api_call, 0, None)
             .await
             .map(|(resp, _)| resp)
     }
 
     /// [`Client::send`] when `used` attempts of the policy are already spent (a GET whose
     /// body was cut short goes again with what is left). Gives the attempt that answered.
+    /// A status the caller `expect`s is an answer, never retried.
     async fn send_from(
         &self,
         req: &HttpRequest,
         ctx: &CallCtx,
         api_call: bool,
         used: u32,
+        expect: Option<&[u16]>,
     ) -> Result<(reqwest::Response, u32), ApiError> {
         let path = request::display_path(&req.url);
         let fail = |kind, status, message: String, attempts, maybe_applied| ApiError {
@@ -330,7 +332,9 @@ impl Client {
                     if let Some(ticket) = ticket {
                         self.pacer.observe(resp.headers(), ticket);
                     }
-                    if !retry::retryable_status(req.method, status) {
+                    if !retry::retryable_status(req.method, status)
+                        || expect.is_some_and(|e| e.contains(&status))
+                    {
                         return Ok((resp, attempt));
                     }
                     let retry_after = retry::retry_after(resp.headers());
@@ -484,7 +488,7 @@ impl Client {
             // An upload may take longer than any fixed limit: it gets the idle limit
             // and the step's timeout, not the per-call total.
             let api_call = !matches!(req.body, Body::Multipart(_));
-            let (resp, attempt) = self.send_from(req, ctx, api_call, used).await?;
+            let (resp, attempt) = self.send_from(req, ctx, api_call, used, expect).await?;
             let status = resp.status().as_u16();
             let headers = header_map(resp.headers());
             let read = tokio::select! {

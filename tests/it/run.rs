@@ -744,3 +744,35 @@ async fn downloads_get_ordinary_permissions() {
     );
     emu.shutdown().await;
 }
+
+/// A status listed in `expect` is the answer the step wants: it is not retried.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_expected_status_is_not_retried() {
+    let emu = emulator(EmulatorOptions::default()).await;
+    emu.add_fault(Fault {
+        name: Some("maintenance".into()),
+        method: Some("GET".into()),
+        path: "/api/v1/datasets/ds_0001".into(),
+        when: Trigger::Always,
+        effect: FaultEffect::Status {
+            code: 503,
+            body: None,
+            retry_after: None,
+            after_route: false,
+        },
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "p.yaml",
+        "version: 1\nsteps:\n  - id: probe\n    action: request\n    with: { path: /datasets/ds_0001, expect: [200, 503] }\n",
+    );
+    let out = run(&emu, &file, dir.path(), &[]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let report = out.report();
+    let probe = Outcome::step(&report, "probe");
+    assert_eq!(probe["outputs"]["status"], 503);
+    assert_eq!(probe["attempts"], 1);
+    assert_eq!(emu.fault_delivered("maintenance"), 1);
+    emu.shutdown().await;
+}

@@ -115,6 +115,36 @@ impl RetryAfter {
     }
 }
 
+impl FaultEffect {
+    /// Answer with `code` (the flavour's error body, no `Retry-After`) instead of the route.
+    pub fn status(code: u16) -> Self {
+        FaultEffect::Status {
+            code,
+            body: None,
+            retry_after: None,
+            after_route: false,
+        }
+    }
+
+    /// A status effect with a `Retry-After` header (other effects are returned as they are).
+    pub fn retry_after(self, value: RetryAfter) -> Self {
+        match self {
+            FaultEffect::Status {
+                code,
+                body,
+                after_route,
+                ..
+            } => FaultEffect::Status {
+                code,
+                body,
+                retry_after: Some(value),
+                after_route,
+            },
+            other => other,
+        }
+    }
+}
+
 impl Fault {
     /// A fault on `method` and `path` that fires on the first matching request.
     pub fn new(method: &str, path: &str, effect: FaultEffect) -> Self {

@@ -263,18 +263,15 @@ async fn retry_after_is_obeyed() {
         ("date", RetryAfter::HttpDateIn(2)),
     ] {
         let emu = emulator(EmulatorOptions::default()).await;
-        emu.add_fault(Fault {
-            name: Some(name.into()),
-            method: Some("GET".into()),
-            path: "/api/v1/datasets".into(),
-            when: Trigger::Nth(1),
-            effect: FaultEffect::Status {
-                code: 429,
-                body: None,
-                retry_after: Some(retry_after),
-                after_route: false,
-            },
-        });
+        emu.add_fault(
+            Fault::new(
+                "GET",
+                "/api/v1/datasets",
+                FaultEffect::status(429).retry_after(retry_after),
+            )
+            .named(name)
+            .when(Trigger::Nth(1)),
+        );
         let dir = tempfile::tempdir().unwrap();
         let file = write(
             dir.path(),
@@ -445,13 +442,15 @@ outputs:
 async fn independent_steps_run_concurrently() {
     let emu = emulator(EmulatorOptions::default()).await;
     for id in ["ds_0001", "ds_0002"] {
-        emu.add_fault(Fault {
-            name: Some(id.into()),
-            method: Some("GET".into()),
-            path: format!("/api/v1/datasets/{id}"),
-            when: Trigger::Always,
-            effect: FaultEffect::DelayMs(1500),
-        });
+        emu.add_fault(
+            Fault::new(
+                "GET",
+                &format!("/api/v1/datasets/{id}"),
+                FaultEffect::DelayMs(1500),
+            )
+            .named(id)
+            .when(Trigger::Always),
+        );
     }
     let dir = tempfile::tempdir().unwrap();
     let file = write(
@@ -671,18 +670,15 @@ async fn non_unicode_environment_variables_are_skipped() {
 #[tokio::test(flavor = "multi_thread")]
 async fn secrets_are_masked_in_log_lines() {
     let emu = emulator(EmulatorOptions::default()).await;
-    emu.add_fault(Fault {
-        name: Some("flaky".into()),
-        method: Some("GET".into()),
-        path: "/api/v1/partners/**".into(),
-        when: Trigger::First(1),
-        effect: FaultEffect::Status {
-            code: 503,
-            body: None,
-            retry_after: Some(RetryAfter::Seconds(0)),
-            after_route: false,
-        },
-    });
+    emu.add_fault(
+        Fault::new(
+            "GET",
+            "/api/v1/partners/**",
+            FaultEffect::status(503).retry_after(RetryAfter::Seconds(0)),
+        )
+        .named("flaky")
+        .when(Trigger::First(1)),
+    );
     let dir = tempfile::tempdir().unwrap();
     let file = write(
         dir.path(),
@@ -749,18 +745,11 @@ async fn downloads_get_ordinary_permissions() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_expected_status_is_not_retried() {
     let emu = emulator(EmulatorOptions::default()).await;
-    emu.add_fault(Fault {
-        name: Some("maintenance".into()),
-        method: Some("GET".into()),
-        path: "/api/v1/datasets/ds_0001".into(),
-        when: Trigger::Always,
-        effect: FaultEffect::Status {
-            code: 503,
-            body: None,
-            retry_after: None,
-            after_route: false,
-        },
-    });
+    emu.add_fault(
+        Fault::new("GET", "/api/v1/datasets/ds_0001", FaultEffect::status(503))
+            .named("maintenance")
+            .when(Trigger::Always),
+    );
     let dir = tempfile::tempdir().unwrap();
     let file = write(
         dir.path(),

@@ -302,7 +302,7 @@ fn skip_reason(p: &Pipeline, step: &Step, results: &[Option<StepResult>]) -> Opt
             StepStatus::Failed if !dep.continue_on_error => {
                 return Some(format!("dependency `{}` failed", dep.id));
             }
-            StepStatus::Skipped if !step.tests_status_of(&dep.id) => {
+            StepStatus::Skipped if !step.tests_status_of(d) => {
                 return Some(format!("dependency `{}` was skipped", dep.id));
             }
             _ => {}

@@ -137,6 +137,9 @@ pub struct Step {
     pub needs: Vec<String>,
     /// Every step this one depends on (needs + template references), as indexes, sorted.
     pub deps: Vec<usize>,
+    /// The steps whose `steps.<id>.status` a template of this step reads, as indexes,
+    /// sorted: a skipped one does not skip this step.
+    pub status_tested: Vec<usize>,
     pub condition: Option<TValue>,
     pub for_each: Option<TValue>,
     pub max_parallel: Option<usize>,
@@ -153,26 +156,9 @@ impl Step {
         self.with.get(name)
     }
 
-    /// Does any template of this step test `steps.<dep>.status`?
-    pub fn tests_status_of(&self, dep: &str) -> bool {
-        let needle = format!("steps.{dep}.status");
-        self.all_templates()
-            .iter()
-            .any(|t| t.source.replace(' ', "").contains(&needle))
-    }
-
-    pub fn all_templates(&self) -> Vec<&Tmpl> {
-        let mut out = Vec::new();
-        for v in self.with.values() {
-            out.extend(v.templates());
-        }
-        for v in [&self.condition, &self.for_each].into_iter().flatten() {
-            out.extend(v.templates());
-        }
-        for v in self.outputs.values() {
-            out.extend(v.templates());
-        }
-        out
+    /// Does any template of this step read `steps.<dep>.status`?
+    pub fn tests_status_of(&self, dep: usize) -> bool {
+        self.status_tested.binary_search(&dep).is_ok()
     }
 }
 

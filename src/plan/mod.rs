@@ -282,7 +282,7 @@ impl Skips {
         self.maybe[i] = matches!(condition, Some(Condition { value: None, .. }));
         for &d in &step.deps {
             let dep = &p.steps[d].id;
-            if step.tests_status_of(dep) {
+            if step.tests_status_of(d) {
                 continue;
             }
             if self.known[d].is_some() {

@@ -375,7 +375,19 @@ impl Checker<'_> {
                         .iter()
                         .filter_map(|r| ids.get(r).copied()),
                 );
+                for r in &t.references {
+                    if let Some(id) = r
+                        .strip_prefix("steps.")
+                        .and_then(|r| r.strip_suffix(".status"))
+                    {
+                        if let Some(&d) = ids.get(id) {
+                            step.status_tested.push(d);
+                        }
+                    }
+                }
             }
+            step.status_tested.sort_unstable();
+            step.status_tested.dedup();
             deps.retain(|d| *d != step.index);
             deps.sort_unstable();
             deps.dedup();
@@ -650,6 +662,7 @@ impl Checker<'_> {
             with,
             needs,
             deps: vec![],
+            status_tested: vec![],
             condition,
             for_each,
             max_parallel,
@@ -777,4 +790,32 @@ pub fn is_loopback(url: &reqwest::Url) -> bool {
 /// Files given on the command line, in order, for `validate`.
 pub fn load_all(paths: &[PathBuf]) -> Vec<Result<Pipeline, FileDiagnostics>> {
     paths.iter().map(|p| load(p)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_tests_are_read_from_the_templates_references() {
+        let p = check_source(
+            Path::new("p.yaml"),
+            r#"version: 1
+steps:
+  - id: a
+    action: datasets.list
+  - id: b
+    action: datasets.list
+    if: "{{ steps.a.status == 'skipped' }}"
+  - id: c
+    action: datasets.list
+    needs: [a]
+    if: "{{ 'steps.a.status' != '' }}"
+"#,
+        )
+        .unwrap();
+        assert!(p.steps[1].tests_status_of(0));
+        // Text that merely looks like the reference inside a string literal is no test.
+        assert!(!p.steps[2].tests_status_of(0));
+    }
 }

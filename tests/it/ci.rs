@@ -3,22 +3,12 @@
 
 use std::path::Path;
 
-use avala_pipe::emulator::{Emulator, EmulatorOptions};
+use avala_pipe::emulator::EmulatorOptions;
 use serde_json::Value;
 
-use crate::support::{avala_pipe, Cmd, Output};
+use crate::support::{avala_pipe, start_emulator, Cmd, Output};
 
 const KEY: &str = "avk_test_CIKEY_abcdef123456";
-
-async fn emulator() -> Emulator {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    Emulator::start(EmulatorOptions {
-        key: Some(KEY.into()),
-        ..Default::default()
-    })
-    .await
-    .expect("emulator starts")
-}
 
 async fn run(cmd: Cmd) -> Output {
     tokio::task::spawn_blocking(move || cmd.run())
@@ -54,7 +44,7 @@ outputs:
 
 #[tokio::test(flavor = "multi_thread")]
 async fn json_logs_are_one_object_per_line() {
-    let emu = emulator().await;
+    let emu = start_emulator(Some(KEY), EmulatorOptions::default()).await;
     let dir = tempfile::tempdir().unwrap();
     let file = failing_pipeline(dir.path());
     let out = run(avala_pipe()
@@ -109,7 +99,7 @@ async fn json_logs_are_one_object_per_line() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn junit_has_a_case_per_step_and_iteration() {
-    let emu = emulator().await;
+    let emu = start_emulator(Some(KEY), EmulatorOptions::default()).await;
     let dir = tempfile::tempdir().unwrap();
     let file = failing_pipeline(dir.path());
     let junit = dir.path().join("junit.xml");
@@ -174,7 +164,7 @@ for case in root.iter('testcase'):
 
 #[tokio::test(flavor = "multi_thread")]
 async fn github_actions_annotations_summary_and_outputs() {
-    let emu = emulator().await;
+    let emu = start_emulator(Some(KEY), EmulatorOptions::default()).await;
     let dir = tempfile::tempdir().unwrap();
     let file = failing_pipeline(dir.path());
     let summary = dir.path().join("summary.md");
@@ -266,7 +256,7 @@ async fn github_actions_annotations_summary_and_outputs() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn piped_output_is_plain() {
-    let emu = emulator().await;
+    let emu = start_emulator(Some(KEY), EmulatorOptions::default()).await;
     let dir = tempfile::tempdir().unwrap();
     let file = failing_pipeline(dir.path());
     for ci in [None, Some("true")] {
@@ -312,7 +302,7 @@ async fn piped_output_is_plain() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn errors_name_the_key_variable_never_the_key() {
-    let emu = emulator().await;
+    let emu = start_emulator(Some(KEY), EmulatorOptions::default()).await;
     let dir = tempfile::tempdir().unwrap();
     let file = failing_pipeline(dir.path());
     let wrong = "avk_WRONG_key_0000000000";

@@ -645,16 +645,10 @@ fn what_a_run_would_refuse_is_exit_2() {
 /// planned upload parts are the files stored.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_plan_is_what_a_run_sends() {
-    use avala_pipe::emulator::{Emulator, EmulatorOptions, Origin};
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    use avala_pipe::emulator::{EmulatorOptions, Origin};
     const KEY: &str = "avk_test_DRYRUN_fidelity";
     for file in example_pipelines() {
-        let emu = Emulator::start(EmulatorOptions {
-            key: Some(KEY.into()),
-            ..Default::default()
-        })
-        .await
-        .expect("the emulator starts");
+        let emu = crate::support::start_emulator(Some(KEY), EmulatorOptions::default()).await;
         let dir = tempfile::tempdir().unwrap();
         let run = |dry: bool| {
             let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_avala-pipe"));

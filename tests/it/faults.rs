@@ -25,8 +25,9 @@ use avala_pipe::emulator::{
 };
 use base64::Engine as _;
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
+
+use crate::support::{sha256_file, start_emulator, write};
 
 mod input;
 mod retries;
@@ -45,32 +46,14 @@ const FAST_RETRY: &str =
 // Harness
 // ---------------------------------------------------------------------------------------
 
-async fn emulator(options: EmulatorOptions) -> Emulator {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    Emulator::start(EmulatorOptions {
-        key: Some(CANARY.into()),
-        ..options
-    })
-    .await
-    .expect("emulator starts")
-}
-
 fn fault(name: &str, method: &str, path: &str, when: Trigger, effect: FaultEffect) -> Fault {
-    Fault {
-        name: Some(name.into()),
-        method: Some(method.into()),
-        path: path.into(),
-        when,
-        effect,
-    }
+    Fault::new(method, path, effect).named(name).when(when)
 }
 
 fn status(code: u16, retry_after: Option<RetryAfter>) -> FaultEffect {
-    FaultEffect::Status {
-        code,
-        body: None,
-        retry_after,
-        after_route: false,
+    match retry_after {
+        Some(value) => FaultEffect::status(code).retry_after(value),
+        None => FaultEffect::status(code),
     }
 }
 
@@ -81,19 +64,6 @@ fn status_body(code: u16, body: Value) -> FaultEffect {
         retry_after: None,
         after_route: false,
     }
-}
-
-fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
-    let path = dir.join(name);
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).unwrap();
-    }
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
-fn sha256_file(path: &Path) -> String {
-    hex::encode(Sha256::digest(std::fs::read(path).unwrap()))
 }
 
 /// The journal entries of one method on paths ending with `suffix` (trailing `/` ignored).

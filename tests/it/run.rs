@@ -9,7 +9,8 @@ use avala_pipe::emulator::{
     Emulator, EmulatorOptions, Fault, FaultEffect, Flavor, Origin, RetryAfter, Trigger,
 };
 use serde_json::Value;
-use sha2::{Digest, Sha256};
+
+use crate::support::{sha256_file, start_emulator, write};
 
 const KEY: &str = "avk_test_RUNKEY_0123456789";
 
@@ -86,34 +87,17 @@ async fn run_with_env(
     }
 }
 
-async fn emulator(options: EmulatorOptions) -> Emulator {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    Emulator::start(EmulatorOptions {
-        key: Some(KEY.into()),
-        ..options
-    })
-    .await
-    .expect("emulator starts")
-}
-
-fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
-fn sha256_file(path: &Path) -> String {
-    hex::encode(Sha256::digest(std::fs::read(path).unwrap()))
-}
-
 /// The journey of SPEC §2 in both flavours: every file stored once with its sha256,
 /// the export downloaded whole from the second origin, without the key.
 async fn journey(flavor: Flavor) {
-    let emu = emulator(EmulatorOptions {
-        flavor,
-        export_bytes: 300_000,
-        ..Default::default()
-    })
+    let emu = start_emulator(
+        Some(KEY),
+        EmulatorOptions {
+            flavor,
+            export_bytes: 300_000,
+            ..Default::default()
+        },
+    )
     .await;
     let dir = tempfile::tempdir().unwrap();
     let file = crate_dir().join("pipelines/journey.yaml");
@@ -208,11 +192,14 @@ async fn journey_current_flavour() {
 #[tokio::test(flavor = "multi_thread")]
 async fn pagination_fetches_every_page_once() {
     for flavor in [Flavor::Documented, Flavor::Current] {
-        let emu = emulator(EmulatorOptions {
-            flavor,
-            datasets: 250,
-            ..Default::default()
-        })
+        let emu = start_emulator(
+            Some(KEY),
+            EmulatorOptions {
+                flavor,
+                datasets: 250,
+                ..Default::default()
+            },
+        )
         .await;
         let dir = tempfile::tempdir().unwrap();
         let file = write(
@@ -262,7 +249,7 @@ async fn retry_after_is_obeyed() {
         ("seconds", RetryAfter::Seconds(1)),
         ("date", RetryAfter::HttpDateIn(2)),
     ] {
-        let emu = emulator(EmulatorOptions::default()).await;
+        let emu = start_emulator(Some(KEY), EmulatorOptions::default()).await;
         emu.add_fault(
             Fault::new(
                 "GET",
@@ -301,7 +288,7 @@ async fn retry_after_is_obeyed() {
 /// and its dependants are skipped; `continue_on_error` lets them run.
 #[tokio::test(flavor = "multi_thread")]
 async fn failures_skip_dependants_unless_continue_on_error() {
-    let emu = emulator(EmulatorOptions::default()).await;
+    let emu = start_emulator(Some(KEY), EmulatorOptions::default()).await;
     let dir = tempfile::tempdir().unwrap();
     let file = write(
         dir.path(),
@@ -377,11 +364,14 @@ steps:
 /// a list stays a list, `3.10` and `NO` stay strings.
 #[tokio::test(flavor = "multi_thread")]
 async fn for_each_and_typed_templates() {
-    let emu = emulator(EmulatorOptions {
-        datasets: 5,
-        items_per_dataset: 3,
-        ..Default::default()
-    })
+    let emu = start_emulator(
+        Some(KEY),
+        EmulatorOptions {
+            datasets: 5,
+            items_per_dataset: 3,
+            ..Default::default()
+        },
+    )
     .await;
     let dir = tempfile::tempdir().unwrap();
     let file = write(
@@ -440,7 +430,7 @@ outputs:
 /// a wide margin: this is about overlap, not speed).
 #[tokio::test(flavor = "multi_thread")]
 async fn independent_steps_run_concurrently() {
-    let emu = emulator(EmulatorOptions::default()).await;
+    let emu = start_emulator(Some(KEY), EmulatorOptions::default()).await;
     for id in ["ds_0001", "ds_0002"] {
         emu.add_fault(
             Fault::new(
@@ -474,11 +464,14 @@ async fn independent_steps_run_concurrently() {
 #[tokio::test(flavor = "multi_thread")]
 async fn failed_export_fails_with_the_servers_message() {
     for flavor in [Flavor::Documented, Flavor::Current] {
-        let emu = emulator(EmulatorOptions {
-            flavor,
-            fail_export: true,
-            ..Default::default()
-        })
+        let emu = start_emulator(
+            Some(KEY),
+            EmulatorOptions {
+                flavor,
+                fail_export: true,
+                ..Default::default()
+            },
+        )
         .await;
         let dir = tempfile::tempdir().unwrap();
         let file = write(
@@ -540,7 +533,7 @@ async fn every_example_pipeline_runs_with_the_emulator() {
 /// Invocation problems are exit 2 before any request.
 #[tokio::test(flavor = "multi_thread")]
 async fn invocation_errors_send_nothing() {
-    let emu = emulator(EmulatorOptions::default()).await;
+    let emu = start_emulator(Some(KEY), EmulatorOptions::default()).await;
     let dir = tempfile::tempdir().unwrap();
     let file = write(
         dir.path(),
@@ -592,7 +585,7 @@ async fn invocation_errors_send_nothing() {
 /// because the key stays on this machine.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_proxy_never_carries_loopback_traffic() {
-    let emu = emulator(EmulatorOptions::default()).await;
+    let emu = start_emulator(Some(KEY), EmulatorOptions::default()).await;
     let trap = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     trap.set_nonblocking(true).unwrap();
     let proxy = format!("http://{}", trap.local_addr().unwrap());
@@ -669,7 +662,7 @@ async fn non_unicode_environment_variables_are_skipped() {
 /// A secret rendered into a URL path is masked in retry warnings, not only in errors.
 #[tokio::test(flavor = "multi_thread")]
 async fn secrets_are_masked_in_log_lines() {
-    let emu = emulator(EmulatorOptions::default()).await;
+    let emu = start_emulator(Some(KEY), EmulatorOptions::default()).await;
     emu.add_fault(
         Fault::new(
             "GET",
@@ -712,7 +705,7 @@ async fn secrets_are_masked_in_log_lines() {
 #[tokio::test(flavor = "multi_thread")]
 async fn downloads_get_ordinary_permissions() {
     use std::os::unix::fs::PermissionsExt as _;
-    let emu = emulator(EmulatorOptions::default()).await;
+    let emu = start_emulator(Some(KEY), EmulatorOptions::default()).await;
     let dir = tempfile::tempdir().unwrap();
     let file = write(
         dir.path(),
@@ -726,13 +719,9 @@ async fn downloads_get_ordinary_permissions() {
     let out = run(&emu, &file, dir.path(), &[]).await;
     assert_eq!(out.code, 0, "{}", out.stderr);
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
-    // 0666 less the umask: at least owner read/write, and not the private 0600 of a temp file.
-    let fresh = mode(&dir.path().join("out/fresh.json"));
-    assert_eq!(fresh & 0o600, 0o600);
-    assert_ne!(
-        fresh, 0o600,
-        "a new download looks like any new file (umask permitting)"
-    );
+    // What any new file gets here (0666 less the umask), not a temp file's private 0600.
+    let ordinary = write(dir.path(), "ordinary.txt", "x");
+    assert_eq!(mode(&dir.path().join("out/fresh.json")), mode(&ordinary));
     assert_eq!(
         mode(&replaced),
         0o640,
@@ -744,7 +733,7 @@ async fn downloads_get_ordinary_permissions() {
 /// A status listed in `expect` is the answer the step wants: it is not retried.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_expected_status_is_not_retried() {
-    let emu = emulator(EmulatorOptions::default()).await;
+    let emu = start_emulator(Some(KEY), EmulatorOptions::default()).await;
     emu.add_fault(
         Fault::new("GET", "/api/v1/datasets/ds_0001", FaultEffect::status(503))
             .named("maintenance")

@@ -13,6 +13,37 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// Starts the in-process emulator on free loopback ports, accepting only `key` when given.
+pub async fn start_emulator(
+    key: Option<&str>,
+    options: avala_pipe::emulator::EmulatorOptions,
+) -> avala_pipe::emulator::Emulator {
+    // reqwest is built without a default crypto provider; the emulator's clients need one.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    avala_pipe::emulator::Emulator::start(avala_pipe::emulator::EmulatorOptions {
+        key: key.map(str::to_string).or(options.key.clone()),
+        ..options
+    })
+    .await
+    .expect("the emulator starts")
+}
+
+/// Writes `text` to `dir/name` (creating folders) and returns the path.
+pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).unwrap();
+    }
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// The hex sha256 of a file.
+pub fn sha256_file(path: &Path) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(std::fs::read(path).unwrap()))
+}
+
 /// The crate root (where `Cargo.toml`, `pipelines/` and `tests/` are).
 pub fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -40,7 +40,7 @@ async fn run_capped(file: &Path, dir: &Path, base_url: &str, extra: &[&str]) -> 
 /// the memory bound, merge-key bombs, block-style nesting, a huge scalar, and `--vars-file`.
 #[tokio::test(flavor = "multi_thread")]
 async fn case12_bad_input_is_exit_2_quickly_with_bounded_memory() {
-    let emu = emulator(EmulatorOptions::default()).await;
+    let emu = start_emulator(Some(CANARY), EmulatorOptions::default()).await;
     // The bad files live apart from the run's directory, which is scanned after each run.
     let inputs = tempfile::tempdir().unwrap();
     let input = inputs.path();

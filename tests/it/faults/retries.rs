@@ -11,7 +11,7 @@ use super::*;
 /// is obeyed too, on a POST, which a 429 may retry (the server refused it): one export.
 #[tokio::test(flavor = "multi_thread")]
 async fn case01_retry_after_in_seconds_and_as_an_http_date_is_obeyed() {
-    let emu = emulator(EmulatorOptions::default()).await;
+    let emu = start_emulator(Some(CANARY), EmulatorOptions::default()).await;
     emu.add_fault(fault(
         "429-seconds",
         "GET",
@@ -61,7 +61,7 @@ async fn case01_retry_after_in_seconds_and_as_an_http_date_is_obeyed() {
 /// once with a message naming the wait, and does not hold up the rest of the run.
 #[tokio::test(flavor = "multi_thread")]
 async fn case02_retry_after_above_the_cap_fails_at_once() {
-    let emu = emulator(EmulatorOptions::default()).await;
+    let emu = start_emulator(Some(CANARY), EmulatorOptions::default()).await;
     emu.add_fault(fault(
         "day-seconds",
         "GET",
@@ -133,7 +133,7 @@ async fn case02_retry_after_above_the_cap_fails_at_once() {
 /// page is cut short in the message.
 #[tokio::test(flavor = "multi_thread")]
 async fn case03_transient_5xx_are_retried_and_permanent_ones_are_bounded() {
-    let emu = emulator(EmulatorOptions::default()).await;
+    let emu = start_emulator(Some(CANARY), EmulatorOptions::default()).await;
     emu.add_fault(fault(
         "503-twice",
         "GET",
@@ -222,7 +222,7 @@ async fn case03_transient_5xx_are_retried_and_permanent_ones_are_bounded() {
 /// and a 401 on a list is a failure, never an empty list.
 #[tokio::test(flavor = "multi_thread")]
 async fn case04_client_errors_are_never_retried() {
-    let emu = emulator(EmulatorOptions::default()).await;
+    let emu = start_emulator(Some(CANARY), EmulatorOptions::default()).await;
     let codes = [400u16, 401, 403, 404, 422];
     for code in codes {
         emu.add_fault(fault(
@@ -325,7 +325,7 @@ async fn case05_an_upload_is_never_duplicated() {
     let items = "/datasets/ds_0001/items";
 
     // 500 after the body was stored.
-    let emu = emulator(EmulatorOptions::default()).await;
+    let emu = start_emulator(Some(CANARY), EmulatorOptions::default()).await;
     emu.add_fault(fault(
         "500-after-store",
         "POST",
@@ -354,7 +354,7 @@ async fn case05_an_upload_is_never_duplicated() {
     emu.shutdown().await;
 
     // 503 before the route: not retried, nothing stored.
-    let emu = emulator(EmulatorOptions::default()).await;
+    let emu = start_emulator(Some(CANARY), EmulatorOptions::default()).await;
     emu.add_fault(fault(
         "503-before",
         "POST",
@@ -371,7 +371,7 @@ async fn case05_an_upload_is_never_duplicated() {
     emu.shutdown().await;
 
     // 429: refused, so retried, and stored once.
-    let emu = emulator(EmulatorOptions::default()).await;
+    let emu = start_emulator(Some(CANARY), EmulatorOptions::default()).await;
     emu.add_fault(fault(
         "429-once",
         "POST",
@@ -404,7 +404,7 @@ async fn case05_an_upload_is_never_duplicated() {
 /// answer is cut after the server acted is not (one export), and says it may have applied.
 #[tokio::test(flavor = "multi_thread")]
 async fn case15_a_cut_api_response_is_retried_only_when_safe() {
-    let emu = emulator(EmulatorOptions::default()).await;
+    let emu = start_emulator(Some(CANARY), EmulatorOptions::default()).await;
     emu.add_fault(fault(
         "cut-list",
         "GET",
@@ -451,7 +451,7 @@ async fn case15_a_cut_api_response_is_retried_only_when_safe() {
 /// an unreadable `Retry-After` falls back to the backoff instead of failing.
 #[tokio::test(flavor = "multi_thread")]
 async fn case16_a_slow_server_meets_the_step_timeout_and_odd_retry_after_is_tolerated() {
-    let emu = emulator(EmulatorOptions::default()).await;
+    let emu = start_emulator(Some(CANARY), EmulatorOptions::default()).await;
     emu.add_fault(fault(
         "slow",
         "GET",

@@ -12,7 +12,7 @@ use super::*;
 /// error message: the report, stdout and stderr still never show it.
 #[tokio::test(flavor = "multi_thread")]
 async fn case11_the_key_never_appears_even_when_the_server_echoes_it() {
-    let emu = emulator(EmulatorOptions::default()).await;
+    let emu = start_emulator(Some(CANARY), EmulatorOptions::default()).await;
     let b64 = base64::engine::general_purpose::STANDARD.encode(CANARY);
     let b64_url = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("user:{CANARY}"));
     emu.add_fault(fault(
@@ -73,7 +73,7 @@ async fn case11_the_key_never_appears_even_when_the_server_echoes_it() {
 /// went out would be journalled there; the https control proves the trap catches one.
 #[tokio::test(flavor = "multi_thread")]
 async fn case13_plain_http_to_another_host_is_refused_before_sending() {
-    let emu = emulator(EmulatorOptions::default()).await;
+    let emu = start_emulator(Some(CANARY), EmulatorOptions::default()).await;
     let trap = emu.base_url().trim_end_matches("/api/v1").to_string();
     let dir = tempfile::tempdir().unwrap();
     let list = "steps:\n  - id: list\n    action: datasets.list\n";
@@ -181,10 +181,13 @@ async fn case14_server_text_that_looks_like_a_template_is_data() {
             {"id": "ds_loop", "name": "{% for i in range(3) %}{{ i }}{% endfor %}"}
         ]}"#,
     );
-    let emu = emulator(EmulatorOptions {
-        seed: Some(seed),
-        ..Default::default()
-    })
+    let emu = start_emulator(
+        Some(CANARY),
+        EmulatorOptions {
+            seed: Some(seed),
+            ..Default::default()
+        },
+    )
     .await;
     emu.add_fault(fault(
         "template-error",

@@ -140,7 +140,7 @@ fn assert_interrupted(out: &Run, code: i32, finished: &[&str], cut: &str, not_st
 #[tokio::test(flavor = "multi_thread")]
 async fn case10_a_signal_during_an_upload_stops_the_run() {
     for (signal, code) in SIGNALS {
-        let emu = emulator(EmulatorOptions::default()).await;
+        let emu = start_emulator(Some(CANARY), EmulatorOptions::default()).await;
         emu.add_fault(fault(
             "slow-upload",
             "POST",
@@ -187,11 +187,14 @@ async fn case10_a_signal_during_a_download_removes_the_temporary_file() {
     ];
     for (signals, codes) in runs {
         // Big enough that the download is still streaming when the signal comes.
-        let emu = emulator(EmulatorOptions {
-            export_bytes: 16 << 30,
-            export_polls: 0,
-            ..Default::default()
-        })
+        let emu = start_emulator(
+            Some(CANARY),
+            EmulatorOptions {
+                export_bytes: 16 << 30,
+                export_polls: 0,
+                ..Default::default()
+            },
+        )
         .await;
         let dir = tempfile::tempdir().unwrap();
         let file = write(
@@ -232,7 +235,7 @@ async fn case10_a_signal_during_a_download_removes_the_temporary_file() {
 #[tokio::test(flavor = "multi_thread")]
 async fn case10_a_signal_during_a_backoff_sleep_stops_waiting() {
     for (signal, code) in SIGNALS {
-        let emu = emulator(EmulatorOptions::default()).await;
+        let emu = start_emulator(Some(CANARY), EmulatorOptions::default()).await;
         emu.add_fault(fault(
             "429-30s",
             "GET",
@@ -269,10 +272,13 @@ async fn case10_a_signal_during_a_backoff_sleep_stops_waiting() {
 #[tokio::test(flavor = "multi_thread")]
 async fn case10_a_signal_during_a_poll_stops_polling() {
     for (signal, code) in SIGNALS {
-        let emu = emulator(EmulatorOptions {
-            export_polls: 1000,
-            ..Default::default()
-        })
+        let emu = start_emulator(
+            Some(CANARY),
+            EmulatorOptions {
+                export_polls: 1000,
+                ..Default::default()
+            },
+        )
         .await;
         emu.add_fault(fault(
             "slow-poll",

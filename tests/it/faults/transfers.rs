@@ -22,7 +22,7 @@ async fn case06_a_cut_download_is_retried_or_leaves_nothing_behind() {
     let dest = dir.path().join("out/export.json");
 
     // Cut once: retried, whole.
-    let emu = emulator(options()).await;
+    let emu = start_emulator(Some(CANARY), options()).await;
     emu.add_fault(fault(
         "cut-once",
         "GET",
@@ -48,7 +48,7 @@ async fn case06_a_cut_download_is_retried_or_leaves_nothing_behind() {
     emu.shutdown().await;
 
     // Cut every time, over an older file: exit 1, the older file intact.
-    let emu = emulator(options()).await;
+    let emu = start_emulator(Some(CANARY), options()).await;
     emu.add_fault(fault(
         "cut-always",
         "GET",
@@ -78,7 +78,7 @@ async fn case06_a_cut_download_is_retried_or_leaves_nothing_behind() {
 
     // Cut every time, no older file: nothing under the final name.
     std::fs::remove_file(&dest).unwrap();
-    let emu = emulator(options()).await;
+    let emu = start_emulator(Some(CANARY), options()).await;
     emu.add_fault(fault(
         "cut-always",
         "GET",
@@ -97,11 +97,14 @@ async fn case06_a_cut_download_is_retried_or_leaves_nothing_behind() {
 /// fails the step at once and leaves the older file at the destination untouched.
 #[tokio::test(flavor = "multi_thread")]
 async fn case07_a_checksum_mismatch_leaves_the_older_file_untouched() {
-    let emu = emulator(EmulatorOptions {
-        export_bytes: 100_000,
-        export_polls: 0,
-        ..Default::default()
-    })
+    let emu = start_emulator(
+        Some(CANARY),
+        EmulatorOptions {
+            export_bytes: 100_000,
+            export_polls: 0,
+            ..Default::default()
+        },
+    )
     .await;
     let dir = tempfile::tempdir().unwrap();
     // First a good run: the file in place, and the URL and digest to check against.
@@ -161,11 +164,14 @@ async fn case07_a_checksum_mismatch_leaves_the_older_file_untouched() {
 /// without the key).
 #[tokio::test(flavor = "multi_thread")]
 async fn case08_a_redirect_to_another_origin_never_carries_the_key() {
-    let emu = emulator(EmulatorOptions {
-        export_bytes: 50_000,
-        export_polls: 0,
-        ..Default::default()
-    })
+    let emu = start_emulator(
+        Some(CANARY),
+        EmulatorOptions {
+            export_bytes: 50_000,
+            export_polls: 0,
+            ..Default::default()
+        },
+    )
     .await;
     let dir = tempfile::tempdir().unwrap();
     // Make an export, to have a signed storage URL.
@@ -246,11 +252,14 @@ async fn case08_a_redirect_to_another_origin_never_carries_the_key() {
 #[tokio::test(flavor = "multi_thread")]
 async fn case09_a_repeating_cursor_stops_quickly() {
     for flavor in [Flavor::Documented, Flavor::Current] {
-        let emu = emulator(EmulatorOptions {
-            flavor,
-            datasets: 250,
-            ..Default::default()
-        })
+        let emu = start_emulator(
+            Some(CANARY),
+            EmulatorOptions {
+                flavor,
+                datasets: 250,
+                ..Default::default()
+            },
+        )
         .await;
         emu.add_fault(fault(
             "repeat",

@@ -6,6 +6,25 @@
 use super::*;
 
 impl Checker<'_> {
+    /// A mapping of names to template values (`vars`, `outputs`), in file order; a
+    /// missing or null mapping is empty (a wrong type was reported by `type_check`).
+    pub(super) fn tvalue_map(
+        &mut self,
+        node: Option<&Node>,
+        scope: Scope,
+        step: Option<usize>,
+        pending: &mut Vec<PendingTemplate>,
+    ) -> IndexMap<String, TValue> {
+        let mut out = IndexMap::new();
+        for (k, v) in node.and_then(Node::as_map).unwrap_or_default() {
+            if let Some(key) = self.key(k) {
+                let value = self.tvalue(v, scope, step, pending);
+                out.insert(key, value);
+            }
+        }
+        out
+    }
+
     /// Checks the keys of a mapping against a field table: unknown keys (with a
     /// suggestion), missing required keys, and each value's type. Returns the known keys.
     pub(super) fn fields<'n>(
@@ -231,21 +250,6 @@ impl Checker<'_> {
                     format!("keys must be strings, found {}", node.type_name()),
                 );
                 None
-            }
-        }
-    }
-
-    pub(super) fn expect_map<'n>(
-        &mut self,
-        node: &'n Node,
-        what: &str,
-    ) -> Option<&'n [(Node, Node)]> {
-        match &node.kind {
-            NodeKind::Map(m) => Some(m),
-            NodeKind::Null => Some(&[]),
-            _ => {
-                let _ = what;
-                None // type_check has reported it
             }
         }
     }

@@ -250,16 +250,7 @@ impl Checker<'_> {
             }
         }
 
-        let mut vars = IndexMap::new();
-        if let Some(node) = fields.get("vars") {
-            if let Some(map) = self.expect_map(node, "`vars`") {
-                for (k, v) in map {
-                    let Some(key) = self.key(k) else { continue };
-                    let value = self.tvalue(v, Scope::Vars, None, &mut pending);
-                    vars.insert(key, value);
-                }
-            }
-        }
+        let vars = self.tvalue_map(fields.get("vars").copied(), Scope::Vars, None, &mut pending);
         let secrets = fields
             .get("secrets")
             .map(|n| self.str_list(n))
@@ -325,18 +316,12 @@ impl Checker<'_> {
         }
         self.step = None;
 
-        let mut outputs = IndexMap::new();
-        if let Some(node) = fields.get("outputs") {
-            if let Some(map) = self.expect_map(node, "`outputs`") {
-                for (k, v) in map {
-                    let Some(key) = self.key(k) else { continue };
-                    outputs.insert(
-                        key,
-                        self.tvalue(v, Scope::PipelineOutputs, None, &mut pending),
-                    );
-                }
-            }
-        }
+        let outputs = self.tvalue_map(
+            fields.get("outputs").copied(),
+            Scope::PipelineOutputs,
+            None,
+            &mut pending,
+        );
 
         let all_steps_parsed = steps_node
             .map(|n| matches!(&n.kind, NodeKind::Seq(items) if items.len() == steps.len()))
@@ -595,25 +580,14 @@ impl Checker<'_> {
                 "`max_parallel` only applies to a step with `for_each`",
             );
         }
-        let mut outputs = IndexMap::new();
-        if let Some(node) = fields.get("outputs") {
-            if let Some(map) = self.expect_map(node, "`outputs`") {
-                for (k, v) in map {
-                    let Some(key) = self.key(k) else { continue };
-                    outputs.insert(
-                        key,
-                        self.tvalue(
-                            v,
-                            Scope::StepOutputs {
-                                for_each: has_for_each,
-                            },
-                            Some(index),
-                            pending,
-                        ),
-                    );
-                }
-            }
-        }
+        let outputs = self.tvalue_map(
+            fields.get("outputs").copied(),
+            Scope::StepOutputs {
+                for_each: has_for_each,
+            },
+            Some(index),
+            pending,
+        );
         let retry = fields
             .get("retry")
             .map(|n| self.retry(n, default_retry))

@@ -98,6 +98,35 @@ impl Globals {
     }
 }
 
+/// The `steps` of a run's template context: the entry of every finished step, shared by
+/// all steps and growing as the run goes (entries are written once, when a step ends).
+/// A step only reads its dependencies, which are final before it starts, so sharing one
+/// map is as good as a snapshot per step, without copying it at every start.
+#[derive(Debug, Default)]
+pub struct StepEntries(std::sync::RwLock<BTreeMap<String, Value>>);
+
+impl StepEntries {
+    pub fn insert(&self, id: String, entry: Value) {
+        if let Ok(mut map) = self.0.write() {
+            map.insert(id, entry);
+        }
+    }
+}
+
+impl minijinja::value::Object for StepEntries {
+    fn get_value(self: &std::sync::Arc<Self>, key: &Value) -> Option<Value> {
+        self.0.read().ok()?.get(key.as_str()?).cloned()
+    }
+
+    fn enumerate(self: &std::sync::Arc<Self>) -> minijinja::value::Enumerator {
+        let keys: Vec<Value> = match self.0.read() {
+            Ok(map) => map.keys().map(|k| Value::from(k.as_str())).collect(),
+            Err(_) => Vec::new(),
+        };
+        minijinja::value::Enumerator::Values(keys)
+    }
+}
+
 /// A step's entry under `steps`: `{outputs, status}`.
 pub fn step_entry(outputs: &serde_json::Value, status: &str) -> Value {
     let mut map = BTreeMap::new();

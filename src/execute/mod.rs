@@ -131,7 +131,8 @@ pub async fn run(
     let n = p.steps.len();
     let mut results: Vec<Option<StepResult>> = vec![None; n];
     let mut running = vec![false; n];
-    let mut entries: BTreeMap<String, Value> = BTreeMap::new();
+    let entries = Arc::new(context::StepEntries::default());
+    let steps_value = Value::from_dyn_object(entries.clone());
     let mut tasks: JoinSet<(usize, StepResult)> = JoinSet::new();
     let mut task_steps: std::collections::HashMap<tokio::task::Id, usize> = Default::default();
     let mut stop_reason: Option<String> = None;
@@ -186,7 +187,7 @@ pub async fn run(
                     id: step.id.clone(),
                     action: step.action.name(),
                 });
-                let steps_value = Value::from(entries.clone());
+                let steps_value = steps_value.clone();
                 let shared = shared.clone();
                 let handle = tasks.spawn(async move {
                     let r = run_step(&shared, &step, steps_value).await;
@@ -248,7 +249,7 @@ pub async fn run(
     // Pipeline outputs, evaluated after the run.
     let mut outputs = serde_json::Map::new();
     let mut output_errors = Vec::new();
-    let ctx = settings.globals.context(&Value::from(entries), &[]);
+    let ctx = settings.globals.context(&steps_value, &[]);
     for (name, value) in &p.outputs {
         match template::render_value(value, &ctx) {
             Ok(v) => {

@@ -368,3 +368,37 @@ async fn help_has_examples_for_every_command() {
         &out.stdout[..200.min(out.stdout.len())]
     );
 }
+
+/// On a terminal (a pseudo-terminal from `script`, outside CI) the progress is live: the
+/// display redraws in place, while the finished lines stay as in plain mode.
+#[test]
+fn a_terminal_gets_a_live_display() {
+    let bin = env!("CARGO_BIN_EXE_avala-pipe");
+    let journey = crate::support::path("pipelines/journey.yaml");
+    let dir = tempfile::tempdir().unwrap();
+    let command = format!("{bin} run {} --emulator", journey.display());
+    let out = std::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .current_dir(dir.path())
+        .env("TERM", "xterm-256color")
+        .env_remove("CI")
+        .env_remove("NO_COLOR")
+        .env_remove("AVALA_API_KEY")
+        .output()
+        .expect("`script` (util-linux) runs the binary on a pseudo-terminal");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("✔ ready succeeded"), "{text}");
+    assert!(text.contains("run succeeded"), "{text}");
+    // The spinner of the one-second export wait is drawn and redrawn in place.
+    assert!(
+        text.contains("ready (exports.wait)"),
+        "no live line: {text:?}"
+    );
+    assert!(text.contains("\u{1b}["), "no cursor control: {text:?}");
+    // ... which is exactly what piped output never has (see piped_output_is_plain).
+    assert!(
+        !text.contains("▶ ready"),
+        "plain start lines on a terminal: {text:?}"
+    );
+}

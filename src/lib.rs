@@ -4,7 +4,8 @@
 //! `pipeline` (load + validate a file) → `template` (minijinja) → `graph` (dependencies)
 //! → `plan` (concrete requests; what dry-run prints) → `execute` (the scheduler) with
 //! `api` (the HTTP client) and `actions` → `report` (events to text/JSON).
-//! `emulator` is a local stand-in for the Avala API, used by `run --emulator` and the tests.
+//! `secrets` masks the key and secrets in every output; `shown` escapes outside text in
+//! every human output. `emulator` is a local stand-in for the Avala API, used by `run --emulator` and the tests.
 //! `cli` is the only module that reads the process environment or arguments.
 
 pub mod actions;
@@ -18,4 +19,5 @@ pub mod pipeline;
 pub mod plan;
 pub mod report;
 pub mod secrets;
+pub mod shown;
 pub mod template;

@@ -9,8 +9,16 @@ use std::fmt::Write as _;
 use super::Redactor;
 use crate::execute::{RunResult, RunStatus, StepStatus};
 
-/// Escapes a workflow command's message (`%`, CR, LF).
+/// Escapes a workflow command's message (`%`, CR, LF; other control and invisible
+/// characters are shown escaped, as everywhere people read outside text).
 fn escape_data(text: &str) -> String {
+    let text: String = text
+        .chars()
+        .map(|c| match c {
+            '\r' | '\n' => c.to_string(),
+            c => crate::shown::escape(c.encode_utf8(&mut [0; 4])).into_owned(),
+        })
+        .collect();
     text.replace('%', "%25")
         .replace('\r', "%0D")
         .replace('\n', "%0A")
@@ -55,8 +63,28 @@ pub fn run_annotations(file: &str, result: &RunResult, redactor: &Redactor) -> V
         .collect()
 }
 
+/// A table cell of our own text (ids, actions): `|` and line breaks would end it.
 fn cell(text: &str) -> String {
-    text.replace('|', "\\|").replace('\n', " ")
+    crate::shown::escape(text).replace('|', "\\|")
+}
+
+/// A table cell of outside text (an error message): also Markdown and HTML are shown as
+/// text, so a server cannot add links, images or formatting to the summary.
+fn text_cell(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in crate::shown::escape(text).chars() {
+        match c {
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '\\' | '`' | '*' | '_' | '[' | ']' | '(' | ')' | '!' | '|' | '#' | '~' | '{' | '}' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// The Markdown summary of a run: a table of step, status, duration, attempts.
@@ -91,7 +119,7 @@ pub fn step_summary(pipeline: &str, result: &RunResult, redactor: &Redactor) -> 
             icon(s.status),
             s.duration_ms as f64 / 1000.0,
             s.attempts,
-            cell(&api_short(&error))
+            text_cell(&api_short(&error))
         );
     }
     out.push('\n');

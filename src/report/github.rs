@@ -12,14 +12,14 @@ use crate::execute::{RunResult, RunStatus, StepStatus};
 /// Escapes a workflow command's message (`%`, CR, LF; other control and invisible
 /// characters are shown escaped, as everywhere people read outside text).
 fn escape_data(text: &str) -> String {
-    let text: String = text
-        .chars()
-        .map(|c| match c {
-            '\r' | '\n' => c.to_string(),
-            c => crate::shown::escape(c.encode_utf8(&mut [0; 4])).into_owned(),
-        })
-        .collect();
-    text.replace('%', "%25")
+    let mut shown = String::with_capacity(text.len());
+    for piece in text.split_inclusive(['\r', '\n']) {
+        let line = piece.trim_end_matches(['\r', '\n']);
+        shown.push_str(&crate::shown::escape(line));
+        shown.push_str(&piece[line.len()..]);
+    }
+    shown
+        .replace('%', "%25")
         .replace('\r', "%0D")
         .replace('\n', "%0A")
 }

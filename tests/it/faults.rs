@@ -29,6 +29,7 @@ use tokio::io::AsyncReadExt;
 
 use crate::support::{sha256_file, start_emulator, write};
 
+mod hostile;
 mod input;
 mod retries;
 mod security;

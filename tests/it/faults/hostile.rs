@@ -500,3 +500,72 @@ async fn hostile05_server_text_cannot_forge_terminal_or_ci_output() {
     println!("FIGURES case=h05 outputs=5");
     emu.shutdown().await;
 }
+
+/// `validate` of a file written to a fresh directory: exit code and stderr.
+fn validate(name: &str, bytes: &[u8]) -> crate::support::Output {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(name);
+    std::fs::write(&path, bytes).unwrap();
+    crate::support::avala_pipe()
+        .args(["validate".into(), path.into_os_string()])
+        .run()
+}
+
+/// 14. A file over a loading limit (its values, counting each alias expansion, add up to
+/// more than 16 MiB) is told so in words, not as the parser's Debug struct.
+#[test]
+fn hostile14_a_size_budget_breach_is_said_in_words() {
+    let mut text = format!(
+        "version: 1\nsteps:\n  - id: a\n    action: datasets.list\nbig: &big \"{}\"\nrefs:\n",
+        "x".repeat(1 << 20)
+    );
+    for _ in 0..20 {
+        text.push_str("  - *big\n");
+    }
+    let out = validate("budget.yaml", text.as_bytes());
+    out.code(2);
+    assert!(
+        out.stderr.contains("more than 16 MiB"),
+        "says which limit: {}",
+        out.stderr
+    );
+    for debug in ["ScalarBytes", "{", "budget breached", "(defined)"] {
+        assert!(!out.stderr.contains(debug), "{debug}: {}", out.stderr);
+    }
+}
+
+/// 15. A file with old Mac line ends (a lone CR) gets the offending line printed, not an
+/// empty one; an invisible or control character in an id is shown escaped in the message
+/// and as U+FFFD in the snippet, never raw.
+#[test]
+fn hostile15_cr_only_files_and_invisible_characters_are_shown() {
+    let out = validate(
+        "mac.yaml",
+        b"version: 1\rsteps:\r  - id: a\r    action: datasets.lsit\r",
+    );
+    out.code(2);
+    assert!(
+        out.stderr.contains("4 |     action: datasets.lsit"),
+        "the source line: {}",
+        out.stderr
+    );
+    // (name, the id as written in YAML, as read, as shown)
+    for (name, written, id, shown) in [
+        ("bom", "a\u{feff}b", "a\u{feff}b", "a\\u{feff}b"),
+        ("rtl", "ab\u{202e}cd", "ab\u{202e}cd", "ab\\u{202e}cd"),
+        ("escape", "a\\e[31mb", "a\u{1b}[31mb", "a\\u{1b}[31mb"),
+        ("zero-width", "a\u{200b}", "a\u{200b}", "a\\u{200b}"),
+    ] {
+        let yaml =
+            format!("version: 1\nsteps:\n  - id: \"{written}\"\n    action: datasets.list\n");
+        let out = validate(&format!("{name}.yaml"), yaml.as_bytes());
+        out.code(2);
+        assert!(out.stderr.contains(shown), "{name}: {}", out.stderr);
+        let raw: Vec<char> = id.chars().filter(|c| !c.is_ascii_graphic()).collect();
+        assert!(
+            !out.stderr.contains(raw.as_slice()),
+            "{name}: shown raw: {:?}",
+            out.stderr
+        );
+    }
+}

@@ -78,7 +78,7 @@ fn tmpl(t: &Tmpl, ctx: &Value, unknowns: Unknowns) -> Result<serde_json::Value, 
         return Ok(serde_json::Value::String(text));
     }
     // Blocks (`{% if %}`, loops): all or nothing.
-    let rendered = template::environment().render_str(&t.source, ctx);
+    let rendered = template::render_str(&t.source, ctx);
     Ok(match rendered {
         Ok(text) if text.contains(PLACEHOLDER) => serde_json::Value::String(text),
         Ok(_) => placeholder(t.source.trim()),
@@ -89,10 +89,7 @@ fn tmpl(t: &Tmpl, ctx: &Value, unknowns: Unknowns) -> Result<serde_json::Value, 
 
 /// Evaluates an expression; `None` when it fails on an unknown value.
 fn eval(expr: &str, ctx: &Value) -> Result<Option<Value>, String> {
-    let compiled = template::environment()
-        .compile_expression(expr)
-        .map_err(template::describe)?;
-    match compiled.eval(ctx) {
+    match template::eval_expression(expr, ctx) {
         Ok(v) if v.is_undefined() => Ok(None),
         Ok(v) => Ok(Some(v)),
         Err(e) if is_static(&e) => Err(template::describe(e)),
@@ -150,11 +147,7 @@ fn segments(source: &str, ctx: &Value, unknowns: Unknowns) -> Result<Option<Stri
                 _ => out.push_str(&format!("{PLACEHOLDER} {expr}>")),
             }
         } else {
-            let env = template::environment();
-            let v = env
-                .compile_expression(expr)
-                .and_then(|e| e.eval(ctx))
-                .map_err(template::describe)?;
+            let v = template::eval_expression(expr, ctx).map_err(template::describe)?;
             if v.is_undefined() {
                 return Err(format!("`{expr}` is undefined"));
             }

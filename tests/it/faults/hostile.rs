@@ -157,7 +157,7 @@ fn assert_masked(what: &str, text: &str, forms: &[(&'static str, String)], mask:
     }
 }
 
-/// 2. A server echoing a secret in any encoding the redactor claims — percent-encoded in
+/// Item 2: A server echoing a secret in any encoding the redactor claims — percent-encoded in
 /// either case or partly, form-encoded, JSON- or \u-escaped, base64 — in a success body and
 /// in error messages: every output masks each form: stdout's report, `--report`, JUnit,
 /// `$GITHUB_OUTPUT`, the step summary, annotations, stderr as text and JSON logs, and the
@@ -252,7 +252,7 @@ async fn hostile02_every_encoding_of_a_secret_is_masked_in_every_output() {
     emu.shutdown().await;
 }
 
-/// 3. `--var` with a secret's value and no `=` (a slip of `--var "$TOKEN"`), or with an
+/// Item 3: `--var` with a secret's value and no `=` (a slip of `--var "$TOKEN"`), or with an
 /// `=` inside the secret (base64 padding), is exit 2 with nothing sent, and neither the
 /// secret nor the part before its `=` is printed.
 #[tokio::test(flavor = "multi_thread")]
@@ -293,7 +293,7 @@ async fn hostile03_a_malformed_var_holding_a_secret_is_not_echoed() {
     emu.shutdown().await;
 }
 
-/// 4. A secret (or the key) under 4 characters cannot be masked without masking unrelated
+/// Item 4: A secret (or the key) under 4 characters cannot be masked without masking unrelated
 /// text, so it is refused before anything is sent (exit 2, naming the variable, not
 /// showing the value); 4 characters are masked; an empty secret has nothing to mask.
 #[tokio::test(flavor = "multi_thread")]
@@ -395,7 +395,7 @@ fn forged_commands(text: &str) -> Vec<String> {
         .collect()
 }
 
-/// 5. A server's error message, an export's failure message and an export status (shown in
+/// Item 5: A server's error message, an export's failure message and an export status (shown in
 /// `-v` logs) holding terminal escapes and workflow commands are shown escaped in every
 /// human output: text logs, the live display, annotations and the step summary; JSON logs
 /// stay one object per line.
@@ -511,7 +511,7 @@ fn validate(name: &str, bytes: &[u8]) -> crate::support::Output {
         .run()
 }
 
-/// 14. A file over a loading limit (its values, counting each alias expansion, add up to
+/// Item 14: A file over a loading limit (its values, counting each alias expansion, add up to
 /// more than 16 MiB) is told so in words, not as the parser's Debug struct.
 #[test]
 fn hostile14_a_size_budget_breach_is_said_in_words() {
@@ -534,7 +534,7 @@ fn hostile14_a_size_budget_breach_is_said_in_words() {
     }
 }
 
-/// 15. A file with old Mac line ends (a lone CR) gets the offending line printed, not an
+/// Item 15: A file with old Mac line ends (a lone CR) gets the offending line printed, not an
 /// empty one; an invisible or control character in an id is shown escaped in the message
 /// and as U+FFFD in the snippet, never raw.
 #[test]
@@ -568,4 +568,120 @@ fn hostile15_cr_only_files_and_invisible_characters_are_shown() {
             out.stderr
         );
     }
+}
+
+/// `cmd` under a 1 GiB address-space cap, so unbounded memory is a failed allocation (an
+/// abort, exit 134) rather than a slow machine.
+fn capped(cmd: tokio::process::Command) -> tokio::process::Command {
+    let std = cmd.as_std();
+    let mut capped = tokio::process::Command::new("sh");
+    capped
+        .arg("-c")
+        .arg("ulimit -v 1048576 && exec \"$0\" \"$@\"")
+        .arg(std.get_program())
+        .args(std.get_args());
+    for (k, v) in std.get_envs() {
+        match v {
+            Some(v) => capped.env(k, v),
+            None => capped.env_remove(k),
+        };
+    }
+    if let Some(dir) = std.get_current_dir() {
+        capped.current_dir(dir);
+    }
+    capped.stdin(Stdio::null()).kill_on_drop(true);
+    capped
+}
+
+/// Item 10: Templates that build huge strings — a string doubled in a loop, a join with a huge
+/// separator, constant repetitions folded when the template is compiled — never abort the
+/// process: exit 2 at validate time when nothing but the file decides (`validate` and the
+/// preflight of `run`, nothing sent), else a step failure naming the template, while the
+/// rest of the run goes on. All under a 1 GiB cap.
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile10_template_memory_is_bounded() {
+    let emu = start_emulator(Some(CANARY), EmulatorOptions::default()).await;
+    emu.add_fault(fault(
+        "seed",
+        "GET",
+        "/api/v1/datasets/ds_seed",
+        Trigger::Always,
+        status_body(200, json!({"id": "ds_seed", "s": "x", "sep": "y"})),
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let doubling = "{% set ns = namespace(s='x') %}{% for i in range(vars.n) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s | length }}";
+    let folded = vec!["('x' * 99999999)"; 40].join(" ~ ");
+    // Decided by the file alone: exit 2, nothing sent.
+    for (name, path) in [
+        ("doubling", doubling.to_string()),
+        ("folded", format!("{{{{ {folded} }}}}")),
+        (
+            "join",
+            "{{ range(100000) | join('x' * 90000000) | length }}".into(),
+        ),
+    ] {
+        let file = write(
+            dir.path(),
+            &format!("{name}.yaml"),
+            &format!("version: 1\nvars:\n  n: 40\nsteps:\n  - id: bomb\n    action: request\n    with:\n      path: \"/datasets/{path}\"\n"),
+        );
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_avala-pipe"));
+        cmd.arg("validate").arg(&file).current_dir(dir.path());
+        let out = Run::checked(capped(cmd), dir.path()).await;
+        // Templates are compiled at validate time: a folded constant is found there.
+        if name == "folded" {
+            out.code(2);
+            assert!(out.stderr.contains("MiB of memory"), "{}", out.stderr);
+        } else {
+            out.code(0);
+        }
+        let cmd = capped(human_command(
+            &file,
+            dir.path(),
+            &emu.base_url(),
+            false,
+            &[],
+        ));
+        let out = Run::checked(cmd, dir.path()).await;
+        out.code(2);
+        assert!(
+            out.stderr.contains("step `bomb`")
+                && out.stderr.contains("needs more than 256 MiB of memory"),
+            "{name}: {}",
+            out.stderr
+        );
+        assert!(
+            out.elapsed < Duration::from_secs(20),
+            "{name}: {:?}",
+            out.elapsed
+        );
+    }
+    assert!(emu.requests().is_empty(), "nothing may be sent");
+    // Decided by server data: the step fails, naming the template; the run goes on.
+    let file = write(
+        dir.path(),
+        "server.yaml",
+        "version: 1\nsteps:\n  - id: seed\n    action: request\n    with: { path: /datasets/ds_seed }\n  - id: double\n    action: request\n    continue_on_error: true\n    with:\n      path: \"/datasets/{% set ns = namespace(s=steps.seed.outputs.body.s) %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s | length }}\"\n  - id: join\n    action: request\n    continue_on_error: true\n    with:\n      path: \"/datasets/{{ range(100000) | join(steps.seed.outputs.body.sep * 90000000) | length }}\"\n  - id: after\n    action: datasets.list\n    needs: [double, join]\n",
+    );
+    let cmd = capped(human_command(
+        &file,
+        dir.path(),
+        &emu.base_url(),
+        false,
+        &[],
+    ));
+    let out = Run::checked(cmd, dir.path()).await;
+    out.code(0);
+    for id in ["double", "join"] {
+        let step = out.step(id);
+        assert_eq!(step["status"], "failed", "{step:#}");
+        let error = step["error"].as_str().unwrap();
+        assert!(
+            error.contains("template `/datasets/") && error.contains("MiB of memory"),
+            "{id}: {error}"
+        );
+    }
+    assert_eq!(out.step("after")["status"], "succeeded");
+    delivered(&emu, 10, &[("seed", 1)]);
+    emu.shutdown().await;
 }

@@ -32,7 +32,15 @@ pub fn main() -> i32 {
             } else {
                 0
             };
-            let _ = e.print();
+            // An argument clap echoes back may be the key given in the wrong place.
+            let key = std::env::var("AVALA_API_KEY").unwrap_or_default();
+            let text = e.render().to_string();
+            let masked = crate::secrets::Redactor::new(crate::secrets::forms(&key)).text(&text);
+            if masked != text {
+                eprint!("{masked}");
+            } else {
+                let _ = e.print();
+            }
             return code;
         }
     };

@@ -280,6 +280,18 @@ async fn hostile03_a_malformed_var_holding_a_secret_is_not_echoed() {
                 &[("PARTNER_TOKEN", secret)],
             );
             cmd.args(["--var", secret]);
+            if name == "the key" {
+                // Also where clap echoes an argument it did not expect.
+                let mut stray = human_command(&file, dir.path(), &emu.base_url(), json_logs, &[]);
+                stray.arg(secret);
+                let out = Run::checked(stray, dir.path()).await;
+                out.code(2);
+                assert!(
+                    out.stderr.contains("unexpected argument '***'"),
+                    "{}",
+                    out.stderr
+                );
+            }
             let out = Run::checked(cmd, dir.path()).await;
             out.code(2);
             assert!(out.stderr.contains(says), "{name}: {}", out.stderr);
@@ -380,7 +392,7 @@ async fn hostile04_short_secrets_are_refused_and_four_characters_are_masked() {
 /// Server text that tries to take over a terminal or a CI log: a screen clear, an OSC
 /// title, BEL, backspaces, a carriage return, newlines followed by workflow commands, a
 /// `##[` command, a right-to-left override and HTML.
-const FORGED: &str = "bad\u{1b}[2J\u{1b}]0;pwned\u{7}\u{8}\u{8}\rOK\n::error ::forged by server\n  ::add-mask::x\n##[error]v1 forged \u{202e}gnp.exe <img src=x>";
+const FORGED: &str = "bad\u{1b}[2J\u{1b}]0;pwned\u{7}\u{8}\u{8}\rOK\n::error ::forged by server\n  ::add-mask::x\n##[error]v1 forged \u{202e}gnp.exe <img src=x>\u{ffff}";
 
 /// Lines of `text` (split at LF and CR) that a CI runner would read as a workflow command
 /// we did not write: anything starting with `::` but our own `::error file=` annotations,
@@ -443,10 +455,17 @@ async fn hostile05_server_text_cannot_forge_terminal_or_ci_output() {
         ("GITHUB_ACTIONS", "true"),
         ("GITHUB_STEP_SUMMARY", summary.to_str().unwrap()),
     ];
-    // Text logs, with annotations.
-    let cmd = human_command(&file, dir.path(), &emu.base_url(), false, &env);
+    // Text logs, with annotations, and a JUnit file.
+    let mut cmd = human_command(&file, dir.path(), &emu.base_url(), false, &env);
+    cmd.args(["--junit", "junit.xml"]);
     let out = Run::checked(cmd, dir.path()).await;
     out.code(1);
+    let junit = std::fs::read_to_string(dir.path().join("junit.xml")).unwrap();
+    assert!(
+        !junit.contains(|c: char| (c.is_control() && c != '\n' && c != '\t') || c == '\u{ffff}'),
+        "JUnit holds characters XML does not allow: {junit:?}"
+    );
+    assert!(junit.contains("\\u{1b}]0;pwned"), "{junit}");
     let err = &out.stderr;
     assert!(
         !err.contains(['\u{1b}', '\u{7}', '\u{8}', '\r', '\u{202e}']),

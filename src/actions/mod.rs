@@ -8,9 +8,11 @@
 //! Must not: render the step's templates (the step layer does, before calling in), except
 //! late inputs (a poll's conditions), which are rendered per response through [`Renderer`].
 
+pub mod datasets;
 pub mod download;
 pub mod exports;
 pub mod list;
+pub mod presigned;
 pub mod request;
 pub mod resources;
 pub mod scratch;
@@ -107,6 +109,14 @@ actions! {
     Download => download::Download,
     Request => request::Request,
     ProjectsGet => resources::ProjectsGet,
+    ProjectsList => resources::ProjectsList,
+    DatasetsGet => datasets::DatasetsGet,
+    DatasetsCreate => datasets::DatasetsCreate,
+    DatasetsUpload => presigned::DatasetsUpload,
+    ItemsGet => datasets::ItemsGet,
+    TasksList => resources::TasksList,
+    TasksGet => resources::TasksGet,
+    TasksWait => resources::TasksWait,
 }
 
 impl ActionKind {

@@ -216,6 +216,29 @@ impl Client {
         self.cfg.endpoint.is_api_origin(url)
     }
 
+    /// Does this refusal look like a route of the other API flavour: a 405, a redirect
+    /// of a request with a body (the other trailing-slash convention), or a 404 whose
+    /// error body has the other flavour's shape?
+    fn other_flavor_route(&self, req: &HttpRequest, status: u16, body: &[u8]) -> bool {
+        if !self.is_api_origin(&req.url) {
+            return false;
+        }
+        let other_shape = || {
+            let parsed: Option<serde_json::Value> = serde_json::from_slice(body).ok();
+            let has = |key: &str| parsed.as_ref().is_some_and(|v| v.get(key).is_some());
+            match self.cfg.endpoint.flavor {
+                crate::pipeline::model::ApiFlavor::Documented => has("detail"),
+                crate::pipeline::model::ApiFlavor::Current => has("error"),
+            }
+        };
+        match status {
+            405 => true,
+            300..=399 => !req.method.is_safe(),
+            404 => other_shape(),
+            _ => false,
+        }
+    }
+
     /// Sends a request with retries and returns the response (any status that is not
     /// retried). The body is not read: the caller streams or parses it.
     pub async fn send(
@@ -393,7 +416,15 @@ impl Client {
         if let Ok(ua) = HeaderValue::from_str(&user_agent()) {
             headers.insert(USER_AGENT, ua);
         }
-        if let (Some(key), true) = (&self.cfg.key, self.is_api_origin(url)) {
+        for (name, value) in &req.headers {
+            if let (Ok(n), Ok(v)) = (
+                reqwest::header::HeaderName::from_bytes(name.as_bytes()),
+                HeaderValue::from_str(value),
+            ) {
+                headers.insert(n, v);
+            }
+        }
+        if let (Some(key), false, true) = (&self.cfg.key, req.storage, self.is_api_origin(url)) {
             if let Ok(mut v) = HeaderValue::from_str(key.expose()) {
                 v.set_sensitive(true);
                 headers.insert(KEY_HEADER, v);
@@ -412,6 +443,12 @@ impl Client {
                 .header(CONTENT_TYPE, "application/json")
                 .body(serde_json::to_vec(v).unwrap_or_default()),
             Body::Multipart(parts) => builder.multipart(multipart_form(parts).await?),
+            Body::File { path, offset, len } => {
+                let len = len.unwrap_or(0);
+                builder
+                    .header(reqwest::header::CONTENT_LENGTH, len)
+                    .body(file_range(path, *offset, len).await)
+            }
         };
         Ok(builder)
     }
@@ -437,7 +474,7 @@ impl Client {
         let (status, headers, bytes, attempts) = loop {
             // An upload may take longer than any fixed limit: it gets the idle limit
             // and the step's timeout, not the per-call total.
-            let api_call = !matches!(req.body, Body::Multipart(_));
+            let api_call = !matches!(req.body, Body::Multipart(_) | Body::File { .. });
             let (resp, attempt) = self.send_from(req, ctx, api_call, used, expect).await?;
             let status = resp.status().as_u16();
             let headers = header_map(resp.headers());
@@ -480,12 +517,16 @@ impl Client {
             None => (200..300).contains(&status),
         };
         if !ok {
+            let mut message = shapes::error_message(&bytes);
+            if !req.storage && self.other_flavor_route(req, status, &bytes) {
+                message = format!("{message}; {}", self.cfg.endpoint.flavor_hint());
+            }
             return Err(ApiError {
                 kind: ErrorKind::Status,
                 method: req.method,
                 path: request::display_path(&req.url),
                 status: Some(status),
-                message: shapes::error_message(&bytes),
+                message,
                 attempts,
                 // A 5xx after the body went out: the server may have applied it.
                 maybe_applied: !req.method.is_safe() && status >= 500,
@@ -605,6 +646,26 @@ pub fn transport_message(e: &reqwest::Error) -> String {
         source = inner.source();
     }
     msg
+}
+
+/// `len` bytes of a file from `offset`, streamed; a failure to open surfaces as a body
+/// error when the request is sent.
+async fn file_range(path: &std::path::Path, offset: u64, len: u64) -> reqwest::Body {
+    use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
+    let opened = async {
+        let mut file = tokio::fs::File::open(path).await?;
+        file.seek(std::io::SeekFrom::Start(offset)).await?;
+        Ok::<_, std::io::Error>(file.take(len))
+    };
+    match opened.await {
+        Ok(file) => reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(
+            file,
+            256 * 1024,
+        )),
+        Err(e) => reqwest::Body::wrap_stream(futures_util::stream::once(async move {
+            Err::<bytes::Bytes, std::io::Error>(e)
+        })),
+    }
 }
 
 async fn multipart_form(parts: &[Part]) -> Result<reqwest::multipart::Form, reqwest::Error> {

@@ -107,6 +107,10 @@ pub struct RunArgs {
     /// API base URL (overrides AVALA_BASE_URL and the file's api.base_url).
     #[arg(long, env = "AVALA_BASE_URL", value_name = "URL")]
     pub base_url: Option<String>,
+    /// Which shape of the API to speak, `current` or `documented` (overrides the file's
+    /// api.flavor; AVALA_API_FLAVOR is the flavour of files that name none; default current).
+    #[arg(long, value_name = "FLAVOR", value_parser = ["current", "documented"])]
+    pub api_flavor: Option<String>,
     /// Write the run report (JSON) to FILE.
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,

@@ -16,7 +16,7 @@ use crate::emulator::{Emulator, EmulatorOptions};
 use crate::execute::{self, RunSettings, RunStatus};
 use crate::graph::Graph;
 use crate::pipeline::check::check_base_url;
-use crate::pipeline::model::{Pipeline, TValue};
+use crate::pipeline::model::{ApiFlavor, Pipeline, TValue};
 use crate::pipeline::{self, yaml};
 use crate::plan::Plan;
 use crate::report::{self, Progress, ProgressMode, Redactor};
@@ -81,9 +81,17 @@ async fn run_async(
     args: RunArgs,
     ui: UiSettings,
 ) -> ExitCode {
-    // The emulator, when asked for, lives as long as the run.
+    // The emulator, when asked for, lives as long as the run, in the pipeline's flavour.
     let emulator = if args.emulator && !args.dry_run {
-        match Emulator::start(EmulatorOptions::default()).await {
+        let flavor = match flavor(&p, &args) {
+            ApiFlavor::Documented => crate::emulator::Flavor::Documented,
+            ApiFlavor::Current => crate::emulator::Flavor::Current,
+        };
+        let options = EmulatorOptions {
+            flavor,
+            ..EmulatorOptions::default()
+        };
+        match Emulator::start(options).await {
             Ok(e) => Some(e),
             Err(e) => return invalid(format!("cannot start the emulator: {e}")),
         }
@@ -189,9 +197,22 @@ fn endpoint(
     let Ok(url) = reqwest::Url::parse(&base_url) else {
         return Err(invalid(format!("invalid base URL `{base_url}`")));
     };
-    let mut endpoint = Endpoint::new(url);
-    endpoint.trailing_slash = p.trailing_slash;
+    let mut endpoint = Endpoint::new(url, flavor(p, args));
+    if let Some(slash) = p.trailing_slash {
+        endpoint.trailing_slash = slash;
+    }
     Ok(endpoint)
+}
+
+/// The flavour in force: `--api-flavor` > the file > AVALA_API_FLAVOR > the default. A
+/// file that names its flavour was written for it; the variable is the default for files
+/// that do not.
+fn flavor(p: &Pipeline, args: &RunArgs) -> ApiFlavor {
+    let named = |v: &Option<String>| v.as_deref().and_then(ApiFlavor::from_name);
+    named(&args.api_flavor)
+        .or(p.flavor)
+        .or_else(|| named(&std::env::var("AVALA_API_FLAVOR").ok()))
+        .unwrap_or(ApiFlavor::DEFAULT)
 }
 
 /// The API key: the emulator's demo key, none for a dry-run, else AVALA_API_KEY.

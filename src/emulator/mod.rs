@@ -165,6 +165,11 @@ impl Emulator {
         self.shared.storage_origin.clone()
     }
 
+    /// The flavour of the API it serves.
+    pub fn flavor(&self) -> Flavor {
+        self.shared.options.flavor
+    }
+
     /// The `--key` if one was given, else [`DEMO_KEY`].
     pub fn demo_key(&self) -> String {
         self.shared

@@ -648,7 +648,18 @@ async fn the_plan_is_what_a_run_sends() {
     use avala_pipe::emulator::{EmulatorOptions, Origin};
     const KEY: &str = "avk_test_DRYRUN_fidelity";
     for file in example_pipelines() {
-        let emu = crate::support::start_emulator(Some(KEY), EmulatorOptions::default()).await;
+        // The emulator speaks the pipeline's flavour (the file's, else the default).
+        let flavor = match avala_pipe::pipeline::load(&file).map(|p| p.flavor) {
+            Ok(Some(avala_pipe::pipeline::model::ApiFlavor::Documented)) => {
+                avala_pipe::emulator::Flavor::Documented
+            }
+            _ => avala_pipe::emulator::Flavor::Current,
+        };
+        let options = EmulatorOptions {
+            flavor,
+            ..EmulatorOptions::default()
+        };
+        let emu = crate::support::start_emulator(Some(KEY), options).await;
         let dir = tempfile::tempdir().unwrap();
         let run = |dry: bool| {
             let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_avala-pipe"));

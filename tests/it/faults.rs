@@ -119,6 +119,7 @@ fn command(file: &Path, cwd: &Path, base_url: Option<&str>) -> tokio::process::C
     cmd.current_dir(cwd)
         .env("AVALA_API_KEY", CANARY)
         .env("NO_COLOR", "1")
+        .env("AVALA_API_FLAVOR", "documented")
         .stdin(Stdio::null())
         .kill_on_drop(true);
     for var in [

@@ -73,6 +73,14 @@ async fn run_with_env(
         .env("AVALA_API_KEY", KEY)
         .env_remove("AVALA_BASE_URL")
         .env("NO_COLOR", "1")
+        // The pipelines speak the emulator's flavour.
+        .env(
+            "AVALA_API_FLAVOR",
+            match emu.flavor() {
+                Flavor::Documented => "documented",
+                Flavor::Current => "current",
+            },
+        )
         .envs(vars.iter().copied());
     let started = Instant::now();
     let out = tokio::time::timeout(Duration::from_secs(60), cmd.output())

@@ -1,6 +1,8 @@
 //! Command-line layer: clap definitions (`args`), logging setup, and one function per
 //! command. This is the only module that reads the process environment; exit codes are
 //! chosen here, in [`ExitCode`].
+//!
+//! Must not: hold the logic of a stage (it resolves settings and calls into the stages).
 
 pub mod args;
 mod commands;

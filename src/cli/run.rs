@@ -1,5 +1,8 @@
 //! `run` and `emulator`: settings resolution (flags > env > file > default), the
 //! preflight plan, the async runtime, signals, and the exit code of a run.
+//!
+//! Takes: parsed arguments. Gives: an exit code.
+//! Must not: evaluate steps or send requests itself (the step layer and the scheduler do).
 
 use std::collections::BTreeMap;
 use std::path::Path;

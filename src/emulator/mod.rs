@@ -50,11 +50,14 @@ mod catalog;
 mod faults;
 mod flavor;
 mod gate;
+mod manual;
 mod options;
 mod paging;
+mod resources;
 mod routes;
 mod state;
 mod storage;
+mod today;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -180,9 +183,19 @@ impl Emulator {
         self.shared.requests()
     }
 
-    /// Every file stored by `POST /datasets/{id}/items`, in order.
+    /// Every file that became a dataset item, in order: stored by `POST /datasets/{id}/items`
+    /// (documented), or uploaded to the storage origin and finalized by `POST
+    /// /datasets/manual-upload/` (current; `name` is the `file_path_in_dataset`).
     pub fn uploads(&self) -> Vec<StoredUpload> {
         self.shared.uploads()
+    }
+
+    /// How many requests reached the storage origin carrying `X-Avala-Api-Key` (each was
+    /// refused with 400 and logged loudly): anything but 0 means a client leaked its key.
+    pub fn storage_key_leaks(&self) -> u64 {
+        self.shared
+            .key_leaks
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// The sha256 (lowercase hex) of the file the storage origin serves for an export. This
@@ -241,11 +254,12 @@ pub async fn serve(options: EmulatorOptions) -> Result<(), EmulatorError> {
     };
     let emulator = Emulator::start(options).await?;
     let (base, key) = (emulator.base_url(), emulator.demo_key());
+    let slash = if flavor == "current" { "/" } else { "" };
     println!("Avala API emulator ({flavor} flavour)");
     println!("  base URL:       {base}");
     println!("  storage origin: {}", emulator.storage_origin());
     println!("  API key:        {key}");
-    println!("  try:            curl -H \"X-Avala-Api-Key: {key}\" {base}/datasets");
+    println!("  try:            curl -H \"X-Avala-Api-Key: {key}\" {base}/datasets{slash}");
     println!("Stop with Ctrl-C.");
     wait_for_stop_signal().await?;
     emulator.shutdown().await;

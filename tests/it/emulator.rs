@@ -301,6 +301,7 @@ async fn current_objects_carry_every_field_the_sdks_validate() {
             "uid",
             "name",
             "slug",
+            "owner_name",
             "item_count",
             "status",
             "data_type",
@@ -309,13 +310,39 @@ async fn current_objects_carry_every_field_the_sdks_validate() {
             "updated_at",
         ],
     );
-    let item = &api.get("/datasets/ds_0001/items/").await.body["results"][0];
+    let item = &api.get("/datasets/demo/demo-dataset-1/items/").await.body["results"][0];
     has(
         item,
-        &["uid", "key", "dataset", "url", "metadata", "created_at"],
+        &[
+            "uid",
+            "key",
+            "dataset",
+            "url",
+            "metadata",
+            "created_at",
+            "updated_at",
+        ],
     );
     let project = &api.get("/users/me/projects/").await.body["results"][0];
-    has(project, &["uid", "name", "status", "created_at"]);
+    has(
+        project,
+        &["uid", "name", "status", "created_at", "updated_at"],
+    );
+    let task = &api.get("/tasks/").await.body["results"][0];
+    has(
+        task,
+        &[
+            "uid",
+            "type",
+            "name",
+            "status",
+            "project",
+            "created_at",
+            "updated_at",
+        ],
+    );
+    let me = api.get("/users/me/").await.body;
+    has(&me, &["uid", "username", "email"]);
     let export = api
         .post_json("/exports/", json!({"project": "prj_0001"}))
         .await;
@@ -891,14 +918,22 @@ async fn repeat_cursor_faults_send_the_current_cursor_again() {
             ..Default::default()
         })
         .await;
+        // Today's API lists items by owner/slug; the documented page by id.
+        let (pattern, items) = match flavor {
+            Flavor::Documented => ("/api/v1/datasets/*/items", "/datasets/ds_0001/items"),
+            Flavor::Current => (
+                "/api/v1/datasets/*/*/items",
+                "/datasets/demo/demo-dataset-1/items",
+            ),
+        };
         api.emu.add_fault(
-            Fault::new("GET", "/api/v1/datasets/*/items", FaultEffect::RepeatCursor)
+            Fault::new("GET", pattern, FaultEffect::RepeatCursor)
                 .named("loop")
                 .when(Trigger::Always),
         );
         let cursor = URL_SAFE_NO_PAD.encode(r#"{"o":5}"#);
         let page = api
-            .get(&format!("/datasets/ds_0001/items/?limit=5&cursor={cursor}"))
+            .get(&format!("{items}/?limit=5&cursor={cursor}"))
             .await
             .body;
         let next = match flavor {
@@ -908,8 +943,7 @@ async fn repeat_cursor_faults_send_the_current_cursor_again() {
         assert!(next.ends_with(&cursor), "{next}");
         // The last page has no next cursor to repeat: not counted as delivered.
         let last = URL_SAFE_NO_PAD.encode(r#"{"o":15}"#);
-        api.get(&format!("/datasets/ds_0001/items?limit=5&cursor={last}"))
-            .await;
+        api.get(&format!("{items}?limit=5&cursor={last}")).await;
         assert_eq!(api.emu.fault_delivered("loop"), 1);
     }
 }

@@ -80,6 +80,7 @@ async fn run_script(emu: &Emulator, script: &str, args: &[&Path], timeout: u64) 
         .env("AVALA_API_KEY", emu.demo_key())
         .env("STORAGE_ORIGIN", emu.storage_origin())
         .env("NO_PROXY", "127.0.0.1")
+        .env("PYTHONDONTWRITEBYTECODE", "1")
         .kill_on_drop(true);
     let out = tokio::time::timeout(Duration::from_secs(timeout), command.output())
         .await

@@ -40,7 +40,7 @@ pub(crate) const OWNER: &str = "demo";
 pub(crate) const EXAMPLE_DATASET: &str = "dataset_abc123";
 pub(crate) const EXAMPLE_PROJECT: &str = "project_abc123";
 /// Position given to the example dataset (far beyond any generated or created one).
-const EXAMPLE_INDEX: usize = usize::MAX / 2;
+const EXAMPLE_INDEX: usize = 1 << 40;
 
 /// A dataset item, seeded or uploaded.
 #[derive(Clone, Debug)]

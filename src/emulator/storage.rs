@@ -353,7 +353,8 @@ pub(crate) async fn put_upload(
             "No such part in this upload.",
         );
     };
-    if part.is_none() && object.complete() {
+    let stored = object.parts.get(&1).is_some_and(|b| b.size == object.size);
+    if part.is_none() && (object.complete() || stored) {
         return s3_error(
             StatusCode::PRECONDITION_FAILED,
             "PreconditionFailed",

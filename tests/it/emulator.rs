@@ -1457,7 +1457,7 @@ async fn current_datasets_filter_create_and_become_created_after_polls() {
     let uid = id_of(&created.body);
     assert_eq!(
         uids(&api.get("/datasets/?status=creating").await),
-        [uid.clone()]
+        std::slice::from_ref(&uid)
     );
     let taken = api.post_key("/datasets/", body).await;
     assert_eq!(taken.status, 400);

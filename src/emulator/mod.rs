@@ -20,13 +20,21 @@
 //!   "status"}]}` (every field optional; a bare list of datasets also works). Its datasets
 //!   replace the generated ones; its projects, when given, replace the generated projects.
 //!
-//! # Routes (each with and without a trailing slash)
-//! API (key in `X-Avala-Api-Key`; any non-empty key, or exactly `--key`):
+//! - The examples of Avala's REST page: `dataset_abc123` and `project_abc123` exist in both
+//!   flavours (reachable by id, kept out of lists).
+//!
+//! # Routes (each with and without a trailing slash; `docs/emulator.md` has the full list)
+//! API (key in `X-Avala-Api-Key`; any non-empty key, or exactly `--key`). Documented flavour:
 //! `GET /datasets`, `GET /datasets/{id}`, `GET|POST /datasets/{id}/items` (multipart, part
 //! `file`), `GET|POST /exports`, `GET /exports/{id}` (each GET is a poll that moves the export
 //! one stage on; after `--export-polls` polls it is done), `GET /projects`,
-//! `GET /projects/{id}`, `GET /users/me/projects`. Lists take `limit` (1..=1000, default 100)
-//! and an opaque `cursor`. Storage (no key): `GET /exports/{file}?X-Amz-Signature=…`.
+//! `GET /projects/{id}`, `GET /users/me/projects`. Current flavour (`today`): today's routes
+//! as Avala's SDK calls them — `/users/me/`, datasets (filters, create, by owner/slug), items
+//! by owner/slug, the manual-upload routes (`manual`), projects, tasks, exports — and every
+//! other SDK resource group from one table (`resources`). Lists take `limit` (1..=1000,
+//! default 100) and an opaque `cursor`. Storage (no key; a request with the key is refused
+//! with 400 and counted by `storage_key_leaks()`): export files, item bytes, the presigned
+//! POST form and PUTs (`storage`).
 //!
 //! # Fault plan (`--faults FILE`, `Emulator::add_fault`)
 //! A JSON list of faults (or `{"faults": [...]}`), each `{"name"?, "method"?, "path", "when"?,

@@ -98,6 +98,10 @@ pub struct EmulatorOptions {
     /// (`pending`, then `in_progress`, then `completed`).
     #[arg(long, value_name = "N", default_value_t = 2)]
     pub task_polls: u32,
+    /// Current flavour, transitional: also serve the documented item routes
+    /// (`GET /datasets/{uid}/items/`, the multipart items POST) that today's API no longer has.
+    #[arg(long)]
+    pub legacy_item_routes: bool,
 }
 
 impl Default for EmulatorOptions {

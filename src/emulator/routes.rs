@@ -33,7 +33,7 @@ pub(crate) type Reply = Result<Response, Rejection>;
 pub(crate) fn api_router(shared: Arc<Shared>) -> Router {
     let router = match shared.options.flavor {
         Flavor::Documented => documented_routes(),
-        Flavor::Current => current_routes(),
+        Flavor::Current => current_routes(shared.options.legacy_item_routes),
     };
     router
         .fallback(fallback)
@@ -93,7 +93,7 @@ fn documented_routes() -> Router<Arc<Shared>> {
 
 /// The pipeline routes of today's API (`API.md`, "Today's API in detail"). There is no
 /// `GET /datasets/{uid}/items/` and no multipart items POST here: today's API has neither.
-fn current_routes() -> Router<Arc<Shared>> {
+fn current_routes(legacy_item_routes: bool) -> Router<Arc<Shared>> {
     use super::today;
     let upload = "/api/v1/datasets/manual-upload";
     let routes = [
@@ -142,7 +142,16 @@ fn current_routes() -> Router<Arc<Shared>> {
         ("/api/v1/tasks", get(today::list_tasks)),
         ("/api/v1/tasks/{id}", get(today::get_task)),
     ];
-    with_slashes(routes)
+    let router = with_slashes(routes);
+    if !legacy_item_routes {
+        return router;
+    }
+    router.merge(with_slashes([(
+        "/api/v1/datasets/{owner}/items",
+        get(list_items)
+            .post(upload_item)
+            .layer(DefaultBodyLimit::disable()),
+    )]))
 }
 
 /// The router of the storage listener (no key needed).

@@ -1856,3 +1856,24 @@ curl -s -f -o "$OUT" "$url"
             .unwrap();
     assert_eq!(listed["total"], 3);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn legacy_item_routes_are_only_served_when_asked_for() {
+    for legacy in [false, true] {
+        let api = Api::start(EmulatorOptions {
+            flavor: Flavor::Current,
+            legacy_item_routes: legacy,
+            ..Default::default()
+        })
+        .await;
+        let want = if legacy { 200 } else { 404 };
+        assert_eq!(api.get("/datasets/ds_0001/items/").await.status, want);
+        let uploaded = api.upload("ds_0001", "a.txt", b"abc".to_vec()).await;
+        assert_eq!(uploaded.status, if legacy { 201 } else { 405 });
+        // Owner/slug routes are unaffected.
+        assert_eq!(
+            api.get("/datasets/demo/demo-dataset-1/items/").await.status,
+            200
+        );
+    }
+}

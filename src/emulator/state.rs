@@ -277,6 +277,16 @@ impl Shared {
     /// `creating` for a created dataset polled fewer than `--dataset-polls` times, else
     /// `created`. With `poll`, this call counts as one poll.
     pub(crate) fn dataset_status(&self, dataset: &DatasetInfo, poll: bool) -> &'static str {
+        if dataset.index < self.catalog.dataset_count() || dataset.seeded_items > 0 {
+            return "created";
+        }
+        if !poll {
+            let created = self.created.read().expect("created lock");
+            return match created.iter().find(|(d, _)| d.id == dataset.id) {
+                Some((_, polls)) if *polls < self.options.dataset_polls => "creating",
+                _ => "created",
+            };
+        }
         let mut created = self.created.write().expect("created lock");
         let Some((_, polls)) = created.iter_mut().find(|(d, _)| d.id == dataset.id) else {
             return "created";

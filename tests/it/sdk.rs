@@ -32,11 +32,23 @@ async fn sdk_python() -> PathBuf {
     }
     let building = path(&format!("target/sdk-venv.{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&building);
+    // Each step is bounded: a stuck download fails the test instead of hanging it.
     let run = |program: &Path, args: &[&str]| {
-        let status = std::process::Command::new(program)
+        let mut child = std::process::Command::new(program)
             .args(args)
-            .status()
+            .spawn()
             .unwrap_or_else(|e| panic!("cannot run {}: {e}", program.display()));
+        let deadline = std::time::Instant::now() + Duration::from_secs(600);
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                break status;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("{} {args:?} took over 10 minutes", program.display());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
         assert!(status.success(), "{} {args:?} failed", program.display());
     };
     run(

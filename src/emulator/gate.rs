@@ -1,11 +1,14 @@
-//! The middleware in front of every route of both listeners: it journals the request, applies
-//! `--latency`, `--rate-limit`, scripted faults, `--fail-rate` and the API key check, in that
-//! order, then lets the route answer.
+//! The middleware in front of every route of both listeners: it reads small request bodies
+//! up front (so no answer leaves unread bytes on a kept-alive connection), journals the
+//! request, applies `--latency`, `--rate-limit` (and sends `X-RateLimit-*` on every API
+//! response), scripted faults, `--fail-rate` and the API key check, in that order, then lets
+//! the route answer; a body-less 405 gets the flavour's JSON error.
 //!
 //! It takes a request and gives the response actually sent (possibly a fault's). The
 //! rate-limit, fail-rate, latency and key checks apply to the API listener only; scripted
-//! faults and the journal apply to both. It must not log header values (keys are secrets)
-//! and must not know what any route does.
+//! faults and the journal apply to both; on the storage listener any request carrying the
+//! API key is refused with 400, counted and logged loudly (a leak). It must not log header
+//! values (keys are secrets) and must not know what any route does.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -711,6 +711,20 @@ fn problem(problem: Problem) -> Response {
     Flavor::Current.problem(problem)
 }
 
+/// Whether some row of the tables has this path (under `/api/v1`), whatever the method.
+pub(crate) fn knows(path: &str) -> bool {
+    let Some(path) = path.strip_prefix("/api/v1") else {
+        return false;
+    };
+    ACTIONS.iter().any(|a| matches(a.path, path).is_some())
+        || RESOURCES.iter().any(|r| {
+            [Some(r.list), Some(r.detail), r.create]
+                .into_iter()
+                .flatten()
+                .any(|p| matches(p, path).is_some())
+        })
+}
+
 /// Answers a request for a table row, or `None` when no row has this path.
 pub(crate) fn dispatch(
     shared: &Shared,

@@ -45,22 +45,25 @@ pub(crate) fn api_router(shared: Arc<Shared>) -> Router {
         .with_state(shared)
 }
 
-async fn fallback(
-    State(shared): State<Arc<Shared>>,
-    method: axum::http::Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+/// Paths no route matched: the table-driven resources (current flavour), else 404. Only a
+/// table path reads the body (bounded), so a large body to an unknown path is still a 404.
+async fn fallback(State(shared): State<Arc<Shared>>, request: axum::extract::Request) -> Response {
     let flavor = shared.options.flavor;
-    if flavor == Flavor::Current {
-        if let Some(response) = super::resources::dispatch(&shared, &method, &uri, &headers, &body)
-        {
+    if flavor == Flavor::Current && super::resources::knows(request.uri().path()) {
+        let (parts, body) = request.into_parts();
+        let Ok(body) = axum::body::to_bytes(body, RESOURCE_BODY_LIMIT).await else {
+            return flavor.problem(Problem::Status(StatusCode::PAYLOAD_TOO_LARGE));
+        };
+        let (method, uri, headers) = (&parts.method, &parts.uri, &parts.headers);
+        if let Some(response) = super::resources::dispatch(&shared, method, uri, headers, &body) {
             return response;
         }
     }
     flavor.problem(Problem::NotFound { what: "Route" })
 }
+
+/// The largest JSON body the table-driven resources read.
+const RESOURCE_BODY_LIMIT: usize = 2 * 1024 * 1024;
 
 async fn method_not_allowed(
     State(shared): State<Arc<Shared>>,

@@ -57,6 +57,7 @@
 mod catalog;
 mod faults;
 mod flavor;
+mod fleet;
 mod gate;
 mod manual;
 mod options;

@@ -144,6 +144,26 @@ fn current_routes(legacy_item_routes: bool) -> Router<Arc<Shared>> {
         ("/api/v1/users/me/projects/{id}", get(get_project)),
         ("/api/v1/tasks", get(today::list_tasks)),
         ("/api/v1/tasks/{id}", get(today::get_task)),
+        (
+            "/api/v1/fleet/recordings/{recording}/upload/init",
+            post(super::fleet::init),
+        ),
+        (
+            "/api/v1/fleet/recordings/{recording}/upload/urls",
+            post(super::fleet::urls),
+        ),
+        (
+            "/api/v1/fleet/recordings/{recording}/upload/confirm",
+            post(super::fleet::confirm),
+        ),
+        (
+            "/api/v1/fleet/recordings/{recording}/upload/finalize",
+            post(super::fleet::finalize),
+        ),
+        (
+            "/api/v1/fleet/recordings/{recording}/upload/status",
+            get(super::fleet::status),
+        ),
     ];
     let router = with_slashes(routes);
     if !legacy_item_routes {
@@ -168,6 +188,8 @@ pub(crate) fn storage_router(shared: Arc<Shared>) -> Router {
         ),
         ("/bucket/{object}", put(storage::put_upload)),
     ])
+    // A catch-all route: object keys of fleet uploads, slashes and all.
+    .route("/fleet/{*key}", put(super::fleet::put))
     .fallback(|| async {
         storage::s3_error(
             StatusCode::NOT_FOUND,

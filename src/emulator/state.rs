@@ -133,6 +133,8 @@ pub(crate) struct Shared {
     task_polls: Mutex<HashMap<String, u32>>,
     /// Presign sessions and the objects on the storage origin.
     pub manual: Mutex<super::manual::Manual>,
+    /// Fleet recording upload sessions (current flavour).
+    pub fleet: Mutex<super::fleet::FleetUploads>,
     /// Objects of the table-driven resources (current flavour).
     pub resources: Mutex<super::resources::Store>,
     /// Requests on the storage origin that carried the API key header.
@@ -189,6 +191,7 @@ impl Shared {
             task_polls: Mutex::default(),
             manual: Mutex::default(),
             resources: Mutex::default(),
+            fleet: Mutex::default(),
             key_leaks: AtomicU64::new(0),
             blob_dir: tempfile::Builder::new()
                 .prefix("avala-emulator-storage-")

@@ -191,6 +191,16 @@ where
     Ok((size, hex::encode(hasher.finalize())))
 }
 
+/// Streams a request body into a new file, hashing it: size and sha256, or `None` when it
+/// is longer than `limit` or cannot be read or written.
+pub(crate) async fn receive_body(
+    body: Body,
+    path: &std::path::Path,
+    limit: u64,
+) -> Option<(u64, String)> {
+    receive(body.into_data_stream(), path, limit).await.ok()
+}
+
 fn blob_path(shared: &Shared, id: &str, part: u64) -> std::path::PathBuf {
     shared.blob_dir.path().join(format!("{id}.{part}"))
 }

@@ -223,7 +223,10 @@ async fn every_public_sdk_call_is_counted_and_the_pipeline_groups_all_work() {
         .collect();
     println!("official SDK: {ok} of {total} public client methods succeed; not: {failures:#?}");
     assert!(total >= 140, "the SDK's client has {total} public methods");
-    assert!(ok >= 100, "only {ok} of {total}: {failures:#?}");
+    // The issue asks for 100; 144 of 145 is what the emulator achieves (only the managed MCAP
+    // upload protocol is not emulated), so a regression below 140 fails too.
+    assert!(ok >= 140, "only {ok} of {total}: {failures:#?}");
+    assert_eq!(results["fleet.uploads.upload_recording"], "ok");
     for (name, result) in results {
         let group = name.split('.').next().unwrap();
         if ["datasets", "projects", "tasks", "exports"].contains(&group) {

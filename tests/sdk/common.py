@@ -17,6 +17,8 @@ import avala  # noqa: E402
 import avala._managed_upload as managed_upload  # noqa: E402
 import avala._uploads as uploads  # noqa: E402
 import avala.resources.datasets as datasets_resource  # noqa: E402
+import avala.resources.fleet._upload_guard as fleet_guard  # noqa: E402
+import avala.resources.fleet.uploads as fleet_uploads  # noqa: E402
 
 BASE_URL = os.environ["AVALA_BASE_URL"]
 API_KEY = os.environ["AVALA_API_KEY"]
@@ -55,9 +57,12 @@ def _validate_presigned_url(url: str) -> None:
 uploads.validate_presigned_url = _validate_presigned_url
 managed_upload.validate_presigned_url = _validate_presigned_url
 datasets_resource.validate_presigned_url = _validate_presigned_url
+fleet_guard.validate_presigned_url = _validate_presigned_url
+fleet_uploads._validate_presigned_put_url = _validate_presigned_url
 
 # Upload checkpoints go under the test's temporary HOME, never the real one.
 datasets_resource._STATE_DIR = Path(os.environ["HOME"]) / ".avala" / "uploads" / "datasets"
+fleet_uploads._STATE_DIR = Path(os.environ["HOME"]) / ".avala" / "uploads"
 
 
 def client() -> "avala.Client":

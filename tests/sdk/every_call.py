@@ -14,6 +14,8 @@ import os
 import sys
 import uuid
 
+import httpx
+
 from common import client
 
 scratch = sys.argv[1]
@@ -246,9 +248,27 @@ call("fleet.alert_channels.delete", fl.alert_channels.delete, channel.uid)
 call("fleet.recordings.delete", fl.recordings.delete, recording)
 call("fleet.devices.delete", fl.devices.delete, device.uid)
 call("fleet.uploads.collect_files", fl.uploads.collect_files, folder)
-for name in ["init_upload", "get_upload_urls", "confirm_upload", "finalize_upload", "get_upload_status",
-             "upload_recording", "upload_managed_recording"]:
-    results.setdefault(f"fleet.uploads.{name}", "not served: recording uploads are not emulated")
+# Recording uploads, step by step on one recording...
+up = fl.uploads
+manifest = [{"path": f"file{n}.txt", "size_bytes": os.path.getsize(os.path.join(folder, f"file{n}.txt"))}
+            for n in range(3)]
+session = call("fleet.uploads.init_upload", up.init_upload, "rec-steps", manifest)
+grants = call("fleet.uploads.get_upload_urls", up.get_upload_urls, "rec-steps", session.uid,
+              [m["path"] for m in manifest])
+accepted = []
+for grant, m in zip(grants.urls, manifest):
+    with open(os.path.join(folder, grant.path), "rb") as f:
+        response = httpx.put(grant.put_url, content=f.read(), headers=grant.headers, timeout=20)
+    response.raise_for_status()
+    accepted.append({"path": grant.path, "etag": response.headers["ETag"].strip('"'),
+                     "size_bytes": m["size_bytes"]})
+call("fleet.uploads.confirm_upload", up.confirm_upload, "rec-steps", session.uid, accepted)
+call("fleet.uploads.get_upload_status", up.get_upload_status, "rec-steps")
+call("fleet.uploads.finalize_upload", up.finalize_upload, "rec-steps", session.uid)
+# ... and with the SDK's guarded helper on another.
+call("fleet.uploads.upload_recording", up.upload_recording, "rec-helper", folder, max_workers=2)
+results.setdefault("fleet.uploads.upload_managed_recording",
+                   "not served: the managed MCAP upload protocol is not emulated")
 
 everything = public_methods()
 for name in everything:

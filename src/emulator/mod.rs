@@ -30,11 +30,12 @@
 //! one stage on; after `--export-polls` polls it is done), `GET /projects`,
 //! `GET /projects/{id}`, `GET /users/me/projects`. Current flavour (`today`): today's routes
 //! as Avala's SDK calls them — `/users/me/`, datasets (filters, create, by owner/slug), items
-//! by owner/slug, the manual-upload routes (`manual`), projects, tasks, exports — and every
-//! other SDK resource group from one table (`resources`). Lists take `limit` (1..=1000,
+//! by owner/slug, the manual-upload routes (`manual`), projects, tasks, exports, fleet
+//! recording uploads (`fleet`) — and every other SDK resource group from one table
+//! (`resources`). Lists take `limit` (1..=1000,
 //! default 100) and an opaque `cursor`. Storage (no key; a request with the key is refused
 //! with 400 and counted by `storage_key_leaks()`): export files, item bytes, the presigned
-//! POST form and PUTs (`storage`).
+//! POST form and PUTs (`storage`), fleet recording PUTs (`fleet`).
 //!
 //! # Fault plan (`--faults FILE`, `Emulator::add_fault`)
 //! A JSON list of faults (or `{"faults": [...]}`), each `{"name"?, "method"?, "path", "when"?,

@@ -595,9 +595,7 @@ struct Collection {
 }
 
 /// Matches a path against a pattern; gives the `{param}` values.
-fn matches(pattern: &str, path: &str) -> Option<HashMap<&'static str, String>>
-where
-{
+fn matches(pattern: &str, path: &str) -> Option<HashMap<&'static str, String>> {
     let pattern_segments: Vec<&str> = pattern.trim_matches('/').split('/').collect();
     let path_segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     if pattern_segments.len() != path_segments.len() {
@@ -610,7 +608,7 @@ where
                 return None;
             }
             // Parameter names come from the static tables.
-            params.insert(leak_name(name), (*s).to_owned());
+            params.insert(param_name(name), (*s).to_owned());
         } else if p != s {
             return None;
         }
@@ -618,8 +616,9 @@ where
     Some(params)
 }
 
-/// The table's parameter names are `'static`; find the one equal to `name`.
-fn leak_name(name: &str) -> &'static str {
+/// The `'static` name of a table parameter (every `{name}` the tables use is listed here; a
+/// unit test checks it).
+fn param_name(name: &str) -> &'static str {
     const NAMES: &[&str] = &[
         "id", "agent", "sequence", "owner", "slug", "project", "org", "team", "slice",
     ];
@@ -1008,7 +1007,6 @@ fn detail(
     }
 }
 
-/// The number of table rows (for the documentation and tests).
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1019,7 +1017,7 @@ mod tests {
         for name in [
             "id", "agent", "sequence", "owner", "slug", "project", "org", "team", "slice",
         ] {
-            params.insert(leak_name(name), format!("x-{name}"));
+            params.insert(param_name(name), format!("x-{name}"));
         }
         for resource in RESOURCES {
             let value = fill(resource.sample, &params, 1, "u");
@@ -1036,7 +1034,7 @@ mod tests {
             {
                 for segment in p.split('/').filter(|s| s.starts_with('{')) {
                     let name = segment.trim_matches(|c| c == '{' || c == '}');
-                    assert_ne!(leak_name(name), "param", "{p}: add {name} to the names");
+                    assert_ne!(param_name(name), "param", "{p}: add {name} to the names");
                 }
             }
         }

@@ -54,8 +54,10 @@ pub struct EmulatorOptions {
     /// Items generated in each demo dataset.
     #[arg(long, value_name = "N", default_value_t = 20)]
     pub items_per_dataset: usize,
-    /// Size in bytes of each export file (generated and streamed: gigabytes cost no memory).
-    #[arg(long, value_name = "N", default_value_t = 65536)]
+    /// Size in bytes of each export file: the export's JSON document padded with spaces to
+    /// this size (streamed: gigabytes cost no memory). 0 (the default) serves the document as
+    /// it is; a document larger than N is served whole.
+    #[arg(long, value_name = "N", default_value_t = 0)]
     pub export_bytes: u64,
     /// Polls of `GET /exports/{id}` until an export is done.
     #[arg(long, value_name = "N", default_value_t = 2)]

@@ -839,7 +839,11 @@ async fn delay_faults_wait_then_answer_normally() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn cut_faults_drop_the_connection_short_of_the_promised_length() {
-    let api = Api::documented().await;
+    let api = Api::start(EmulatorOptions {
+        export_bytes: 65_536,
+        ..Default::default()
+    })
+    .await;
     let export = api.finished_export(json!({"project_id": "prj_0002"})).await;
     let url = export["download_url"].as_str().unwrap();
     api.emu.add_fault(

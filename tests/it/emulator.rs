@@ -1881,3 +1881,36 @@ async fn legacy_item_routes_are_only_served_when_asked_for() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn todays_routes_answer_with_and_without_a_trailing_slash() {
+    let api = Api::current().await;
+    for path in [
+        "/users/me",
+        "/datasets",
+        "/datasets/ds_0001",
+        "/datasets/demo/demo-dataset-1",
+        "/datasets/demo/demo-dataset-1/items",
+        "/datasets/demo/demo-dataset-1/items/item_0001_0001",
+        "/datasets/manual-upload/quota",
+        "/datasets/manual-upload/allowed-mimes",
+        "/users/me/projects",
+        "/users/me/projects/prj_0001",
+        "/tasks",
+        "/tasks/prj_0001-t1",
+        "/exports",
+        "/webhooks",
+        "/organizations",
+        "/datasets/demo/demo-dataset-1/sequences",
+    ] {
+        assert_eq!(api.get(path).await.status, 200, "{path}");
+        assert_eq!(api.get(&format!("{path}/")).await.status, 200, "{path}/");
+    }
+    assert_eq!(api.get("/datasets/demo/no-such-slug/").await.status, 404);
+    assert_eq!(
+        api.get("/datasets/someone-else/demo-dataset-1/")
+            .await
+            .status,
+        404
+    );
+}

@@ -15,7 +15,7 @@ use super::{
 };
 use crate::api::request::{Body, HttpRequest, Method};
 use crate::api::shapes::{export_state, ExportState};
-use crate::api::Endpoint;
+use crate::api::{Endpoint, WaitCause};
 use crate::pipeline::model::format_duration;
 use crate::pipeline::spec::{dflt, opt, req, ActionSpec, Field, Ty};
 use crate::template::Text;
@@ -195,10 +195,12 @@ async fn run_wait(inputs: WaitInputs, ctx: &RunCtx<'_>) -> ActionResult {
                     )));
                 }
                 tracing::debug!(step = %ctx.call.step, "export {id} is {status}; polling again in {}", format_duration(interval));
+                let waiting = Instant::now();
                 tokio::select! {
                     _ = tokio::time::sleep(interval) => {}
                     _ = ctx.call.cancel.cancelled() => return Err(ActionError::Interrupted("while waiting for the export".into())),
                 }
+                ctx.call.waited(WaitCause::Poll, waiting);
                 interval = next_interval(interval, max);
             }
         }

@@ -14,7 +14,7 @@ use super::{
     Repeats, RunCtx,
 };
 use crate::api::request::{Body, HttpRequest, Method, Part};
-use crate::api::{Endpoint, JsonResponse};
+use crate::api::{Endpoint, JsonResponse, WaitCause};
 use crate::pipeline::model::{format_duration, parse_duration, TValue};
 use crate::pipeline::spec::{dflt, opt, req, ActionSpec, Field, Ty};
 use crate::template::{truthy, Rendered, Text};
@@ -389,10 +389,12 @@ async fn run(inputs: RequestInputs, ctx: &RunCtx<'_>) -> ActionResult {
                 format_duration(timeout)
             )));
         }
+        let waiting = Instant::now();
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
             _ = ctx.call.cancel.cancelled() => return Err(ActionError::Interrupted("while polling".into())),
         }
+        ctx.call.waited(WaitCause::Poll, waiting);
         interval = next_interval(interval, max_interval);
     }
 }

@@ -110,6 +110,10 @@ pub struct RunArgs {
     /// Write the run report (JSON) to FILE.
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
+    /// Write the run report as one self-contained HTML page to FILE: a timeline of the
+    /// steps, each request and wait, transfers, the graph and the failures.
+    #[arg(long, value_name = "FILE", conflicts_with = "dry_run")]
+    pub html: Option<PathBuf>,
     /// Write a JUnit XML report to FILE (one testcase per step).
     #[arg(long, value_name = "FILE")]
     pub junit: Option<PathBuf>,

@@ -4,7 +4,9 @@
 //! Must not: run anything; it only reads events and results.
 
 pub mod github;
+pub mod html;
 pub mod junit;
+pub mod timeline;
 
 use std::time::Duration;
 
@@ -83,6 +85,8 @@ impl Progress {
                 done,
                 total,
             } => self.transfer(step, label, *done, *total),
+            // Attempts and waits are for the timeline; retries are logged where they happen.
+            Event::Call { .. } => {}
         }
     }
 

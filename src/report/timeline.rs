@@ -1,0 +1,286 @@
+//! The run's timeline, recorded from the executor's events as they arrive: when each step
+//! started and ended, every HTTP attempt, every wait and its cause, and the bytes each
+//! transfer moved. Together with the [`RunResult`] it is what the HTML report and the
+//! step summary's Gantt chart draw; [`Timeline::to_json`] is that data, masked.
+//!
+//! Must not: print, or decide anything about the run; it only records.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use serde_json::{json, Value};
+
+use super::Redactor;
+use crate::api::{AttemptRecord, CallEvent, WaitRecord};
+use crate::execute::{Event, RunResult, StepStatus};
+use crate::pipeline::model::Pipeline;
+
+/// Everything timed in a run, in milliseconds from its start.
+#[derive(Debug)]
+pub struct Timeline {
+    origin: Instant,
+    /// Step id → (started, finished), in ms from the origin.
+    spans: HashMap<String, (u64, Option<u64>)>,
+    attempts: Vec<(String, Option<usize>, AttemptRecord)>,
+    waits: Vec<(String, Option<usize>, WaitRecord)>,
+    /// (step, label) → (first seen, last seen, bytes done, total).
+    transfers: Vec<((String, String), Moved)>,
+}
+
+/// A transfer's progress: first and last seen (ms), bytes done, bytes expected.
+type Moved = (u64, u64, u64, Option<u64>);
+
+/// A step's place on the timeline.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Span {
+    pub start_ms: u64,
+    pub end_ms: u64,
+    /// Its concurrency lane (0-based): steps that overlap in time are in different lanes.
+    pub lane: usize,
+}
+
+impl Timeline {
+    /// A timeline whose zero is now (the moment the run starts).
+    pub fn new() -> Self {
+        Timeline {
+            origin: Instant::now(),
+            spans: HashMap::new(),
+            attempts: Vec::new(),
+            waits: Vec::new(),
+            transfers: Vec::new(),
+        }
+    }
+
+    fn ms(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.origin).as_millis() as u64
+    }
+
+    pub fn record(&mut self, event: &Event) {
+        let now = self.ms(Instant::now());
+        match event {
+            Event::StepStarted { id, .. } => {
+                self.spans.insert(id.clone(), (now, None));
+            }
+            Event::StepFinished(r) => {
+                if let Some(span) = self.spans.get_mut(&r.id) {
+                    // The step's own measure, not when its event was read.
+                    span.1 = Some(span.0 + r.duration_ms);
+                }
+            }
+            Event::Transfer {
+                step,
+                label,
+                done,
+                total,
+            } => {
+                let key = (step.clone(), label.clone());
+                match self.transfers.iter_mut().find(|(k, _)| *k == key) {
+                    Some((_, t)) => {
+                        t.1 = now;
+                        t.2 = *done;
+                        t.3 = *total;
+                    }
+                    None => self.transfers.push((key, (now, now, *done, *total))),
+                }
+            }
+            Event::Call {
+                step,
+                iteration,
+                event,
+            } => match event {
+                CallEvent::Attempt(a) => self.attempts.push((step.clone(), *iteration, a.clone())),
+                CallEvent::Wait(w) => self.waits.push((step.clone(), *iteration, w.clone())),
+            },
+        }
+    }
+
+    /// Each step's span and lane (steps that never started have none).
+    pub fn spans(&self, result: &RunResult) -> HashMap<String, Span> {
+        let mut timed: Vec<(&str, u64, u64)> = result
+            .steps
+            .iter()
+            .filter_map(|r| {
+                let (start, end) = self.spans.get(&r.id)?;
+                Some((r.id.as_str(), *start, end.unwrap_or(*start + r.duration_ms)))
+            })
+            .collect();
+        timed.sort_by_key(|t| (t.1, t.2));
+        let mut lanes: Vec<u64> = Vec::new();
+        let mut out = HashMap::new();
+        for (id, start, end) in timed {
+            let lane = match lanes.iter().position(|&busy_until| busy_until <= start) {
+                Some(l) => l,
+                None => {
+                    lanes.push(0);
+                    lanes.len() - 1
+                }
+            };
+            lanes[lane] = end.max(start + 1);
+            out.insert(
+                id.to_string(),
+                Span {
+                    start_ms: start,
+                    end_ms: end,
+                    lane,
+                },
+            );
+        }
+        out
+    }
+
+    /// The run as data for the HTML report: steps with their spans, lanes, attempts,
+    /// waits, iterations and transfers; the dependency edges; secrets masked.
+    pub fn to_json(
+        &self,
+        p: &Pipeline,
+        started_at: &str,
+        result: &RunResult,
+        redactor: &Redactor,
+    ) -> Value {
+        let spans = self.spans(result);
+        let ids: HashMap<&str, usize> = p.steps.iter().map(|s| (s.id.as_str(), s.index)).collect();
+        let steps: Vec<Value> = result
+            .steps
+            .iter()
+            .map(|r| {
+                let span = spans.get(&r.id);
+                let start = span.map(|s| s.start_ms);
+                let attempts: Vec<Value> = self
+                    .attempts
+                    .iter()
+                    .filter(|(s, _, _)| *s == r.id)
+                    .map(|(_, iteration, a)| {
+                        json!({
+                            "iteration": iteration,
+                            "method": a.method.as_str(),
+                            "path": a.path,
+                            "attempt": a.attempt,
+                            "status": a.status,
+                            "error": a.error,
+                            "start_ms": self.ms(a.started),
+                            "duration_ms": a.duration.as_millis() as u64,
+                            "bytes_sent": a.bytes_sent,
+                            "bytes_received": a.bytes_received,
+                            "file": a.file,
+                        })
+                    })
+                    .collect();
+                let waits: Vec<Value> = self
+                    .waits
+                    .iter()
+                    .filter(|(s, _, _)| *s == r.id)
+                    .map(|(_, iteration, w)| {
+                        json!({
+                            "iteration": iteration,
+                            "cause": w.cause,
+                            "start_ms": self.ms(w.started),
+                            "duration_ms": w.duration.as_millis() as u64,
+                        })
+                    })
+                    .collect();
+                let needs: Vec<&str> = ids
+                    .get(r.id.as_str())
+                    .map(|&i| {
+                        p.steps[i]
+                            .deps
+                            .iter()
+                            .map(|&d| p.steps[d].id.as_str())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                json!({
+                    "id": r.id,
+                    "name": ids.get(r.id.as_str()).and_then(|&i| p.steps[i].name.clone()),
+                    "action": r.action,
+                    "status": r.status,
+                    "line": r.line,
+                    "needs": needs,
+                    "start_ms": start,
+                    "duration_ms": r.duration_ms,
+                    "lane": span.map(|s| s.lane),
+                    "attempts_total": r.attempts,
+                    "error": r.error,
+                    "reason": r.reason,
+                    "iterations": r.iterations,
+                    "attempts": attempts,
+                    "waits": waits,
+                    "transfers": self.transfers_of(r, start),
+                })
+            })
+            .collect();
+        let count = |s: StepStatus| result.steps.iter().filter(|r| r.status == s).count();
+        let mut v = json!({
+            "pipeline": p.name,
+            "file": p.path.display().to_string(),
+            "status": result.status,
+            "started_at": started_at,
+            "duration_ms": result.duration.as_millis() as u64,
+            "lanes": spans.values().map(|s| s.lane + 1).max().unwrap_or(0),
+            "counts": {
+                "succeeded": count(StepStatus::Succeeded),
+                "failed": count(StepStatus::Failed),
+                "skipped": count(StepStatus::Skipped),
+            },
+            "steps": steps,
+            "output_errors": result.output_errors,
+        });
+        redactor.json(&mut v);
+        v
+    }
+
+    /// The files a step moved: from its outputs (path, bytes, sha256), timed by its
+    /// transfer events or, for an upload, by the attempt that sent the file.
+    fn transfers_of(&self, r: &crate::execute::StepResult, start: Option<u64>) -> Vec<Value> {
+        let files: Vec<&Value> = match r.action {
+            "items.upload" => r.outputs["files"]
+                .as_array()
+                .map(|f| f.iter().collect())
+                .unwrap_or_default(),
+            "download" if r.outputs.get("path").is_some() => vec![&r.outputs],
+            _ => Vec::new(),
+        };
+        files
+            .into_iter()
+            .map(|f| {
+                let path = f["path"].as_str().unwrap_or_default();
+                let bytes = f["bytes"].as_u64().unwrap_or(0);
+                // An upload's time is that of its last attempt (which streamed the file);
+                // a download's, from the step's start to its last transfer event.
+                let millis = match r.action {
+                    "items.upload" => self
+                        .attempts
+                        .iter()
+                        .rev()
+                        .find(|(s, _, a)| *s == r.id && a.file.as_deref() == Some(path))
+                        .map(|(_, _, a)| a.duration.as_millis() as u64),
+                    _ => self
+                        .transfers
+                        .iter()
+                        .filter(|((s, _), _)| *s == r.id)
+                        .map(|(_, t)| t.1)
+                        .max()
+                        .zip(start)
+                        .map(|(last, start)| last.saturating_sub(start))
+                        .filter(|&ms| ms > 0)
+                        .or(Some(r.duration_ms)),
+                };
+                let throughput = millis
+                    .filter(|&ms| ms > 0)
+                    .map(|ms| (bytes as f64 * 1000.0 / ms as f64) as u64);
+                json!({
+                    "path": path,
+                    "bytes": bytes,
+                    "sha256": f["sha256"],
+                    "duration_ms": millis,
+                    "bytes_per_second": throughput,
+                })
+            })
+            .collect()
+    }
+}
+
+impl Default for Timeline {
+    fn default() -> Self {
+        Timeline::new()
+    }
+}

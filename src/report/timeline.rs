@@ -62,9 +62,10 @@ impl Timeline {
                 self.spans.insert(id.clone(), (now, None));
             }
             Event::StepFinished(r) => {
+                // When its event was read, as its start was: a step's dependants start
+                // after its end is sent, on the same channel, so they never overlap it.
                 if let Some(span) = self.spans.get_mut(&r.id) {
-                    // The step's own measure, not when its event was read.
-                    span.1 = Some(span.0 + r.duration_ms);
+                    span.1 = Some(now.max(span.0));
                 }
             }
             Event::Transfer {
@@ -115,7 +116,7 @@ impl Timeline {
                     lanes.len() - 1
                 }
             };
-            lanes[lane] = end.max(start + 1);
+            lanes[lane] = end;
             out.insert(
                 id.to_string(),
                 Span {

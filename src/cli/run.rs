@@ -237,6 +237,13 @@ fn print_plan(plan: &Plan, args: &RunArgs, prepared: &Prepared) -> ExitCode {
         ));
     }
     let redactor = &prepared.redactor;
+    if args.out.is_some() || args.diff.is_some() {
+        let mut doc = serde_json::to_value(plan).unwrap_or_default();
+        redactor.json(&mut doc);
+        if let Some(code) = super::commands::dry_run_extras(&doc, args) {
+            return code;
+        }
+    }
     match args.format {
         OutputFormat::Json => {
             let mut doc = serde_json::to_value(plan).unwrap_or_default();

@@ -1,5 +1,6 @@
 mod actions;
 mod ci;
+mod diff;
 mod dry_run;
 mod emulator;
 mod faults;

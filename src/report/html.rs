@@ -303,15 +303,19 @@ window.onerror = function (message, source, line) {
   }
   var layers = [];
   data.steps.forEach(function (s) { var d = layer(s.id, {}); (layers[d] = layers[d] || []).push(s); });
-  var W = 170, H = 34, GX = 24, GY = 36, widest = 0;
-  layers.forEach(function (l) { widest = Math.max(widest, l.length); });
+  // A wide layer wraps onto several rows, PER nodes each.
+  var W = 170, H = 34, GX = 24, GY = 36, PER = 6, widest = 0, rowsUsed = 0;
+  layers.forEach(function (l) { widest = Math.max(widest, Math.min(l.length, PER)); });
   var NS = "http://www.w3.org/2000/svg";
   var svg = document.createElementNS(NS, "svg");
   svg.setAttribute("id", "graph");
   svg.setAttribute("width", String(widest * (W + GX) + GX));
-  svg.setAttribute("height", String(layers.length * (H + GY) + GY));
   var pos = {};
-  layers.forEach(function (l, d) { l.forEach(function (s, i) { pos[s.id] = { x: GX + i * (W + GX), y: GY / 2 + d * (H + GY) }; }); });
+  layers.forEach(function (l) {
+    l.forEach(function (s, i) { pos[s.id] = { x: GX + (i % PER) * (W + GX), y: GY / 2 + (rowsUsed + Math.floor(i / PER)) * (H + GY) }; });
+    rowsUsed += Math.ceil(l.length / PER);
+  });
+  svg.setAttribute("height", String(rowsUsed * (H + GY) + GY));
   var colors = { succeeded: "#2da44e", failed: "#cf222e", skipped: "#8c959f" };
   data.steps.forEach(function (s) {
     (s.needs || []).forEach(function (n) {

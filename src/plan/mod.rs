@@ -169,6 +169,15 @@ fn planned_part(part: &Part) -> PlannedPart {
     }
 }
 
+/// What stops one step from being planned.
+#[derive(Debug, thiserror::Error)]
+enum Problem {
+    #[error(transparent)]
+    Step(#[from] step::StepError),
+    #[error(transparent)]
+    Action(#[from] actions::ActionError),
+}
+
 /// Builds the plan of a whole pipeline, in the order of `graph`.
 pub fn build(
     p: &Pipeline,
@@ -188,11 +197,11 @@ pub fn build(
     for &i in &graph.order {
         let step = &p.steps[i];
         let planned =
-            plan_step(p, step, &base, endpoint, concurrency, &mut states).map_err(|message| {
+            plan_step(p, step, &base, endpoint, concurrency, &mut states).map_err(|e| {
                 PlanError {
                     step: step.id.clone(),
                     line: step.pos.line,
-                    message,
+                    message: e.to_string(),
                 }
             })?;
         steps.push(planned);
@@ -211,9 +220,9 @@ fn plan_step(
     endpoint: &Endpoint,
     concurrency: usize,
     states: &mut [DepState],
-) -> Result<PlannedStep, String> {
+) -> Result<PlannedStep, Problem> {
     let eval = Eval::new(step, Mode::Preview);
-    let decision = eval.condition(base).map_err(|e| e.to_string())?;
+    let decision = eval.condition(base)?;
     let condition = step.condition.as_ref().map(|c| Condition {
         template: match source(c) {
             serde_json::Value::String(s) => s,
@@ -226,7 +235,7 @@ fn plan_step(
         },
     });
     let (skipped, mut notes) = skips(p, step, decision, states);
-    let iterations = eval.iterations(base).map_err(|e| e.to_string())?;
+    let iterations = eval.iterations(base)?;
     let for_each = step.for_each.as_ref().map(|fe| ForEach {
         over: source(fe),
         count: match &iterations {
@@ -248,8 +257,8 @@ fn plan_step(
             Iterations::Later => vec![(step::later_item_context(base), true)],
         };
         for (ctx, item_later) in &contexts {
-            let inputs = eval.inputs(ctx, *item_later).map_err(|e| e.to_string())?;
-            let action_plan = actions::plan(&inputs, endpoint).map_err(|e| e.to_string())?;
+            let inputs = eval.inputs(ctx, *item_later)?;
+            let action_plan = actions::plan(&inputs, endpoint)?;
             requests.extend(action_plan.requests.iter().map(|r| planned(r, endpoint)));
             repeats = repeats.or(action_plan.repeats);
             for note in action_plan.notes {

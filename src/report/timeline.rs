@@ -24,7 +24,7 @@ pub struct Timeline {
     attempts: Vec<(String, Option<usize>, AttemptRecord)>,
     waits: Vec<(String, Option<usize>, WaitRecord)>,
     /// (step, label) → (first seen, last seen, bytes done, total).
-    transfers: Vec<((String, String), Moved)>,
+    transfers: HashMap<(String, String), Moved>,
 }
 
 /// A transfer's progress: first and last seen (ms), bytes done, bytes expected.
@@ -47,7 +47,7 @@ impl Timeline {
             spans: HashMap::new(),
             attempts: Vec::new(),
             waits: Vec::new(),
-            transfers: Vec::new(),
+            transfers: HashMap::new(),
         }
     }
 
@@ -74,15 +74,13 @@ impl Timeline {
                 done,
                 total,
             } => {
-                let key = (step.clone(), label.clone());
-                match self.transfers.iter_mut().find(|(k, _)| *k == key) {
-                    Some((_, t)) => {
-                        t.1 = now;
-                        t.2 = *done;
-                        t.3 = *total;
-                    }
-                    None => self.transfers.push((key, (now, now, *done, *total))),
-                }
+                let t = self
+                    .transfers
+                    .entry((step.clone(), label.clone()))
+                    .or_insert((now, now, 0, None));
+                t.1 = now;
+                t.2 = *done;
+                t.3 = *total;
             }
             Event::Call {
                 step,
@@ -139,6 +137,31 @@ impl Timeline {
         redactor: &Redactor,
     ) -> Value {
         let spans = self.spans(result);
+        let mut attempts_of: HashMap<&str, Vec<Value>> = HashMap::new();
+        for (step, iteration, a) in &self.attempts {
+            attempts_of.entry(step).or_default().push(json!({
+                "iteration": iteration,
+                "method": a.method.as_str(),
+                "path": a.path,
+                "attempt": a.attempt,
+                "status": a.status,
+                "error": a.error,
+                "start_ms": self.ms(a.started),
+                "duration_ms": a.duration.as_millis() as u64,
+                "bytes_sent": a.bytes_sent,
+                "bytes_received": a.bytes_received,
+                "file": a.file,
+            }));
+        }
+        let mut waits_of: HashMap<&str, Vec<Value>> = HashMap::new();
+        for (step, iteration, w) in &self.waits {
+            waits_of.entry(step).or_default().push(json!({
+                "iteration": iteration,
+                "cause": w.cause,
+                "start_ms": self.ms(w.started),
+                "duration_ms": w.duration.as_millis() as u64,
+            }));
+        }
         let ids: HashMap<&str, usize> = p.steps.iter().map(|s| (s.id.as_str(), s.index)).collect();
         let steps: Vec<Value> = result
             .steps
@@ -146,39 +169,8 @@ impl Timeline {
             .map(|r| {
                 let span = spans.get(&r.id);
                 let start = span.map(|s| s.start_ms);
-                let attempts: Vec<Value> = self
-                    .attempts
-                    .iter()
-                    .filter(|(s, _, _)| *s == r.id)
-                    .map(|(_, iteration, a)| {
-                        json!({
-                            "iteration": iteration,
-                            "method": a.method.as_str(),
-                            "path": a.path,
-                            "attempt": a.attempt,
-                            "status": a.status,
-                            "error": a.error,
-                            "start_ms": self.ms(a.started),
-                            "duration_ms": a.duration.as_millis() as u64,
-                            "bytes_sent": a.bytes_sent,
-                            "bytes_received": a.bytes_received,
-                            "file": a.file,
-                        })
-                    })
-                    .collect();
-                let waits: Vec<Value> = self
-                    .waits
-                    .iter()
-                    .filter(|(s, _, _)| *s == r.id)
-                    .map(|(_, iteration, w)| {
-                        json!({
-                            "iteration": iteration,
-                            "cause": w.cause,
-                            "start_ms": self.ms(w.started),
-                            "duration_ms": w.duration.as_millis() as u64,
-                        })
-                    })
-                    .collect();
+                let attempts = attempts_of.remove(r.id.as_str()).unwrap_or_default();
+                let waits = waits_of.remove(r.id.as_str()).unwrap_or_default();
                 let needs: Vec<&str> = ids
                     .get(r.id.as_str())
                     .map(|&i| {
@@ -283,5 +275,51 @@ impl Timeline {
 impl Default for Timeline {
     fn default() -> Self {
         Timeline::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::execute::{RunStatus, StepResult};
+
+    fn step(id: &str) -> StepResult {
+        StepResult {
+            id: id.into(),
+            action: "request",
+            status: StepStatus::Succeeded,
+            attempts: 1,
+            duration_ms: 0,
+            outputs: json!({}),
+            error: None,
+            reason: None,
+            iterations: vec![],
+            line: 1,
+        }
+    }
+
+    #[test]
+    fn overlapping_steps_take_separate_lanes_and_a_lane_is_reused_once_free() {
+        let mut t = Timeline::new();
+        // a: 0-100, b: 10-50 (overlaps a), c: 60-90 (b's lane is free again), d: 100-120.
+        for (id, start, end) in [("a", 0, 100), ("b", 10, 50), ("c", 60, 90), ("d", 100, 120)] {
+            t.spans.insert(id.into(), (start, Some(end)));
+        }
+        let result = RunResult {
+            status: RunStatus::Succeeded,
+            duration: Duration::from_millis(120),
+            steps: ["a", "b", "c", "d", "never"].map(step).to_vec(),
+            outputs: json!({}),
+            output_errors: vec![],
+        };
+        let spans = t.spans(&result);
+        let lane = |id: &str| spans[id].lane;
+        assert_eq!([lane("a"), lane("b"), lane("c"), lane("d")], [0, 1, 1, 0]);
+        assert!(
+            !spans.contains_key("never"),
+            "a step that never started has no span"
+        );
     }
 }

@@ -210,8 +210,14 @@ fn gantt(result: &RunResult, timeline: &Timeline) -> String {
         kept.push((s.lane, s.start_ms, l));
     }
     kept.sort();
-    let mut out = String::from(
-        "```mermaid\ngantt\n    dateFormat x\n    axisFormat %M:%S\n    todayMarker off\n",
+    // Times are milliseconds from the start: an axis of seconds, minutes or hours.
+    let axis = match result.duration.as_secs() {
+        0..=59 => "%S.%L s",
+        60..=3599 => "%M:%S",
+        _ => "%H:%M",
+    };
+    let mut out = format!(
+        "```mermaid\ngantt\n    dateFormat x\n    axisFormat {axis}\n    todayMarker off\n"
     );
     let mut lane = usize::MAX;
     for (l, _, text) in &kept {

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
 
-use avala_pipe::emulator::EmulatorOptions;
+use avala_pipe::emulator::{EmulatorOptions, Fault, FaultEffect, RetryAfter, Trigger};
 
 use crate::support::{avala_pipe, path, start_emulator, write};
 
@@ -279,4 +279,97 @@ async fn failures_show_the_request_and_server_message_masked() {
     assert!(browsed
         .dom
         .contains("data-step=\"after\" data-status=\"skipped\""));
+}
+
+/// A 503 without `Retry-After` is retried after a backoff, one with it after the server's
+/// wait: the page tells the two apart, on the step's row and in its waterfall.
+#[tokio::test(flavor = "multi_thread")]
+async fn retry_waits_are_told_apart_by_cause() {
+    let emu = start_emulator(Some(KEY), EmulatorOptions::default()).await;
+    emu.add_fault(
+        Fault::new("GET", "/api/v1/datasets/ds_0001", FaultEffect::status(503))
+            .named("plain")
+            .when(Trigger::First(1)),
+    );
+    emu.add_fault(
+        Fault::new(
+            "GET",
+            "/api/v1/datasets/ds_0002",
+            FaultEffect::status(503).retry_after(RetryAfter::Raw("0.3".into())),
+        )
+        .named("told")
+        .when(Trigger::First(1)),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "p.yaml",
+        "version: 1\ndefaults:\n  retry: { max_attempts: 3, initial_interval: 50ms, max_interval: 100ms }\nsteps:\n  - id: plain\n    action: request\n    with: { path: /datasets/ds_0001 }\n  - id: told\n    action: request\n    with: { path: /datasets/ds_0002 }\n",
+    );
+    let page = dir.path().join("p.html");
+    let cmd = avala_pipe()
+        .args(["run", "--base-url", &emu.base_url(), "--html"])
+        .arg(&page)
+        .arg(&file)
+        .env("AVALA_API_KEY", KEY)
+        .current_dir(dir.path());
+    let out = tokio::task::spawn_blocking(move || cmd.run())
+        .await
+        .unwrap();
+    out.success();
+    assert_eq!(
+        (emu.fault_delivered("plain"), emu.fault_delivered("told")),
+        (1, 1)
+    );
+    emu.shutdown().await;
+    let data = page_data(&std::fs::read_to_string(&page).unwrap());
+    let of = |id: &str| -> (Vec<String>, Vec<Option<u64>>) {
+        let step = data["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["id"] == id)
+            .unwrap();
+        (
+            step["waits"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|w| w["cause"].as_str().unwrap().to_string())
+                .collect(),
+            step["attempts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| a["status"].as_u64())
+                .collect(),
+        )
+    };
+    assert_eq!(
+        of("plain"),
+        (vec!["backoff".to_string()], vec![Some(503), Some(200)])
+    );
+    let (told, statuses) = of("told");
+    assert_eq!(
+        (told, statuses),
+        (vec!["retry_after".to_string()], vec![Some(503), Some(200)])
+    );
+    let told_wait = data["steps"][1]["waits"][0]["duration_ms"]
+        .as_u64()
+        .unwrap();
+    assert!(told_wait >= 290, "the server's 0.3 s: {told_wait} ms");
+    let browsed = browse(&page);
+    browsed.assert_clean();
+    for cause in ["backoff", "retry_after"] {
+        assert_eq!(
+            browsed.count(&format!("class=\"wait {cause}\"")),
+            1,
+            "{cause}"
+        );
+        assert_eq!(
+            browsed.count(&format!("<tr class=\"wait-row\" data-cause=\"{cause}\">")),
+            1,
+            "{cause}"
+        );
+    }
 }

@@ -283,11 +283,15 @@ async fn execute_run(
         ui.progress,
         ui.quiet,
     );
+    // The timeline (every attempt and wait) is kept only for the reports that draw it.
     let mut timeline = report::timeline::Timeline::new();
+    let keep_timeline = args.html.is_some() || ui.step_summary.is_some();
     let printer = tokio::spawn(async move {
         while let Some(event) = rx.recv().await {
             progress.event(&event);
-            timeline.record(&event);
+            if keep_timeline {
+                timeline.record(&event);
+            }
         }
         (progress, timeline)
     });

@@ -37,6 +37,8 @@ pub enum Event {
     StepStarted {
         id: String,
         action: &'static str,
+        /// When the scheduler started it (the timeline's clock: the reader may lag).
+        at: Instant,
     },
     /// The step's result without its `outputs` (they can be large: a listed dataset's
     /// items; the [`RunResult`] has them).
@@ -270,6 +272,7 @@ impl Scheduler {
             let _ = self.shared.events.send(Event::StepStarted {
                 id: step.id.clone(),
                 action: step.action.name(),
+                at: Instant::now(),
             });
             let steps_value = self.steps_value.clone();
             let shared = self.shared.clone();

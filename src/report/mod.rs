@@ -77,7 +77,7 @@ impl Progress {
 
     pub fn event(&mut self, event: &Event) {
         match event {
-            Event::StepStarted { id, action } => self.started(id, action),
+            Event::StepStarted { id, action, .. } => self.started(id, action),
             Event::StepFinished(r) => self.finished(r),
             Event::Transfer {
                 step,

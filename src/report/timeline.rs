@@ -58,14 +58,15 @@ impl Timeline {
     pub fn record(&mut self, event: &Event) {
         let now = self.ms(Instant::now());
         match event {
-            Event::StepStarted { id, .. } => {
-                self.spans.insert(id.clone(), (now, None));
+            Event::StepStarted { id, at, .. } => {
+                self.spans.insert(id.clone(), (self.ms(*at), None));
             }
             Event::StepFinished(r) => {
-                // When its event was read, as its start was: a step's dependants start
-                // after its end is sent, on the same channel, so they never overlap it.
+                // The step's own measure, taken inside its task (which began after `at`
+                // and ended before any step that waits for it could start): a step never
+                // overlaps what it depends on.
                 if let Some(span) = self.spans.get_mut(&r.id) {
-                    span.1 = Some(now.max(span.0));
+                    span.1 = Some(span.0 + r.duration_ms);
                 }
             }
             Event::Transfer {

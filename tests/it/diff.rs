@@ -204,3 +204,39 @@ async fn a_5000_step_summary_stays_within_github_limits() {
     assert!(text.contains("steps not listed: GitHub limits a step summary to 1 MiB"));
     assert!(text.contains("404"));
 }
+
+/// A saved plan is masked as the printed one: a secret never reaches the file, nor a diff.
+#[test]
+fn a_saved_plan_and_its_diff_never_show_a_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = |path: &str| {
+        format!("version: 1\nsecrets: [PARTNER_TOKEN]\nsteps:\n  - id: sync\n    action: request\n    with: {{ path: \"{path}/{{{{ secrets.PARTNER_TOKEN }}}}\" }}\n")
+    };
+    let plan = |name: &str, path: &str| {
+        let file = write(dir.path(), &format!("{name}.yaml"), &pipeline(path));
+        let out_file = dir.path().join(format!("{name}.json"));
+        avala_pipe()
+            .args(["run", "--dry-run", "--out"])
+            .arg(&out_file)
+            .arg(&file)
+            .env("PARTNER_TOKEN", "tok_partner_9876")
+            .current_dir(dir.path())
+            .run()
+            .success();
+        out_file
+    };
+    let old = plan("old", "/partners");
+    let new = plan("new", "/partners/v2");
+    for file in [&old, &new] {
+        let text = std::fs::read_to_string(file).unwrap();
+        assert!(
+            text.contains("/partners") && !text.contains("tok_partner_9876"),
+            "{text}"
+        );
+    }
+    for format in ["text", "json", "markdown"] {
+        let out = diff(dir.path(), &old, &new, &["--format", format]);
+        out.success().stdout_has("/partners/v2/***");
+        assert!(!out.stdout.contains("tok_partner_9876"));
+    }
+}

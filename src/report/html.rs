@@ -9,6 +9,7 @@
 //!
 //! A script error shows on the page (`#script-error`), so a browser test can see it.
 //!
+//! Takes: the pipeline, the [`RunResult`], the [`Timeline`], the redactor. Gives: the page.
 //! Must not: reference anything outside the file; show a secret (the data is masked,
 //! then the whole page once more).
 

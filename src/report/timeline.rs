@@ -3,7 +3,8 @@
 //! transfer moved. Together with the [`RunResult`] it is what the HTML report and the
 //! step summary's Gantt chart draw; [`Timeline::to_json`] is that data, masked.
 //!
-//! Must not: print, or decide anything about the run; it only records.
+//! Takes: the executor's [`Event`]s, then the [`RunResult`]. Gives: spans and lanes, and
+//! the page's data. Must not: print, or decide anything about the run; it only records.
 
 use std::collections::HashMap;
 use std::time::Instant;

@@ -6,6 +6,7 @@
 pub mod github;
 pub mod html;
 pub mod junit;
+mod mermaid;
 pub mod timeline;
 
 use std::time::Duration;

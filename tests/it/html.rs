@@ -56,8 +56,9 @@ struct Browsed {
     console: Vec<String>,
 }
 
-fn headless(page: &Path, extra: &[&str]) -> Command {
-    let profile = tempfile::tempdir().unwrap().keep();
+/// The browser's command line, and its fresh profile (removed when dropped).
+fn headless(page: &Path, extra: &[&str]) -> (Command, tempfile::TempDir) {
+    let profile = tempfile::tempdir().unwrap();
     let mut cmd = Command::new("timeout");
     cmd.arg("120").arg(chromium()).args([
         "--headless",
@@ -71,16 +72,15 @@ fn headless(page: &Path, extra: &[&str]) -> Command {
         "--hide-scrollbars",
         "--virtual-time-budget=5000",
     ]);
-    cmd.arg(format!("--user-data-dir={}", profile.display()))
+    cmd.arg(format!("--user-data-dir={}", profile.path().display()))
         .args(extra)
         .arg(format!("file://{}", page.display()));
-    cmd
+    (cmd, profile)
 }
 
 fn browse(page: &Path) -> Browsed {
-    let out = headless(page, &["--enable-logging=stderr", "--v=0", "--dump-dom"])
-        .output()
-        .expect("chromium runs");
+    let (mut cmd, _profile) = headless(page, &["--enable-logging=stderr", "--v=0", "--dump-dom"]);
+    let out = cmd.output().expect("chromium runs");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "chromium failed: {stderr}");
     Browsed {

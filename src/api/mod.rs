@@ -375,9 +375,11 @@ impl Client {
                     return Err(fail(ErrorKind::Cancelled, None, "interrupted".into(), attempt, !req.method.is_safe()));
                 }
             };
-            ctx.tell(CallEvent::Attempt(attempt_record(
-                req, &path, attempt, sent_at, &outcome,
-            )));
+            if ctx.observer.is_some() {
+                ctx.tell(CallEvent::Attempt(attempt_record(
+                    req, &path, attempt, sent_at, &outcome,
+                )));
+            }
             let wait = match outcome {
                 Ok(resp) => {
                     let status = resp.status().as_u16();

@@ -20,6 +20,8 @@ pub enum ExitCode {
     Success = 0,
     RunFailed = 1,
     Invalid = 2,
+    /// `--detailed-exitcode`: the plan changed (like Terraform's exit 2, which is taken here).
+    Changed = 3,
     Interrupted = 130,
     Terminated = 143,
 }

@@ -1,8 +1,10 @@
 mod actions;
 mod ci;
+mod diff;
 mod dry_run;
 mod emulator;
 mod faults;
+mod html;
 mod run;
 mod sdk;
 mod support;

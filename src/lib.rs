@@ -10,6 +10,8 @@
 //! `secrets` masks the key and secrets in every output; `shown` escapes outside text in
 //! every human output. `emulator` is a local stand-in for the Avala API, used by `run --emulator` and the tests.
 //! `cli` is the only module that reads the process environment or arguments.
+//!
+//! Must not: exit the process or print from below `cli` (the executor emits events).
 
 pub mod actions;
 pub mod api;

@@ -16,7 +16,8 @@ use std::borrow::Cow;
 
 /// Characters that show nothing, or reorder what is shown around them, but are not control
 /// characters: zero-width spaces and joiners, bidi marks and overrides, the byte-order mark,
-/// invisible separators and fillers, and the line and paragraph separators.
+/// invisible separators and fillers, the line and paragraph separators, and the
+/// noncharacters U+FFFE and U+FFFF.
 pub fn is_invisible(c: char) -> bool {
     matches!(
         c,
@@ -33,6 +34,7 @@ pub fn is_invisible(c: char) -> bool {
             | '\u{feff}'
             | '\u{ffa0}'
             | '\u{fff0}'..='\u{fffb}'
+            | '\u{fffe}'..='\u{ffff}'
             | '\u{e0000}'..='\u{e007f}'
     )
 }

@@ -20,11 +20,7 @@ fn esc(text: &str) -> String {
             '\n' | '\t' => out.push(c),
             // Control characters (an escape sequence in a server's message) are shown, and
             // U+FFFE/U+FFFF, which XML does not allow, too: the file stays valid XML.
-            c if c.is_control()
-                || crate::shown::is_invisible(c)
-                || c == '\u{fffe}'
-                || c == '\u{ffff}' =>
-            {
+            c if c.is_control() || crate::shown::is_invisible(c) => {
                 out.push_str(&format!("\\u{{{:x}}}", c as u32))
             }
             c => out.push(c),

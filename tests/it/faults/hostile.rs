@@ -33,6 +33,8 @@ fn human_command(
     cmd.arg(dir.join("report.json"));
     cmd.current_dir(dir)
         .env("AVALA_API_KEY", CANARY)
+        // The emulator's default flavour, as in `command`.
+        .env("AVALA_API_FLAVOR", "documented")
         .env("NO_COLOR", "1")
         .stdin(Stdio::null())
         .kill_on_drop(true);
@@ -66,6 +68,7 @@ fn on_terminal(file: &Path, dir: &Path, url: &str, env: &[(&str, &str)]) -> Stri
         .current_dir(dir)
         .env("TERM", "xterm-256color")
         .env("AVALA_API_KEY", CANARY)
+        .env("AVALA_API_FLAVOR", "documented")
         .env_remove("CI")
         .env_remove("NO_COLOR")
         .env_remove("GITHUB_ACTIONS")
@@ -160,8 +163,8 @@ fn assert_masked(what: &str, text: &str, forms: &[(&'static str, String)], mask:
 /// Item 2: A server echoing a secret in any encoding the redactor claims — percent-encoded in
 /// either case or partly, form-encoded, JSON- or \u-escaped, base64 — in a success body and
 /// in error messages: every output masks each form: stdout's report, `--report`, JUnit,
-/// `$GITHUB_OUTPUT`, the step summary, annotations, stderr as text and JSON logs, and the
-/// live display.
+/// `$GITHUB_OUTPUT`, the step summary, annotations, the HTML report, stderr as text and JSON
+/// logs, and the live display.
 #[tokio::test(flavor = "multi_thread")]
 async fn hostile02_every_encoding_of_a_secret_is_masked_in_every_output() {
     let emu = start_emulator(Some(CANARY), EmulatorOptions::default()).await;
@@ -216,7 +219,13 @@ async fn hostile02_every_encoding_of_a_secret_is_masked_in_every_output() {
         let _ = std::fs::remove_file(&github_output);
         let _ = std::fs::remove_file(&summary);
         let mut cmd = human_command(&file, dir.path(), &emu.base_url(), json_logs, &env);
-        cmd.args(["--junit", "junit.xml", "--github-output"]);
+        cmd.args([
+            "--junit",
+            "junit.xml",
+            "--html",
+            "report.html",
+            "--github-output",
+        ]);
         let out = Run::checked(cmd, dir.path()).await;
         // The failing steps continue on error: the run succeeds.
         out.code(0);
@@ -230,6 +239,7 @@ async fn hostile02_every_encoding_of_a_secret_is_masked_in_every_output() {
         let read = |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap();
         assert_masked("--report", &read("report.json"), &forms, "***");
         assert_masked("--junit", &read("junit.xml"), &forms, "***");
+        assert_masked("--html", &read("report.html"), &forms, "***");
         assert_masked("$GITHUB_OUTPUT", &read("github_output.txt"), &forms, "***");
         assert_masked("step summary", &read("summary.md"), &forms, "\\*\\*\\*");
         assert!(
@@ -248,7 +258,7 @@ async fn hostile02_every_encoding_of_a_secret_is_masked_in_every_output() {
     assert!(screen.contains("run succeeded"), "{screen}");
     assert_masked("live display", &screen, &forms, "***");
     assert!(canary_hits(&[&screen], dir.path()).is_empty());
-    println!("FIGURES case=h02 forms={} outputs=9", forms.len());
+    println!("FIGURES case=h02 forms={} outputs=10", forms.len());
     emu.shutdown().await;
 }
 
@@ -427,7 +437,7 @@ async fn hostile05_server_text_cannot_forge_terminal_or_ci_output() {
     emu.add_fault(fault(
         "status",
         "GET",
-        "/api/v1/exports/**",
+        "/api/v1/exports/*",
         Trigger::First(1),
         status_body(
             200,
@@ -437,7 +447,7 @@ async fn hostile05_server_text_cannot_forge_terminal_or_ci_output() {
     emu.add_fault(fault(
         "failed",
         "GET",
-        "/api/v1/exports/**",
+        "/api/v1/exports/*",
         Trigger::Always,
         status_body(
             200,

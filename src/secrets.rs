@@ -94,6 +94,9 @@ pub fn check_length(name: &str, value: &str) -> Result<(), String> {
 pub struct Redactor {
     /// One pattern for every form of every secret; `None` when there is nothing to mask.
     matcher: Option<regex_automata::meta::Regex>,
+    /// The values as they are, masked by plain search when the pattern could not be built
+    /// (secrets too many or too long for it): never nothing masked.
+    plain: Vec<String>,
 }
 
 impl Redactor {
@@ -120,32 +123,46 @@ impl Redactor {
         if patterns.is_empty() {
             return Redactor::default();
         }
+        // Secrets of more than 8 KiB in all (certificates, key files) would make a pattern
+        // slow to build: they are masked as they are.
+        let total: usize = values.iter().map(String::len).sum();
+        if total > 8 << 10 {
+            return Redactor {
+                matcher: None,
+                plain: values,
+            };
+        }
         let matcher = regex_automata::meta::Regex::builder()
             .configure(regex_automata::meta::Config::new().nfa_size_limit(Some(64 << 20)))
             .build(&patterns.join("|"));
         match matcher {
-            Ok(m) => Redactor { matcher: Some(m) },
-            // Too many or too long secrets for one pattern: mask each plain form at least.
+            Ok(m) => Redactor {
+                matcher: Some(m),
+                plain: Vec::new(),
+            },
             Err(_) => Redactor {
-                matcher: regex_automata::meta::Regex::new(
-                    &values
-                        .iter()
-                        .map(|v| literal(v))
-                        .collect::<Vec<_>>()
-                        .join("|"),
-                )
-                .ok(),
+                matcher: None,
+                plain: values,
             },
         }
     }
 
     fn masks_any(&self, text: &str) -> bool {
-        self.matcher.as_ref().is_some_and(|m| m.is_match(text))
+        match &self.matcher {
+            Some(m) => m.is_match(text),
+            None => self.plain.iter().any(|p| text.contains(p.as_str())),
+        }
     }
 
     pub fn text(&self, text: &str) -> String {
         let Some(m) = &self.matcher else {
-            return text.to_string();
+            let mut out = text.to_string();
+            for p in &self.plain {
+                if out.contains(p.as_str()) {
+                    out = out.replace(p.as_str(), "***");
+                }
+            }
+            return out;
         };
         let mut out = String::with_capacity(text.len());
         let mut last = 0;
@@ -159,7 +176,7 @@ impl Redactor {
     }
 
     pub fn json(&self, value: &mut Value) {
-        if self.matcher.is_none() {
+        if self.matcher.is_none() && self.plain.is_empty() {
             return;
         }
         match value {
@@ -332,6 +349,16 @@ mod tests {
         assert!(check_length("T", "   ").is_ok());
         assert_eq!(Redactor::new(["   ".to_string()]).text("a   b"), "a   b");
         assert_eq!(Redactor::new(["abcd".to_string()]).text("xabcdx"), "x***x");
+    }
+
+    #[test]
+    fn a_secret_too_long_for_the_pattern_is_still_masked_as_is() {
+        let huge: String = (0..100_000u32)
+            .map(|i| char::from(b'a' + (i % 26) as u8))
+            .collect();
+        let r = Redactor::new([huge.clone()]);
+        assert!(r.matcher.is_none(), "the pattern would be slow to build");
+        assert_eq!(r.text(&format!("<{huge}>")), "<***>");
     }
 
     #[test]

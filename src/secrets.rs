@@ -183,6 +183,10 @@ impl Redactor {
             Value::String(s) if self.masks_any(s) => {
                 *s = self.text(s);
             }
+            // A numeric secret (a PIN, an account number) echoed as a JSON number.
+            Value::Number(n) if self.masks_any(&n.to_string()) => {
+                *value = Value::String(self.text(&n.to_string()));
+            }
             Value::Array(items) => items.iter_mut().for_each(|v| self.json(v)),
             Value::Object(map) => {
                 // Keys too: a server may echo a secret as a field name.
@@ -359,6 +363,17 @@ mod tests {
         let r = Redactor::new([huge.clone()]);
         assert!(r.matcher.is_none(), "the pattern would be slow to build");
         assert_eq!(r.text(&format!("<{huge}>")), "<***>");
+    }
+
+    #[test]
+    fn a_numeric_secret_is_masked_in_json_numbers() {
+        let r = Redactor::new(["48213377".to_string()]);
+        let mut v = serde_json::json!({"pin": 48213377, "big": 1482133770u64, "other": 7});
+        r.json(&mut v);
+        assert_eq!(
+            v,
+            serde_json::json!({"pin": "***", "big": "1***0", "other": 7})
+        );
     }
 
     #[test]

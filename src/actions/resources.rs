@@ -31,7 +31,13 @@ impl GetOne {
 
     async fn run(&self, inputs: &Inputs, ctx: &RunCtx<'_>) -> ActionResult {
         let req = self.request(inputs, ctx.client.endpoint())?;
-        Ok(ctx.client.send_json(&req, &ctx.call, None).await?.body)
+        let resp = ctx.client.send_json(&req, &ctx.call, None).await?;
+        resp.json().map_err(|why| {
+            ActionError::Other(format!(
+                "GET {}: {why}",
+                crate::api::request::display_path(&req.url)
+            ))
+        })
     }
 }
 

@@ -10,6 +10,7 @@
 //! Takes: a checked pipeline, its graph, the globals, an [`Endpoint`]. Gives: [`Plan`].
 //! Must not: open a network connection, or read anything but the files a step uploads.
 
+pub mod diff;
 mod text;
 
 use std::collections::BTreeMap;
@@ -136,6 +137,19 @@ fn planned(req: &HttpRequest, endpoint: &Endpoint) -> PlannedRequest {
         Body::None => (None, None),
         Body::Json(v) => (Some(v.clone()), None),
         Body::Multipart(parts) => (None, Some(parts.iter().map(planned_part).collect())),
+        Body::File { path, offset, len } => (
+            None,
+            Some(vec![PlannedPart::File {
+                field: format!("(raw body, from byte {offset})"),
+                file: path.display().to_string(),
+                file_name: path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                size: *len,
+                content_type: "application/octet-stream".into(),
+            }]),
+        ),
     };
     PlannedRequest {
         method: req.method.as_str(),
@@ -168,6 +182,15 @@ fn planned_part(part: &Part) -> PlannedPart {
     }
 }
 
+/// What stops one step from being planned.
+#[derive(Debug, thiserror::Error)]
+enum Problem {
+    #[error(transparent)]
+    Step(#[from] step::StepError),
+    #[error(transparent)]
+    Action(#[from] actions::ActionError),
+}
+
 /// Builds the plan of a whole pipeline, in the order of `graph`.
 pub fn build(
     p: &Pipeline,
@@ -187,11 +210,11 @@ pub fn build(
     for &i in &graph.order {
         let step = &p.steps[i];
         let planned =
-            plan_step(p, step, &base, endpoint, concurrency, &mut states).map_err(|message| {
+            plan_step(p, step, &base, endpoint, concurrency, &mut states).map_err(|e| {
                 PlanError {
                     step: step.id.clone(),
                     line: step.pos.line,
-                    message,
+                    message: e.to_string(),
                 }
             })?;
         steps.push(planned);
@@ -210,9 +233,9 @@ fn plan_step(
     endpoint: &Endpoint,
     concurrency: usize,
     states: &mut [DepState],
-) -> Result<PlannedStep, String> {
+) -> Result<PlannedStep, Problem> {
     let eval = Eval::new(step, Mode::Preview);
-    let decision = eval.condition(base).map_err(|e| e.to_string())?;
+    let decision = eval.condition(base)?;
     let condition = step.condition.as_ref().map(|c| Condition {
         template: match source(c) {
             serde_json::Value::String(s) => s,
@@ -225,7 +248,7 @@ fn plan_step(
         },
     });
     let (skipped, mut notes) = skips(p, step, decision, states);
-    let iterations = eval.iterations(base).map_err(|e| e.to_string())?;
+    let iterations = eval.iterations(base)?;
     let for_each = step.for_each.as_ref().map(|fe| ForEach {
         over: source(fe),
         count: match &iterations {
@@ -247,8 +270,8 @@ fn plan_step(
             Iterations::Later => vec![(step::later_item_context(base), true)],
         };
         for (ctx, item_later) in &contexts {
-            let inputs = eval.inputs(ctx, *item_later).map_err(|e| e.to_string())?;
-            let action_plan = actions::plan(&inputs, endpoint).map_err(|e| e.to_string())?;
+            let inputs = eval.inputs(ctx, *item_later)?;
+            let action_plan = actions::plan(&inputs, endpoint)?;
             requests.extend(action_plan.requests.iter().map(|r| planned(r, endpoint)));
             repeats = repeats.or(action_plan.repeats);
             for note in action_plan.notes {
@@ -339,15 +362,16 @@ fn source(value: &TValue) -> serde_json::Value {
 
 /// The retry policy as it applies to the step's requests (SPEC §4).
 fn retry(step: &Step, requests: &[PlannedRequest], endpoint: &Endpoint) -> Option<RetryDesc> {
-    let first = requests.first()?;
-    let safe = requests.iter().all(|r| matches!(r.method, "GET" | "HEAD"));
-    let on = if safe {
-        "408, 429, 5xx and connection errors".to_string()
-    } else {
-        format!(
-            "429 and connections that failed before the request was sent (a {} is never sent twice)",
-            first.method
-        )
+    requests.first()?;
+    let unsafe_method = requests
+        .iter()
+        .map(|r| r.method)
+        .find(|m| !matches!(*m, "GET" | "HEAD"));
+    let on = match unsafe_method {
+        None => "408, 429, 5xx and connection errors".to_string(),
+        Some(method) => format!(
+            "429 and connections that failed before the request was sent (a {method} is never sent twice)"
+        ),
     };
     Some(RetryDesc {
         max_attempts: step.retry.max_attempts,

@@ -16,7 +16,9 @@ use std::time::Duration;
 use indexmap::IndexMap;
 
 use super::diag::{did_you_mean, Diagnostic, FileDiagnostics};
-use super::model::{parse_duration, ActionKind, Pipeline, RetryPolicy, Step, TValue, Tmpl};
+use super::model::{
+    parse_duration, ActionKind, ApiFlavor, Pipeline, RetryPolicy, Step, TValue, Tmpl,
+};
 use super::spec::{self, Field, Ty};
 use super::yaml::{self, Node, NodeKind, Pos};
 use crate::graph;
@@ -229,14 +231,15 @@ impl Checker<'_> {
                     .unwrap_or_else(|| "pipeline".into())
             });
         let description = fields.get("description").and_then(|n| self.string(n));
-        let (mut base_url, mut trailing_slash) = (None, false);
+        let (mut base_url, mut trailing_slash, mut flavor) = (None, None, None);
         if let Some(api) = fields.get("api").and_then(|n| n.as_map()) {
             let api = lookup(api, spec::API);
             base_url = api.get("base_url").and_then(|n| self.string(n));
-            trailing_slash = api
-                .get("trailing_slash")
-                .and_then(|n| self.boolean(n))
-                .unwrap_or(false);
+            trailing_slash = api.get("trailing_slash").and_then(|n| self.boolean(n));
+            flavor = api
+                .get("flavor")
+                .and_then(|n| self.string(n))
+                .and_then(|f| ApiFlavor::from_name(&f));
         }
         if let Some(url) = &base_url {
             if let Some(node) = fields
@@ -415,6 +418,7 @@ impl Checker<'_> {
             description,
             base_url,
             trailing_slash,
+            flavor,
             vars,
             secrets,
             concurrency,

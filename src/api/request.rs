@@ -293,8 +293,8 @@ mod tests {
         assert_eq!(display_url("https://tok@h"), "https://h");
         assert_eq!(display_path("http://u:p@h/a/b?x"), "/a/b");
         assert_eq!(
-            part_file_name(b"crlf\r\nX-Injected: 1\"\x85.txt\xff"),
-            "crlf%0D%0AX-Injected: 1%22%C2%85.txt%FF"
+            part_file_name(b"crlf\r\nX-Injected: 1\"\xc2\x85.txt\xff\x85"),
+            "crlf%0D%0AX-Injected: 1%22%C2%85.txt%FF%85"
         );
     }
 }

@@ -26,7 +26,7 @@ use indexmap::IndexMap;
 use serde_json::Value;
 
 use crate::api::{ApiError, CallCtx, Client, Endpoint, HttpRequest};
-use crate::pipeline::model::{parse_duration, TValue};
+use crate::pipeline::model::{parse_duration, TValue, Tmpl};
 use crate::pipeline::spec::{ActionSpec, Field, Ty};
 use crate::template::{Rendered, TemplateError, Text};
 
@@ -471,16 +471,40 @@ pub fn local_path(text: &str) -> PathBuf {
 /// (`steps.*` outputs, a `for_each` `item`) may come from a server.
 const USER_ROOTS: &[&str] = &["vars", "env", "secrets", "run", "pipeline", "index"];
 
-/// The file placement policy for a destination (`download.to`, `save_to`; README, "Files
-/// from server data"): when the path is a template that reads data a server may have
-/// sent (step outputs, a `for_each` item), the part after its literal prefix may not
-/// climb out of that prefix with `..`, and a path that is all template may not be
-/// absolute. `out/{{ item.key }}` with the key `../../x` is refused, not written
-/// outside `out/`. Literal paths and those built from `vars`/`env` are the user's own.
+/// The file placement policy (README, "Files from server data"): when a path is a
+/// template that reads data a server may have sent (step outputs, a `for_each` item),
+/// the part after its literal prefix may not climb out of that prefix with `..`, and a
+/// path that is all template may not be absolute. `out/{{ item.key }}` with the key
+/// `../../x` is refused, not written outside `out/` (destinations: `download.to`,
+/// `save_to`), and a server cannot name `/home/me/.ssh/id_rsa` as a file to upload
+/// (`files`). Literal paths and those built from `vars`/`env` are the user's own.
 pub fn check_placement(inputs: &Inputs, f: &Field, rendered: &str) -> Result<(), ActionError> {
-    let Some(TValue::Tmpl(tmpl)) = inputs.unrendered(f) else {
-        return Ok(());
-    };
+    match inputs.unrendered(f) {
+        Some(TValue::Tmpl(tmpl)) => placement(tmpl, f.name, rendered),
+        _ => Ok(()),
+    }
+}
+
+/// [`check_placement`] for a string-or-list input (`files`): each path known now is
+/// checked against the template it came from (the whole list's, or its own element's).
+pub fn check_placements(inputs: &Inputs, f: &Field, rendered: &[Text]) -> Result<(), ActionError> {
+    let known = rendered.iter().filter_map(Text::known);
+    match inputs.unrendered(f) {
+        Some(TValue::Tmpl(tmpl)) => known.map(|p| placement(tmpl, f.name, p)).collect(),
+        Some(TValue::List(raw)) => {
+            raw.iter()
+                .zip(rendered)
+                .try_for_each(|(raw, path)| match (raw, path.known()) {
+                    (TValue::Tmpl(tmpl), Some(path)) => placement(tmpl, f.name, path),
+                    _ => Ok(()),
+                })
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The policy for one path rendered from `tmpl`.
+pub fn placement(tmpl: &Tmpl, name: &str, rendered: &str) -> Result<(), ActionError> {
     let refs = crate::template::analyze(&tmpl.source)
         .map(|a| a.references)
         .unwrap_or_else(|_| vec!["steps".into()]);
@@ -504,8 +528,7 @@ pub fn check_placement(inputs: &Inputs, f: &Field, rendered: &str) -> Result<(),
     };
     let refuse = |why: String| {
         ActionError::Input(format!(
-            "input `{}` renders to `{}`: {why}; a destination built from server data (step outputs, `for_each` items) must stay under its literal part. Write the path in the file, or take it from `vars`, to write there on purpose",
-            f.name,
+            "input `{name}` renders to `{}`: {why}; a path built from server data (step outputs, `for_each` items) must stay under its literal part. Write the path in the file, or take it from `vars`, to use it on purpose",
             crate::api::shapes::shorten(rendered, 200)
         ))
     };

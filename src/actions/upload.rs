@@ -53,9 +53,11 @@ struct UploadInputs {
 
 impl UploadInputs {
     fn read(inputs: &Inputs) -> Result<Self, ActionError> {
+        let files = inputs.texts(&FILES)?;
+        super::check_placements(inputs, &FILES, &files)?;
         Ok(UploadInputs {
             dataset: inputs.required_text(&DATASET)?,
-            files: inputs.texts(&FILES)?,
+            files,
             field: inputs
                 .text(&FIELD)?
                 .map_or_else(|| "file".to_string(), |t| t.shown()),

@@ -356,6 +356,69 @@ async fn hostile_b07_server_data_cannot_place_a_file_outside_its_folder() {
     assert!(!paths.contains(&"/api/v1/files/c".to_string()), "{paths:?}");
 }
 
+/// 7, the class: the same policy keeps a server from naming a local file to upload:
+/// `files` (a whole list from a step's output, or one element) and `request`'s
+/// `multipart.files` built from server data may not climb out or be absolute, so
+/// nothing outside the working folder is read and sent; a plain name under a literal
+/// folder is uploaded.
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_b07_server_data_cannot_name_a_local_file_to_upload() {
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path().join("work");
+    std::fs::create_dir_all(work.join("up")).unwrap();
+    std::fs::write(work.join("up/ok.txt"), "fine").unwrap();
+    let secret = dir.path().join("private.key");
+    std::fs::write(&secret, "PRIVATE-KEY-MATERIAL").unwrap();
+    let secret_text = secret.display().to_string();
+    let server = Hostile::start(move |req, _| match (req.method.as_str(), req.path()) {
+        ("GET", "/api/v1/meta") => json_answer(&json!({
+            "climb": ["../private.key"],
+            "absolute": [secret_text.clone()],
+            "one": secret_text.clone(),
+            "name": "ok.txt",
+        })),
+        ("POST", _) => answer("201 Created", "application/json", br#"{"id": "it_1"}"#),
+        _ => not_found(),
+    })
+    .await;
+    let file = write(
+        &work,
+        "p.yaml",
+        "version: 1\nsteps:\n  - id: meta\n    action: request\n    with: { path: /meta }\n  - id: climb\n    action: items.upload\n    continue_on_error: true\n    with: { dataset: ds_1, files: \"{{ steps.meta.outputs.body.climb }}\" }\n  - id: absolute\n    action: items.upload\n    continue_on_error: true\n    with: { dataset: ds_1, files: [\"{{ steps.meta.outputs.body.absolute[0] }}\"] }\n  - id: multipart\n    action: request\n    continue_on_error: true\n    with: { method: POST, path: /datasets/ds_1/items, multipart: { files: { file: \"{{ steps.meta.outputs.body.one }}\" } } }\n  - id: named\n    action: items.upload\n    with: { dataset: ds_1, files: [\"up/{{ steps.meta.outputs.body.name }}\"] }\n",
+    );
+    let out = run_at(&server, &file, &work, dir.path()).await;
+    out.code(0);
+    assert!(
+        out.error("climb")
+            .contains("climbs out of the working directory with `..`"),
+        "{}",
+        out.error("climb")
+    );
+    assert!(
+        out.error("absolute")
+            .contains("the templated path is absolute"),
+        "{}",
+        out.error("absolute")
+    );
+    assert!(
+        out.error("multipart")
+            .contains("input `multipart.files` renders to"),
+        "{}",
+        out.error("multipart")
+    );
+    let posts: Vec<Req> = server
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "POST")
+        .collect();
+    assert_eq!(posts.len(), 1, "only up/ok.txt was sent");
+    for post in &posts {
+        let body = String::from_utf8_lossy(&post.body);
+        assert!(!body.contains("PRIVATE-KEY-MATERIAL"), "{body}");
+        assert!(body.contains("fine"), "{body}");
+    }
+}
+
 /// 8. A destination that is a FIFO or a directory is refused and left as it was; one that
 /// is a symlink is written through: the link stays a link and its target gets the file.
 /// (A device node such as `/dev/null` takes the same path as the FIFO; it is not tried

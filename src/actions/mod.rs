@@ -488,9 +488,9 @@ pub fn check_placement(inputs: &Inputs, f: &Field, rendered: &str) -> Result<(),
 /// [`check_placement`] for a string-or-list input (`files`): each path known now is
 /// checked against the template it came from (the whole list's, or its own element's).
 pub fn check_placements(inputs: &Inputs, f: &Field, rendered: &[Text]) -> Result<(), ActionError> {
-    let known = rendered.iter().filter_map(Text::known);
+    let mut known = rendered.iter().filter_map(Text::known);
     match inputs.unrendered(f) {
-        Some(TValue::Tmpl(tmpl)) => known.map(|p| placement(tmpl, f.name, p)).collect(),
+        Some(TValue::Tmpl(tmpl)) => known.try_for_each(|p| placement(tmpl, f.name, p)),
         Some(TValue::List(raw)) => {
             raw.iter()
                 .zip(rendered)

@@ -57,7 +57,7 @@ impl DatasetRef {
         let Some(req) = self.lookup(ctx.client.endpoint()) else {
             return Ok(self);
         };
-        let body = ctx.client.send_json(&req, &ctx.call, None).await?.body;
+        let body = super::fetch_json(ctx, &req).await?;
         let field = |name: &str| body.get(name).and_then(Value::as_str).map(str::to_string);
         match (field("owner_name"), field("slug")) {
             (Some(owner), Some(slug)) => Ok(DatasetRef::OwnerSlug {
@@ -186,7 +186,7 @@ impl Action for DatasetsGet {
 
     async fn run(inputs: &Inputs, ctx: &RunCtx<'_>) -> ActionResult {
         let req = DatasetRef::read(inputs, &DATASET)?.get(ctx.client.endpoint())?;
-        Ok(ctx.client.send_json(&req, &ctx.call, None).await?.body)
+        super::fetch_json(ctx, &req).await
     }
 }
 
@@ -235,7 +235,7 @@ impl Action for ItemsGet {
     async fn run(inputs: &Inputs, ctx: &RunCtx<'_>) -> ActionResult {
         let dataset = DatasetRef::read(inputs, &DATASET)?.resolved(ctx).await?;
         let req = Self::request(inputs, ctx.client.endpoint(), &dataset)?;
-        Ok(ctx.client.send_json(&req, &ctx.call, None).await?.body)
+        super::fetch_json(ctx, &req).await
     }
 }
 
@@ -405,7 +405,7 @@ impl Action for DatasetsCreate {
         )?;
         let new = NewDataset::read(inputs, &NAME, &SLUG)?;
         let req = create_request(&new, ctx.client.endpoint());
-        let created = ctx.client.send_json(&req, &ctx.call, None).await?.body;
+        let created = super::fetch_json(ctx, &req).await?;
         if !new.wait {
             return Ok(created);
         }
@@ -453,7 +453,7 @@ pub async fn wait_created(dataset: &Value, timeout: Duration, ctx: &RunCtx<'_>) 
         }
         super::poll_pause(ctx, interval, "while waiting for the dataset").await?;
         interval = next_interval(interval, Duration::from_secs(10));
-        current = ctx.client.send_json(&req, &ctx.call, None).await?.body;
+        current = super::fetch_json(ctx, &req).await?;
     }
 }
 

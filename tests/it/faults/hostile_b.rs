@@ -780,3 +780,32 @@ async fn hostile_b17_upper_case_and_scheme_relative_urls_are_urls() {
         "ok"
     );
 }
+
+/// A base URL with `user:password@` is refused before anything is sent, without showing
+/// the credentials (a plan or a log would otherwise print them with every URL).
+#[test]
+fn a_base_url_with_credentials_is_refused_unseen() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = crate::support::write(
+        dir.path(),
+        "p.yaml",
+        "version: 1\nsteps:\n  - id: list\n    action: datasets.list\n",
+    );
+    for extra in [&["--dry-run"][..], &[][..]] {
+        let out = crate::support::avala_pipe()
+            .args([
+                "run",
+                "--base-url",
+                "https://alice:s3cr3tPASS@api.example.test/api/v1",
+            ])
+            .arg(&file)
+            .args(extra.iter().copied())
+            .env("AVALA_API_KEY", "avk_test_credentials_0123")
+            .run();
+        out.code(2).stderr_has("carries credentials");
+        assert!(
+            !out.stdout.contains("s3cr3tPASS") && !out.stderr.contains("s3cr3tPASS"),
+            "the password was shown"
+        );
+    }
+}

@@ -88,7 +88,7 @@ async fn run_async(p: Pipeline, args: RunArgs, ui: UiSettings) -> ExitCode {
         ));
     }
     if let Err(msg) = check_base_url(&base_url) {
-        return invalid(msg);
+        return invalid(msg.to_string());
     }
     let Ok(url) = reqwest::Url::parse(&base_url) else {
         return invalid(format!("invalid base URL `{base_url}`"));

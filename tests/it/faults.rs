@@ -1,8 +1,9 @@
 //! The reliability and security suite (issue 6): the real binary against the in-process
 //! emulator with scripted faults, one test per case of the issue (`caseNN_...`), plus the
-//! cases the suite found on the way (`case15` on). This file holds the suite's helpers; the cases live
-//! in `faults/`: `retries` (1-5, 15, 16), `transfers` (6-9), `signals` (10), `security`
-//! (11, 13, 14) and `input` (12). Run them alone with `cargo nextest run -E 'test(/faults::/)'`.
+//! cases the suite found on the way (`case15` on). This file holds the suite's helpers;
+//! the cases live in `faults/`: `retries` (1-5, 15, 16), `transfers` (6-9), `signals`
+//! (10), `security` (11, 13, 14) and `input` (12). Run them alone with
+//! `cargo nextest run -E 'test(/faults::/)'`.
 //!
 //! Every test checks both sides: the server (the emulator's journal of requests, what it
 //! stored, and that each scripted fault was actually delivered, so no test passes by never

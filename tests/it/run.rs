@@ -682,3 +682,39 @@ async fn an_expected_status_is_not_retried() {
     assert_eq!(emu.fault_delivered("maintenance"), 1);
     emu.shutdown().await;
 }
+
+/// A vars file that is not a mapping of names to values is an invocation error that says
+/// which, with the file and, where it helps, the position.
+#[test]
+fn a_vars_file_must_map_names_to_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "p.yaml",
+        "version: 1\nvars:\n  x: 1\nsteps:\n  - id: list\n    action: datasets.list\n",
+    );
+    let cases = [
+        (
+            "list.yaml",
+            "- 1\n- 2\n",
+            "list.yaml: a vars file must be a mapping of var names to values",
+        ),
+        (
+            "keys.yaml",
+            "x: 1\n[a]: 2\n",
+            "keys.yaml: 2:1: var names must be strings",
+        ),
+        ("broken.yaml", "x: [1\n", "broken.yaml: 1:4: "),
+    ];
+    for (name, text, message) in cases {
+        let vars = write(dir.path(), name, text);
+        avala_pipe()
+            .args(["run", "--dry-run", "--vars-file"])
+            .arg(&vars)
+            .arg(&file)
+            .current_dir(dir.path())
+            .run()
+            .code(2)
+            .stderr_has(message);
+    }
+}

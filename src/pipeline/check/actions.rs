@@ -76,3 +76,32 @@ fn request_rules(c: &mut Checker<'_>, with: &IndexMap<String, TValue>, nodes: &[
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every action and input the table names exists in the format table, with the type
+    /// its reading assumes: renaming one there fails here, not silently at validate time.
+    #[test]
+    fn the_table_names_actions_and_inputs_of_the_spec() {
+        let names = |fields: &[Field]| fields.iter().map(|f| f.name).collect::<Vec<_>>();
+        for (name, reading) in READINGS {
+            let aspec = spec::action(name).unwrap_or_else(|| panic!("no action {name}"));
+            if let Some(poll) = reading.poll {
+                let field = spec::field(aspec.inputs, poll)
+                    .unwrap_or_else(|| panic!("{name} has no input {poll}"));
+                assert!(
+                    matches!(field.ty, Ty::Object(f) if names(f) == names(spec::POLL)),
+                    "{name}.{poll} is not a poll block"
+                );
+            }
+            for input in reading.json {
+                assert!(
+                    spec::field(aspec.inputs, input).is_some(),
+                    "{name} has no input {input}"
+                );
+            }
+        }
+    }
+}

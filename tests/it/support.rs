@@ -5,9 +5,10 @@
 //! and the time taken.
 //!
 //! Every run starts from the crate root with `NO_COLOR=1` and without the outer
-//! environment's variables that change what the binary does ([`CLEARED`], [`CLEARED_PREFIXES`]:
-//! every `AVALA_*` and `GITHUB_*`, `CI`, `RUST_LOG`, colour forcing and proxies), so results
-//! do not depend on the shell the tests run in; a test sets what it needs after that.
+//! environment's variables that change what the binary does ([`CLEARED`] and
+//! [`CLEARED_PREFIXES`]: every `AVALA_*` and `GITHUB_*`, `CI`, `RUST_LOG`, `TERM`, colour
+//! forcing and proxies), so results do not depend on the shell the tests run in; a test
+//! sets what it needs after that.
 //! A run that outlives its timeout is killed and fails the test.
 //!
 //! Every API key given to a run (`AVALA_API_KEY`) must not come back: stdout and stderr are
@@ -68,6 +69,7 @@ pub fn path(relative: &str) -> PathBuf {
 pub const CLEARED: &[&str] = &[
     "CI",
     "RUST_LOG",
+    "TERM",
     "NO_COLOR",
     "CLICOLOR",
     "CLICOLOR_FORCE",

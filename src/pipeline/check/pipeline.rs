@@ -9,9 +9,10 @@ use std::sync::Arc;
 use super::*;
 use crate::graph;
 
-/// What `defaults:` gives every step that does not say otherwise.
+/// A step's retry policy and time limit; `defaults:` gives every step that does not say
+/// otherwise its own.
 #[derive(Clone, Copy, Default)]
-pub(super) struct StepDefaults {
+pub(super) struct Limits {
     pub(super) retry: RetryPolicy,
     pub(super) timeout: Option<Duration>,
 }
@@ -129,20 +130,18 @@ impl Checker<'_> {
         secrets
     }
 
-    fn defaults(&mut self, node: Option<&Node>) -> StepDefaults {
-        let mut defaults = StepDefaults::default();
-        if let Some(map) = node.and_then(Node::as_map) {
-            let d = lookup(map, spec::DEFAULTS);
-            defaults.timeout = d.get("timeout").and_then(|n| self.duration(n));
-            if let Some(r) = d.get("retry") {
-                defaults.retry = self.retry(r, RetryPolicy::default());
-            }
-        }
-        defaults
+    /// `defaults:`: the limits of every step that does not set its own.
+    fn defaults(&mut self, node: Option<&Node>) -> Limits {
+        let Some(map) = node.and_then(Node::as_map) else {
+            return Limits::default();
+        };
+        let d = lookup(map, spec::DEFAULTS);
+        let get = |key: &str| d.get(key).copied();
+        self.limits(get("retry"), get("timeout"), Limits::default())
     }
 
     /// `steps:`: a non-empty list; each entry is checked by [`Self::step`].
-    fn steps(&mut self, node: Option<&Node>, defaults: StepDefaults) -> Vec<Step> {
+    fn steps(&mut self, node: Option<&Node>, defaults: Limits) -> Vec<Step> {
         let Some(node) = node else { return vec![] };
         match &node.kind {
             NodeKind::Seq(items) if !items.is_empty() => items

@@ -5,28 +5,14 @@
 //! Must not: name any particular action or input; what one action alone requires lives
 //! in `actions`.
 
-use super::pipeline::StepDefaults;
+use super::pipeline::Limits;
 use super::*;
 use crate::pipeline::model::ActionKind;
 
 impl Checker<'_> {
-    pub(super) fn step(
-        &mut self,
-        index: usize,
-        node: &Node,
-        defaults: StepDefaults,
-    ) -> Option<Step> {
+    pub(super) fn step(&mut self, index: usize, node: &Node, defaults: Limits) -> Option<Step> {
         self.step = None;
-        let Some(map) = node.as_map() else {
-            self.error(
-                node.pos,
-                format!(
-                    "each step must be a mapping with `id` and `action`, found {}",
-                    node.type_name()
-                ),
-            );
-            return None;
-        };
+        let map = self.step_map(node)?;
         let written_id = self.name_step(map, index);
         let fields = self.fields(
             map,
@@ -59,12 +45,7 @@ impl Checker<'_> {
             },
             Some(index),
         );
-        let retry = get("retry")
-            .map(|n| self.retry(n, defaults.retry))
-            .unwrap_or(defaults.retry);
-        let timeout = get("timeout")
-            .and_then(|n| self.duration(n))
-            .or(defaults.timeout);
+        let limits = self.limits(get("retry"), get("timeout"), defaults);
         let continue_on_error = get("continue_on_error")
             .and_then(|n| self.boolean(n))
             .unwrap_or(false);
@@ -83,11 +64,40 @@ impl Checker<'_> {
             for_each,
             max_parallel,
             outputs,
-            retry,
-            timeout,
+            retry: limits.retry,
+            timeout: limits.timeout,
             continue_on_error,
             pos: map.first().map(|(k, _)| k.pos).unwrap_or(node.pos),
         })
+    }
+
+    fn step_map<'n>(&mut self, node: &'n Node) -> Option<&'n [(Node, Node)]> {
+        let map = node.as_map();
+        if map.is_none() {
+            self.error(
+                node.pos,
+                format!(
+                    "each step must be a mapping with `id` and `action`, found {}",
+                    node.type_name()
+                ),
+            );
+        }
+        map
+    }
+
+    /// The step's retry policy and timeout: its own where it gives them, else the defaults.
+    pub(super) fn limits(
+        &mut self,
+        retry: Option<&Node>,
+        timeout: Option<&Node>,
+        defaults: Limits,
+    ) -> Limits {
+        Limits {
+            retry: retry
+                .map(|n| self.retry(n, defaults.retry))
+                .unwrap_or(defaults.retry),
+            timeout: timeout.and_then(|n| self.duration(n)).or(defaults.timeout),
+        }
     }
 
     /// Names the step in messages as early as possible, and gives the id as written.

@@ -2,8 +2,11 @@
 //!
 //! The crate is organised by stage, in the order data flows through it:
 //! `pipeline` (load + validate a file) → `template` (minijinja) → `graph` (dependencies)
-//! → `plan` (concrete requests; what dry-run prints) → `execute` (the scheduler) with
-//! `api` (the HTTP client) and `actions` → `report` (events to text/JSON).
+//! → `step` (one step in one context: condition, iterations, inputs, outputs, skip rule;
+//! in preview or run mode) → `plan` (graph order × preview evaluation × each action's
+//! plan half: what dry-run prints) and `execute` (the scheduler) with `actions` and `api`
+//! (a pure endpoint description, and the client that sends) → `report` (events to
+//! text/JSON).
 //! `emulator` is a local stand-in for the Avala API, used by `run --emulator` and the tests.
 //! `cli` is the only module that reads the process environment or arguments.
 
@@ -18,4 +21,5 @@ pub mod pipeline;
 pub mod plan;
 pub mod report;
 pub mod secrets;
+pub mod step;
 pub mod template;

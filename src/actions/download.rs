@@ -4,6 +4,7 @@
 //! untouched and no temporary file behind (the temporary file is removed on drop, also
 //! when the run is interrupted). The key goes only to the API's own origin.
 //!
+//! Takes: rendered inputs. Gives: the file's path, size and sha256.
 //! Must not: hold the body in memory, or leave a partial file under the final name.
 
 use std::path::{Path, PathBuf};
@@ -13,43 +14,101 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
-use super::{ActionError, ActionPlan, ActionResult, Inputs, RunCtx};
-use crate::api::request::{display_path, HttpRequest};
-use crate::api::{retry, ApiError, Client, ErrorKind};
+use super::{Action, ActionError, ActionPlan, ActionResult, Inputs, RunCtx};
+use crate::api::request::{display_path, HttpRequest, Method};
+use crate::api::{retry, ApiError, Endpoint, ErrorKind};
+use crate::pipeline::spec::{dflt, opt, req, ActionSpec, Field, Ty};
+use crate::template::Text;
 
-fn request(inputs: &Inputs, client: &Client) -> Result<HttpRequest, ActionError> {
-    let url = inputs.required_str("url")?;
-    Ok(HttpRequest::get(client.resolve(&url)))
+const URL: Field = req(
+    "url",
+    Ty::Str,
+    "Absolute URL, or a path under the base URL.",
+);
+const TO: Field = req("to", Ty::Str, "Destination file.");
+const SHA256: Field = opt(
+    "sha256",
+    Ty::Str,
+    "Expected hex digest; a mismatch fails and keeps the old file.",
+);
+const OVERWRITE: Field = dflt("overwrite", Ty::Bool, "true", "Replace an existing file.");
+
+/// `download`.
+pub struct Download;
+
+/// `download`'s inputs, typed.
+struct DownloadInputs {
+    url: Text,
+    to: Text,
+    sha256: Option<Text>,
+    overwrite: bool,
 }
 
-pub fn plan(inputs: &Inputs, client: &Client) -> Result<ActionPlan, ActionError> {
-    let req = request(inputs, client)?;
-    let to = inputs.required_str("to")?;
-    let mut notes = vec![format!(
-        "streams to a temporary file beside {to}, renamed into place when complete; a cut-off transfer is retried from the start"
-    )];
-    if !client.is_api_origin(&req.url) && !req.url.starts_with("<known after run:") {
-        notes.push("another origin than the API: sent without the API key".into());
+impl DownloadInputs {
+    fn read(inputs: &Inputs) -> Result<Self, ActionError> {
+        Ok(DownloadInputs {
+            url: inputs.required_text(&URL)?,
+            to: inputs.required_text(&TO)?,
+            sha256: inputs.text(&SHA256)?,
+            overwrite: inputs.flag(&OVERWRITE)?,
+        })
     }
-    if let Some(sum) = inputs.str("sha256")? {
-        notes.push(format!("the file must have sha256 {sum}"));
+
+    fn request(&self, endpoint: &Endpoint) -> HttpRequest {
+        HttpRequest::to(Method::Get, endpoint.resolve(&self.url))
     }
-    if !inputs.bool("overwrite")? {
-        notes.push(format!("fails if {to} already exists"));
-    }
-    Ok(ActionPlan {
-        requests: vec![req],
-        repeats: None,
-        notes,
-    })
 }
 
-pub async fn run(inputs: &Inputs, ctx: &RunCtx<'_>) -> ActionResult {
-    let req = request(inputs, ctx.client)?;
-    let to = inputs.required_str("to")?;
-    let dest = super::local_path(&to);
-    let expected = inputs.str("sha256")?.map(|s| s.trim().to_ascii_lowercase());
-    if !inputs.bool("overwrite")? && dest.exists() {
+impl Action for Download {
+    const SPEC: &'static ActionSpec = &ActionSpec {
+        name: "download",
+        summary: "GET url, streamed to a temporary file and renamed into place when complete.",
+        inputs: &[URL, TO, SHA256, OVERWRITE],
+        one_of: &[],
+        outputs: &[
+            ("path", "The file written."),
+            ("bytes", "Its size."),
+            ("sha256", "Its hex digest."),
+        ],
+        changes_server: false,
+    };
+
+    fn plan(inputs: &Inputs, endpoint: &Endpoint) -> Result<ActionPlan, ActionError> {
+        let inputs = DownloadInputs::read(inputs)?;
+        let req = inputs.request(endpoint);
+        let to = inputs.to.shown();
+        let mut notes = vec![format!(
+            "streams to a temporary file beside {to}, renamed into place when complete; a cut-off transfer is retried from the start"
+        )];
+        if !req.url_later && !endpoint.is_api_origin(&req.url) {
+            notes.push("another origin than the API: sent without the API key".into());
+        }
+        if let Some(sum) = &inputs.sha256 {
+            notes.push(format!("the file must have sha256 {}", sum.shown()));
+        }
+        if !inputs.overwrite {
+            notes.push(format!("fails if {to} already exists"));
+        }
+        Ok(ActionPlan {
+            requests: vec![req],
+            repeats: None,
+            notes,
+        })
+    }
+
+    async fn run(inputs: &Inputs, ctx: &RunCtx<'_>) -> ActionResult {
+        run(DownloadInputs::read(inputs)?, ctx).await
+    }
+}
+
+async fn run(inputs: DownloadInputs, ctx: &RunCtx<'_>) -> ActionResult {
+    let req = inputs.request(ctx.client.endpoint());
+    let dest = super::local_path(&inputs.to.shown());
+    let expected = inputs
+        .sha256
+        .as_ref()
+        .map(|s| s.shown().trim().to_ascii_lowercase());
+    if !inputs.overwrite && dest.exists() {
         return Err(ActionError::Other(format!(
             "{} already exists and overwrite is false",
             dest.display()
@@ -111,7 +170,7 @@ pub async fn run(inputs: &Inputs, ctx: &RunCtx<'_>) -> ActionResult {
                 );
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}
-                    _ = ctx.call.cancel.cancelled() => return Err(ActionError::Other("interrupted during a download".into())),
+                    _ = ctx.call.cancel.cancelled() => return Err(ActionError::Interrupted("during a download".into())),
                 }
             }
             Err(FetchError::Body(message)) => {
@@ -193,7 +252,7 @@ async fn fetch_once(
     loop {
         let chunk = tokio::select! {
             c = stream.next() => c,
-            _ = ctx.call.cancel.cancelled() => return Err(FetchError::Fatal(ActionError::Other("interrupted during a download".into()))),
+            _ = ctx.call.cancel.cancelled() => return Err(FetchError::Fatal(ActionError::Interrupted("during a download".into()))),
         };
         let Some(chunk) = chunk else { break };
         let chunk = chunk.map_err(|e| FetchError::Body(crate::api::transport_message(&e)))?;

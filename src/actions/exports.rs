@@ -2,22 +2,87 @@
 //! The create body carries both API shapes' keys (`project_id` and `project`, ...):
 //! each API ignores the other's, so one pipeline works against both.
 //!
+//! Takes: rendered inputs. Gives: the created export, or the finished one.
 //! Must not: treat a failed export as still running, or poll past the timeout.
 
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 
-use super::{next_interval, ActionError, ActionPlan, ActionResult, Inputs, Repeats, RunCtx};
-use crate::api::request::{segment, Body, HttpRequest, Method};
+use super::{
+    next_interval, shown_duration, Action, ActionError, ActionPlan, ActionResult, Inputs, Repeats,
+    RunCtx,
+};
+use crate::api::request::{Body, HttpRequest, Method};
 use crate::api::shapes::{export_state, ExportState};
-use crate::api::Client;
+use crate::api::Endpoint;
 use crate::pipeline::model::format_duration;
+use crate::pipeline::spec::{dflt, opt, req, ActionSpec, Field, Ty};
+use crate::template::Text;
 
-fn create_request(inputs: &Inputs, client: &Client) -> Result<HttpRequest, ActionError> {
+const PROJECT_ID: Field = opt("project_id", Ty::Str, "Project to export.");
+const DATASET_ID: Field = opt("dataset_id", Ty::Str, "Dataset to export.");
+const FORMAT: Field = dflt("format", Ty::Str, "json", "Export format.");
+const BODY: Field = opt(
+    "body",
+    Ty::Map(&Ty::Any),
+    "Extra fields merged into the body.",
+);
+
+const EXPORT: Field = req("export", Ty::Str, "Export id.");
+const INTERVAL: Field = dflt("interval", Ty::Duration, "2s", "First wait between polls.");
+const MAX_INTERVAL: Field = dflt(
+    "max_interval",
+    Ty::Duration,
+    "30s",
+    "The wait grows up to this.",
+);
+const TIMEOUT: Field = dflt("timeout", Ty::Duration, "30m", "Give up after this long.");
+
+/// `exports.create`.
+pub struct ExportsCreate;
+/// `exports.wait`.
+pub struct ExportsWait;
+
+impl Action for ExportsCreate {
+    const SPEC: &'static ActionSpec = &ActionSpec {
+        name: "exports.create",
+        summary: "POST /exports with a JSON body.",
+        inputs: &[PROJECT_ID, DATASET_ID, FORMAT, BODY],
+        one_of: &["project_id", "dataset_id"],
+        outputs: &[
+            ("id", "Export id."),
+            ("status", "Its status."),
+            ("...", "Every other field of the created export."),
+        ],
+        changes_server: true,
+    };
+
+    fn plan(inputs: &Inputs, endpoint: &Endpoint) -> Result<ActionPlan, ActionError> {
+        Ok(ActionPlan {
+            requests: vec![create_request(inputs, endpoint)?],
+            repeats: None,
+            notes: vec![],
+        })
+    }
+
+    async fn run(inputs: &Inputs, ctx: &RunCtx<'_>) -> ActionResult {
+        let req = create_request(inputs, ctx.client.endpoint())?;
+        let resp = ctx.client.send_json(&req, &ctx.call, None).await?;
+        match resp.body {
+            Value::Object(_) => Ok(resp.body),
+            other => Err(ActionError::Other(format!(
+                "POST /exports: expected the created export as a JSON object, got {}",
+                crate::api::shapes::shorten(&other.to_string(), 100)
+            ))),
+        }
+    }
+}
+
+fn create_request(inputs: &Inputs, endpoint: &Endpoint) -> Result<HttpRequest, ActionError> {
     let mut body = Map::new();
-    let project = inputs.str("project_id")?;
-    let dataset = inputs.str("dataset_id")?;
+    let project = inputs.text(&PROJECT_ID)?.map(|t| t.shown());
+    let dataset = inputs.text(&DATASET_ID)?.map(|t| t.shown());
     if project.is_none() && dataset.is_none() {
         return Err(ActionError::Input(
             "exports.create needs `project_id` or `dataset_id`".into(),
@@ -31,70 +96,82 @@ fn create_request(inputs: &Inputs, client: &Client) -> Result<HttpRequest, Actio
         body.insert("dataset_id".into(), Value::String(d.clone()));
         body.insert("dataset".into(), Value::String(d));
     }
-    body.insert(
-        "format".into(),
-        Value::String(inputs.str("format")?.unwrap_or_else(|| "json".into())),
-    );
-    for (k, v) in inputs.map("body")? {
-        body.insert(k, v);
+    let format = inputs
+        .text(&FORMAT)?
+        .map_or_else(|| "json".into(), |t| t.shown());
+    body.insert("format".into(), Value::String(format));
+    for (k, v) in inputs.map(&BODY)? {
+        body.insert(k, v.into_shown());
     }
-    Ok(HttpRequest {
-        method: Method::Post,
-        url: client.api_url("/exports"),
-        body: Body::Json(Value::Object(body)),
-    })
+    Ok(HttpRequest::to(Method::Post, endpoint.at("/exports", &[]))
+        .with_body(Body::Json(Value::Object(body))))
 }
 
-pub fn plan_create(inputs: &Inputs, client: &Client) -> Result<ActionPlan, ActionError> {
-    Ok(ActionPlan {
-        requests: vec![create_request(inputs, client)?],
-        repeats: None,
-        notes: vec![],
-    })
+/// `exports.wait`'s inputs, typed.
+struct WaitInputs {
+    export: Text,
+    interval: Option<Duration>,
+    max_interval: Option<Duration>,
+    timeout: Option<Duration>,
 }
 
-pub async fn run_create(inputs: &Inputs, ctx: &RunCtx<'_>) -> ActionResult {
-    let req = create_request(inputs, ctx.client)?;
-    let resp = ctx.client.send_json(&req, &ctx.call, None).await?;
-    match resp.body {
-        Value::Object(_) => Ok(resp.body),
-        other => Err(ActionError::Other(format!(
-            "POST /exports: expected the created export as a JSON object, got {}",
-            crate::api::shapes::shorten(&other.to_string(), 100)
-        ))),
+impl WaitInputs {
+    fn read(inputs: &Inputs) -> Result<Self, ActionError> {
+        Ok(WaitInputs {
+            export: inputs.required_text(&EXPORT)?,
+            interval: inputs.duration(&INTERVAL)?,
+            max_interval: inputs.duration(&MAX_INTERVAL)?,
+            timeout: inputs.duration(&TIMEOUT)?,
+        })
+    }
+
+    fn request(&self, endpoint: &Endpoint) -> HttpRequest {
+        HttpRequest::to(Method::Get, endpoint.at("/exports/{}", &[&self.export]))
     }
 }
 
-fn wait_request(inputs: &Inputs, client: &Client) -> Result<HttpRequest, ActionError> {
-    let id = inputs.required_str("export")?;
-    Ok(HttpRequest::get(
-        client.api_url(&format!("/exports/{}", segment(&id))),
-    ))
+impl Action for ExportsWait {
+    const SPEC: &'static ActionSpec = &ActionSpec {
+        name: "exports.wait",
+        summary: "GET /exports/{export} until it is done.",
+        inputs: &[EXPORT, INTERVAL, MAX_INTERVAL, TIMEOUT],
+        one_of: &[],
+        outputs: &[
+            ("id", "Export id."),
+            ("status", "`completed` or `exported`."),
+            ("download_url", "Where to download it."),
+            ("...", "Every other field of the export."),
+        ],
+        changes_server: false,
+    };
+
+    fn plan(inputs: &Inputs, endpoint: &Endpoint) -> Result<ActionPlan, ActionError> {
+        let wait = WaitInputs::read(inputs)?;
+        Ok(ActionPlan {
+            requests: vec![wait.request(endpoint)],
+            repeats: Some(Repeats::Poll {
+                interval: shown_duration(wait.interval),
+                max_interval: shown_duration(wait.max_interval),
+                timeout: shown_duration(wait.timeout),
+                until: "status is completed or exported, with a download_url".into(),
+                fail_if: Some("status is failed, error or cancelled".into()),
+            }),
+            notes: vec![],
+        })
+    }
+
+    async fn run(inputs: &Inputs, ctx: &RunCtx<'_>) -> ActionResult {
+        run_wait(WaitInputs::read(inputs)?, ctx).await
+    }
 }
 
-pub fn plan_wait(inputs: &Inputs, client: &Client) -> Result<ActionPlan, ActionError> {
-    let interval = inputs.duration("interval")?;
-    let max = inputs.duration("max_interval")?;
-    let timeout = inputs.duration("timeout")?;
-    Ok(ActionPlan {
-        requests: vec![wait_request(inputs, client)?],
-        repeats: Some(Repeats::Poll {
-            interval: format_duration(interval),
-            max_interval: format_duration(max),
-            timeout: format_duration(timeout),
-            until: "status is completed or exported, with a download_url".into(),
-            fail_if: Some("status is failed, error or cancelled".into()),
-        }),
-        notes: vec![],
-    })
-}
-
-pub async fn run_wait(inputs: &Inputs, ctx: &RunCtx<'_>) -> ActionResult {
-    let req = wait_request(inputs, ctx.client)?;
-    let id = inputs.required_str("export")?;
-    let mut interval = inputs.duration("interval")?;
-    let max = inputs.duration("max_interval")?;
-    let timeout = inputs.duration("timeout")?;
+async fn run_wait(inputs: WaitInputs, ctx: &RunCtx<'_>) -> ActionResult {
+    let req = inputs.request(ctx.client.endpoint());
+    let id = inputs.export.shown();
+    let known = |d: Option<Duration>| d.unwrap_or_default();
+    let mut interval = known(inputs.interval);
+    let max = known(inputs.max_interval);
+    let timeout = known(inputs.timeout);
     let started = Instant::now();
     let mut polls = 0u32;
     loop {
@@ -120,7 +197,7 @@ pub async fn run_wait(inputs: &Inputs, ctx: &RunCtx<'_>) -> ActionResult {
                 tracing::debug!(step = %ctx.call.step, "export {id} is {status}; polling again in {}", format_duration(interval));
                 tokio::select! {
                     _ = tokio::time::sleep(interval) => {}
-                    _ = ctx.call.cancel.cancelled() => return Err(ActionError::Other("interrupted while waiting for the export".into())),
+                    _ = ctx.call.cancel.cancelled() => return Err(ActionError::Interrupted("while waiting for the export".into())),
                 }
                 interval = next_interval(interval, max);
             }

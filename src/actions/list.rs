@@ -2,6 +2,7 @@
 //! `paginate: true`: follow cursors in either API shape, stop on a cursor seen twice,
 //! and keep the items in memory or stream them to a JSON Lines file (`save_to`).
 //!
+//! Takes: rendered inputs. Gives: the items (or the file they were streamed to).
 //! Must not: hold items in memory when `save_to` is set.
 
 use std::collections::HashSet;
@@ -9,100 +10,191 @@ use std::io::Write as _;
 
 use serde_json::{json, Value};
 
-use super::{ActionError, ActionPlan, ActionResult, Inputs, Repeats, RunCtx};
-use crate::api::request::{segment, with_query, HttpRequest};
-use crate::api::{shapes, CallCtx, Client};
-use crate::pipeline::model::ActionKind;
+use super::{Action, ActionError, ActionPlan, ActionResult, Inputs, Repeats, RunCtx};
+use crate::api::request::{with_query, HttpRequest, Method};
+use crate::api::{shapes, CallCtx, Endpoint};
+use crate::pipeline::spec::{dflt, opt, req, ActionSpec, Field, Ty, COUNT};
+use crate::template::Text;
 
 /// A server bug must not become an endless loop.
 const MAX_PAGES: usize = 100_000;
 
-fn first_request(inputs: &Inputs, client: &Client) -> Result<HttpRequest, ActionError> {
-    let path = match inputs.action {
-        ActionKind::ItemsList => {
-            format!(
-                "/datasets/{}/items",
-                segment(&inputs.required_str("dataset")?)
-            )
-        }
-        _ => "/datasets".to_string(),
+const DATASET: Field = req("dataset", Ty::Str, "Dataset id.");
+const LIMIT: Field = dflt("limit", Ty::Int { min: 1, max: 1000 }, "100", "Page size.");
+const MAX_ITEMS: Field = opt("max_items", COUNT, "Stop after this many items.");
+const QUERY: Field = opt(
+    "query",
+    Ty::Map(&Ty::Any),
+    "Extra query parameters (filters).",
+);
+const SAVE_TO: Field = opt(
+    "save_to",
+    Ty::Str,
+    "Stream the items to this JSON Lines file instead of keeping them in memory.",
+);
+
+/// The paging inputs every list action takes (`request` with `paginate` reuses the loop).
+pub const PAGING: [Field; 4] = [LIMIT, MAX_ITEMS, QUERY, SAVE_TO];
+
+pub const LIST_OUTPUTS: &[(&str, &str)] = &[
+    ("items", "The items (empty with `save_to`)."),
+    ("count", "How many items were fetched."),
+    (
+        "total",
+        "The server's total, when it gives one (else null).",
+    ),
+    ("path", "With `save_to`: the file written."),
+];
+
+/// `datasets.list`.
+pub struct DatasetsList;
+/// `items.list`.
+pub struct ItemsList;
+
+impl Action for DatasetsList {
+    const SPEC: &'static ActionSpec = &ActionSpec {
+        name: "datasets.list",
+        summary: "GET /datasets, following cursors until there are no more pages.",
+        inputs: &PAGING,
+        one_of: &[],
+        outputs: LIST_OUTPUTS,
+        changes_server: false,
     };
-    let limit = inputs.u64("limit")?.unwrap_or(100);
-    let mut params = vec![("limit".to_string(), limit.to_string())];
-    for (k, v) in inputs.map("query")? {
-        params.push((k, crate::api::request::query_text(&v)));
+
+    fn plan(inputs: &Inputs, endpoint: &Endpoint) -> Result<ActionPlan, ActionError> {
+        plan(&ListInputs::read(inputs, None)?, endpoint)
     }
-    Ok(HttpRequest::get(with_query(
-        &client.api_url(&path),
-        &params,
-    )))
+
+    async fn run(inputs: &Inputs, ctx: &RunCtx<'_>) -> ActionResult {
+        run(ListInputs::read(inputs, None)?, ctx).await
+    }
 }
 
-pub fn plan(inputs: &Inputs, client: &Client) -> Result<ActionPlan, ActionError> {
-    let req = first_request(inputs, client)?;
+impl Action for ItemsList {
+    const SPEC: &'static ActionSpec = &ActionSpec {
+        name: "items.list",
+        summary: "GET /datasets/{dataset}/items, paginated.",
+        inputs: &[DATASET, LIMIT, MAX_ITEMS, QUERY, SAVE_TO],
+        one_of: &[],
+        outputs: LIST_OUTPUTS,
+        changes_server: false,
+    };
+
+    fn plan(inputs: &Inputs, endpoint: &Endpoint) -> Result<ActionPlan, ActionError> {
+        plan(&ListInputs::read(inputs, Some(&DATASET))?, endpoint)
+    }
+
+    async fn run(inputs: &Inputs, ctx: &RunCtx<'_>) -> ActionResult {
+        run(ListInputs::read(inputs, Some(&DATASET))?, ctx).await
+    }
+}
+
+/// A list action's inputs, typed.
+struct ListInputs {
+    /// The dataset whose items are listed (`items.list`); `None` lists datasets.
+    dataset: Option<Text>,
+    limit: u64,
+    max_items: Option<u64>,
+    query: Vec<(String, Text)>,
+    save_to: Option<Text>,
+}
+
+impl ListInputs {
+    fn read(inputs: &Inputs, dataset: Option<&Field>) -> Result<Self, ActionError> {
+        Ok(ListInputs {
+            dataset: dataset.map(|f| inputs.required_text(f)).transpose()?,
+            limit: inputs.count(&LIMIT)?.unwrap_or(100),
+            max_items: inputs.count(&MAX_ITEMS)?,
+            query: inputs.query(&QUERY)?,
+            save_to: inputs.text(&SAVE_TO)?,
+        })
+    }
+
+    fn first_request(&self, endpoint: &Endpoint) -> HttpRequest {
+        let target = match &self.dataset {
+            Some(dataset) => endpoint.at("/datasets/{}/items", &[dataset]),
+            None => endpoint.at("/datasets", &[]),
+        };
+        let mut params = vec![("limit".to_string(), Text::Known(self.limit.to_string()))];
+        params.extend(self.query.iter().cloned());
+        HttpRequest::to(Method::Get, target).with_query(&params)
+    }
+}
+
+fn plan(inputs: &ListInputs, endpoint: &Endpoint) -> Result<ActionPlan, ActionError> {
     let mut notes = Vec::new();
-    if let Some(path) = inputs.str("save_to")? {
+    if let Some(path) = &inputs.save_to {
         notes.push(format!(
-            "items are streamed to {path} (JSON Lines), written in place when complete"
+            "items are streamed to {} (JSON Lines), written in place when complete",
+            path.shown()
         ));
     }
     Ok(ActionPlan {
-        requests: vec![req],
-        repeats: Some(Repeats::pages(inputs.u64("max_items")?)),
+        requests: vec![inputs.first_request(endpoint)],
+        repeats: Some(Repeats::pages(inputs.max_items)),
         notes,
     })
 }
 
-pub async fn run(inputs: &Inputs, ctx: &RunCtx<'_>) -> ActionResult {
-    let first = first_request(inputs, ctx.client)?;
-    let max_items = inputs.u64("max_items")?;
-    match inputs.str("save_to")? {
-        Some(path) => {
-            let dest = super::local_path(&path);
-            let dir = dest
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty())
-                .map(std::path::Path::to_path_buf)
-                .unwrap_or_else(|| ".".into());
-            std::fs::create_dir_all(&dir)
-                .map_err(|e| ActionError::Other(format!("cannot create {}: {e}", dir.display())))?;
-            let tmp = super::temp_beside(&dir).map_err(|e| {
-                ActionError::Other(format!("cannot write in {}: {e}", dir.display()))
-            })?;
-            let _scratch = super::scratch::register(tmp.path());
-            let mut writer = std::io::BufWriter::with_capacity(256 * 1024, tmp);
-            let mut write_err = None;
-            let (count, total) = paginate(ctx.client, &ctx.call, &first, max_items, &mut |item| {
-                if write_err.is_none() {
-                    if let Err(e) = serde_json::to_writer(&mut writer, &item)
-                        .and_then(|_| writer.write_all(b"\n").map_err(serde_json::Error::io))
-                    {
-                        write_err = Some(e);
-                    }
-                }
-            })
-            .await?;
-            if let Some(e) = write_err {
-                return Err(ActionError::Other(format!("writing {path} failed: {e}")));
-            }
-            let tmp = writer
-                .into_inner()
-                .map_err(|e| ActionError::Other(format!("writing {path} failed: {e}")))?;
-            super::keep_permissions(&tmp, &dest);
-            tmp.persist(&dest).map_err(|e| {
-                ActionError::Other(format!("cannot move the items into {path}: {e}"))
-            })?;
-            Ok(outputs(Vec::new(), count, total, Some(path)))
-        }
+async fn run(inputs: ListInputs, ctx: &RunCtx<'_>) -> ActionResult {
+    let first = inputs.first_request(ctx.client.endpoint());
+    match inputs.save_to.as_ref().map(Text::shown) {
+        Some(path) => save_to(&first, inputs.max_items, &path, ctx).await,
         None => {
             let mut items = Vec::new();
-            let (count, total) = paginate(ctx.client, &ctx.call, &first, max_items, &mut |item| {
-                items.push(item)
-            })
+            let (count, total) = paginate(
+                ctx.client,
+                &ctx.call,
+                &first,
+                inputs.max_items,
+                &mut |item| items.push(item),
+            )
             .await?;
             Ok(outputs(items, count, total, None))
         }
     }
+}
+
+/// Streams every item to a JSON Lines file, renamed into place when complete.
+async fn save_to(
+    first: &HttpRequest,
+    max_items: Option<u64>,
+    path: &str,
+    ctx: &RunCtx<'_>,
+) -> ActionResult {
+    let dest = super::local_path(path);
+    let dir = dest
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_else(|| ".".into());
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| ActionError::Other(format!("cannot create {}: {e}", dir.display())))?;
+    let tmp = super::temp_beside(&dir)
+        .map_err(|e| ActionError::Other(format!("cannot write in {}: {e}", dir.display())))?;
+    let _scratch = super::scratch::register(tmp.path());
+    let mut writer = std::io::BufWriter::with_capacity(256 * 1024, tmp);
+    let mut write_err = None;
+    let (count, total) = paginate(ctx.client, &ctx.call, first, max_items, &mut |item| {
+        if write_err.is_none() {
+            if let Err(e) = serde_json::to_writer(&mut writer, &item)
+                .and_then(|_| writer.write_all(b"\n").map_err(serde_json::Error::io))
+            {
+                write_err = Some(e);
+            }
+        }
+    })
+    .await?;
+    if let Some(e) = write_err {
+        return Err(ActionError::Other(format!("writing {path} failed: {e}")));
+    }
+    let tmp = writer
+        .into_inner()
+        .map_err(|e| ActionError::Other(format!("writing {path} failed: {e}")))?;
+    super::keep_permissions(&tmp, &dest);
+    tmp.persist(&dest)
+        .map_err(|e| ActionError::Other(format!("cannot move the items into {path}: {e}")))?;
+    Ok(outputs(Vec::new(), count, total, Some(path.to_string())))
 }
 
 /// The step's outputs. Built by hand: `json!` would serialize `items` into a deep copy,
@@ -119,7 +211,7 @@ fn outputs(items: Vec<Value>, count: u64, total: Option<u64>, path: Option<Strin
 /// Fetches every page starting at `first`, handing each item to `sink`. Returns the
 /// number of items and the server's total (when it gives one).
 pub async fn paginate(
-    client: &Client,
+    client: &crate::api::Client,
     call: &CallCtx,
     first: &HttpRequest,
     max_items: Option<u64>,

@@ -1,209 +1,327 @@
-//! The actions of SPEC §3. Each action module has two halves built on the same code:
-//! `plan` (the requests it would send, for dry-run) and `run` (send them). Both start
-//! from the action's rendered inputs ([`Inputs`]).
+//! The actions of SPEC §3, and their registry. Each action is a type implementing
+//! [`Action`] in a file of its own: its spec entry (inputs with their defaults, outputs),
+//! a typed reading of its rendered inputs, and two halves built on the same code: `plan`
+//! (the requests it would send, over a pure [`Endpoint`]) and `run` (send them through
+//! the [`Client`]). Adding an action is a file and a line in [`actions!`] below.
 //!
-//! Must not: render the step's templates (the executor does, before calling in), except
-//! `request`'s poll conditions, which are rendered per response through [`Renderer`].
+//! Takes: a step's rendered [`Inputs`]. Gives: requests (plan) or the step's result (run).
+//! Must not: render the step's templates (the step layer does, before calling in), except
+//! late inputs (a poll's conditions), which are rendered per response through [`Renderer`].
 
 pub mod download;
 pub mod exports;
 pub mod list;
 pub mod request;
+pub mod resources;
 pub mod scratch;
 pub mod upload;
 
+use std::future::Future;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde_json::{Map, Value};
+use indexmap::IndexMap;
+use serde_json::Value;
 
-use crate::api::{ApiError, CallCtx, Client, HttpRequest};
-use crate::pipeline::model::{parse_duration, ActionKind, TValue};
-use crate::pipeline::spec;
+use crate::api::{ApiError, CallCtx, Client, Endpoint, HttpRequest};
+use crate::pipeline::model::{parse_duration, TValue};
+use crate::pipeline::spec::{ActionSpec, Field, Ty};
+use crate::template::{Rendered, TemplateError, Text};
 
 /// Why an action failed.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum ActionError {
     /// An input has the wrong type or value (after rendering).
+    #[error("{0}")]
     Input(String),
+    /// A late input (a poll condition) did not render.
+    #[error(transparent)]
+    Template(#[from] TemplateError),
     /// The API or the transfer failed.
-    Api(ApiError),
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    /// The run was interrupted while the action waited or transferred (`while polling`).
+    #[error("interrupted {0}")]
+    Interrupted(String),
     /// Anything else (files, exports that failed, timeouts), in words.
+    #[error("{0}")]
     Other(String),
 }
 
-impl std::fmt::Display for ActionError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ActionError::Input(m) | ActionError::Other(m) => f.write_str(m),
-            ActionError::Api(e) => write!(f, "{e}"),
-        }
-    }
-}
-
-impl From<ApiError> for ActionError {
-    fn from(e: ApiError) -> Self {
-        ActionError::Api(e)
-    }
-}
-
 impl ActionError {
-    pub fn is_cancelled(&self) -> bool {
-        matches!(self, ActionError::Api(e) if e.kind == crate::api::ErrorKind::Cancelled)
+    pub fn is_interrupted(&self) -> bool {
+        match self {
+            ActionError::Interrupted(_) => true,
+            ActionError::Api(e) => e.kind == crate::api::ErrorKind::Cancelled,
+            _ => false,
+        }
     }
 }
 
 pub type ActionResult = Result<Value, ActionError>;
 
-/// Renders templates that need per-request data (`response` in poll conditions).
-pub trait Renderer: Send + Sync {
-    fn render_with(&self, value: &TValue, name: &str, data: &Value) -> Result<Value, String>;
+/// One action: its spec entry and its two halves.
+pub trait Action {
+    const SPEC: &'static ActionSpec;
+
+    /// The requests the step would send, for dry-run (and the first ones a run sends).
+    fn plan(inputs: &Inputs, endpoint: &Endpoint) -> Result<ActionPlan, ActionError>;
+
+    /// Runs the action and returns its result (the step's outputs).
+    fn run(inputs: &Inputs, ctx: &RunCtx<'_>) -> impl Future<Output = ActionResult> + Send;
 }
 
-/// A step's inputs after rendering, with the action's defaults filled in.
+/// The registry: every action, by kind, in the order the README and the schema list them.
+macro_rules! actions {
+    ($($kind:ident => $ty:ty),* $(,)?) => {
+        /// The actions of SPEC §3 (and those added since).
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum ActionKind { $($kind),* }
+
+        impl ActionKind {
+            pub const ALL: &'static [ActionKind] = &[$(ActionKind::$kind),*];
+
+            pub fn spec(self) -> &'static ActionSpec {
+                match self { $(ActionKind::$kind => <$ty as Action>::SPEC),* }
+            }
+        }
+
+        /// The requests a step would send (dry-run, and a run's preflight).
+        pub fn plan(inputs: &Inputs, endpoint: &Endpoint) -> Result<ActionPlan, ActionError> {
+            match inputs.action { $(ActionKind::$kind => <$ty as Action>::plan(inputs, endpoint)),* }
+        }
+
+        /// Runs a step's action and returns its result (the step's outputs).
+        pub async fn run(inputs: &Inputs, ctx: &RunCtx<'_>) -> ActionResult {
+            match inputs.action { $(ActionKind::$kind => <$ty as Action>::run(inputs, ctx).await),* }
+        }
+    };
+}
+
+actions! {
+    DatasetsList => list::DatasetsList,
+    ItemsList => list::ItemsList,
+    ItemsUpload => upload::ItemsUpload,
+    ExportsCreate => exports::ExportsCreate,
+    ExportsWait => exports::ExportsWait,
+    Download => download::Download,
+    Request => request::Request,
+    ProjectsGet => resources::ProjectsGet,
+}
+
+impl ActionKind {
+    pub fn name(self) -> &'static str {
+        self.spec().name
+    }
+
+    pub fn from_name(name: &str) -> Option<ActionKind> {
+        ActionKind::ALL.iter().copied().find(|a| a.name() == name)
+    }
+}
+
+/// Renders late inputs (poll conditions) with the step's context plus per-response data.
+pub trait Renderer: Send + Sync {
+    fn render_with(&self, value: &TValue, name: &str, data: &Value)
+        -> Result<Value, TemplateError>;
+}
+
+/// A step's inputs after rendering. Actions read them through typed accessors that take
+/// the input's own [`Field`] (so its default comes from the one place it is declared).
+/// In a dry-run a value may be known only after the run: the accessors say so in their
+/// types ([`Text`], `Option<Duration>`), or fall back to the field's default where the
+/// plan only needs a plausible shape (a page size, a flag).
 #[derive(Clone, Debug)]
 pub struct Inputs {
     pub action: ActionKind,
-    pub values: Map<String, Value>,
-    /// Unrendered inputs, for those rendered late (`poll`).
-    pub raw: indexmap::IndexMap<String, TValue>,
-    /// Dry-run: values may be `<known after run: ...>` placeholders.
-    pub preview: bool,
-}
-
-pub fn is_placeholder(v: &Value) -> bool {
-    v.as_str().is_some_and(|s| s.contains("<known after run:"))
+    values: IndexMap<String, Rendered>,
+    /// The inputs as written, for those rendered late.
+    raw: IndexMap<String, TValue>,
 }
 
 impl Inputs {
     pub fn new(
         action: ActionKind,
-        values: Map<String, Value>,
-        raw: indexmap::IndexMap<String, TValue>,
-        preview: bool,
+        values: IndexMap<String, Rendered>,
+        raw: IndexMap<String, TValue>,
     ) -> Self {
         Inputs {
             action,
             values,
             raw,
-            preview,
         }
     }
 
-    fn spec(&self, name: &str) -> Option<&'static spec::Field> {
-        spec::action(self.action.name()).and_then(|a| spec::field(a.inputs, name))
+    /// Every rendered input, as the plan shows them.
+    pub fn values(&self) -> &IndexMap<String, Rendered> {
+        &self.values
     }
 
-    fn default(&self, name: &str) -> Option<&'static str> {
-        self.spec(name).and_then(|f| f.default)
+    /// The rendered value of an input (absent or null: `None`).
+    pub fn get(&self, f: &Field) -> Option<&Rendered> {
+        self.values.get(f.name).filter(|v| !v.is_null())
     }
 
-    pub fn get(&self, name: &str) -> Option<&Value> {
-        self.values.get(name).filter(|v| !v.is_null())
+    /// The input as written (for late inputs).
+    pub fn unrendered(&self, f: &Field) -> Option<&TValue> {
+        self.raw.get(f.name)
     }
 
-    fn bad(&self, name: &str, expected: &str, got: &Value) -> ActionError {
+    fn bad(&self, f: &Field, expected: &str, got: &Value) -> ActionError {
         ActionError::Input(format!(
-            "input `{name}` must be {expected}, got {}",
+            "input `{}` must be {expected}, got {}",
+            f.name,
             crate::api::shapes::shorten(&got.to_string(), 80)
         ))
     }
 
-    pub fn str(&self, name: &str) -> Result<Option<String>, ActionError> {
-        match self.get(name) {
-            None => Ok(self.default(name).map(str::to_string)),
-            Some(Value::String(s)) => Ok(Some(s.clone())),
-            Some(Value::Number(n)) => Ok(Some(n.to_string())),
-            Some(other) => Err(self.bad(name, "a string", other)),
+    /// A string (numbers kept as written); the default when absent.
+    pub fn text(&self, f: &Field) -> Result<Option<Text>, ActionError> {
+        match self.get(f) {
+            None => Ok(f.default.map(|d| Text::Known(d.to_string()))),
+            Some(Rendered::Json(Value::String(s))) => Ok(Some(Text::Known(s.clone()))),
+            Some(Rendered::Json(Value::Number(n))) => Ok(Some(Text::Known(n.to_string()))),
+            Some(Rendered::Json(other)) => Err(self.bad(f, "a string", other)),
+            Some(later) => Ok(Some(later.to_text())),
         }
     }
 
-    pub fn required_str(&self, name: &str) -> Result<String, ActionError> {
-        match self.str(name)? {
-            Some(s) if !s.is_empty() => Ok(s),
-            _ => Err(ActionError::Input(format!(
-                "input `{name}` is required and rendered empty"
+    /// A string that must be there and not empty.
+    pub fn required_text(&self, f: &Field) -> Result<Text, ActionError> {
+        match self.text(f)? {
+            Some(Text::Known(s)) if s.is_empty() => Err(ActionError::Input(format!(
+                "input `{}` is required and rendered empty",
+                f.name
+            ))),
+            Some(t) => Ok(t),
+            None => Err(ActionError::Input(format!(
+                "input `{}` is required and rendered empty",
+                f.name
             ))),
         }
     }
 
-    pub fn u64(&self, name: &str) -> Result<Option<u64>, ActionError> {
-        let v = match self.get(name) {
-            None => return Ok(self.default(name).and_then(|d| d.parse().ok())),
-            Some(v) => v,
+    /// A whole number within the field's range. A value known only after the run reads
+    /// as the default (the plan shows the shape of the request, not this number).
+    pub fn count(&self, f: &Field) -> Result<Option<u64>, ActionError> {
+        let default = || f.default.and_then(|d| d.parse().ok());
+        let v = match self.get(f) {
+            None => return Ok(default()),
+            Some(Rendered::Json(v)) => v,
+            Some(_) => return Ok(default()),
         };
-        if self.preview && is_placeholder(v) {
-            return Ok(self.default(name).and_then(|d| d.parse().ok()));
-        }
         let n = match v {
             Value::Number(n) => n.as_u64(),
             Value::String(s) => s.trim().parse().ok(),
             _ => None,
         };
-        let n = n.ok_or_else(|| self.bad(name, "a whole number", v))?;
-        if let Some(spec::Field {
-            ty: spec::Ty::Int { min, max },
-            ..
-        }) = self.spec(name)
-        {
-            if (n as i64) < *min || (n as i64) > *max {
+        let n = n.ok_or_else(|| self.bad(f, "a whole number", v))?;
+        if let Ty::Int { min, max } = f.ty {
+            if (n as i64) < min || (n as i64) > max {
                 return Err(ActionError::Input(format!(
-                    "input `{name}` must be between {min} and {max}, got {n}"
+                    "input `{}` must be between {min} and {max}, got {n}",
+                    f.name
                 )));
             }
         }
         Ok(Some(n))
     }
 
-    pub fn bool(&self, name: &str) -> Result<bool, ActionError> {
-        match self.get(name) {
-            None => Ok(self.default(name) == Some("true")),
-            Some(Value::Bool(b)) => Ok(*b),
-            Some(Value::String(s)) if s == "true" || s == "false" => Ok(s == "true"),
-            Some(v) if self.preview && is_placeholder(v) => Ok(self.default(name) == Some("true")),
-            Some(other) => Err(self.bad(name, "true or false", other)),
+    /// true or false. A value known only after the run reads as the default.
+    pub fn flag(&self, f: &Field) -> Result<bool, ActionError> {
+        let default = f.default == Some("true");
+        match self.get(f) {
+            None => Ok(default),
+            Some(Rendered::Json(Value::Bool(b))) => Ok(*b),
+            Some(Rendered::Json(Value::String(s))) if s == "true" || s == "false" => {
+                Ok(s == "true")
+            }
+            Some(Rendered::Json(other)) => Err(self.bad(f, "true or false", other)),
+            Some(_) => Ok(default),
         }
     }
 
-    pub fn duration(&self, name: &str) -> Result<Duration, ActionError> {
-        let text = match self.get(name) {
-            None => self.default(name).unwrap_or("0").to_string(),
-            Some(Value::String(s)) => s.clone(),
-            Some(Value::Number(n)) => n.to_string(),
-            Some(other) => return Err(self.bad(name, "a duration", other)),
+    /// A duration; `None` when it is known only after the run.
+    pub fn duration(&self, f: &Field) -> Result<Option<Duration>, ActionError> {
+        let text = match self.get(f) {
+            None => f.default.unwrap_or("0").to_string(),
+            Some(Rendered::Json(Value::String(s))) => s.clone(),
+            Some(Rendered::Json(Value::Number(n))) => n.to_string(),
+            Some(Rendered::Json(other)) => return Err(self.bad(f, "a duration", other)),
+            Some(_) => return Ok(None),
         };
         match parse_duration(&text) {
-            Some(d) => Ok(d),
-            None if self.preview && text.contains("<known after run:") => Ok(Duration::ZERO),
+            Some(d) => Ok(Some(d)),
             None => Err(ActionError::Input(format!(
-                "input `{name}` must be a duration such as 2s or 10m, got `{text}`"
+                "input `{}` must be a duration such as 2s or 10m, got `{text}`",
+                f.name
             ))),
         }
     }
 
     /// A string or a list of strings.
-    pub fn str_list(&self, name: &str) -> Result<Vec<String>, ActionError> {
-        match self.get(name) {
+    pub fn texts(&self, f: &Field) -> Result<Vec<Text>, ActionError> {
+        match self.get(f) {
             None => Ok(vec![]),
-            Some(Value::String(s)) => Ok(vec![s.clone()]),
-            Some(Value::Array(items)) => items
+            Some(Rendered::Json(Value::Array(items))) => items
                 .iter()
                 .map(|i| match i {
-                    Value::String(s) => Ok(s.clone()),
-                    other => Err(self.bad(name, "a list of strings", other)),
+                    Value::String(s) => Ok(Text::Known(s.clone())),
+                    other => Err(self.bad(f, "a list of strings", other)),
                 })
                 .collect(),
-            Some(other) => Err(self.bad(name, "a string or a list of strings", other)),
+            Some(Rendered::List(items)) => Ok(items.iter().map(Rendered::to_text).collect()),
+            Some(Rendered::Json(Value::String(s))) => Ok(vec![Text::Known(s.clone())]),
+            Some(Rendered::Json(other)) => Err(self.bad(f, "a string or a list of strings", other)),
+            Some(later) => Ok(vec![later.to_text()]),
         }
     }
 
-    pub fn map(&self, name: &str) -> Result<Map<String, Value>, ActionError> {
-        match self.get(name) {
-            None => Ok(Map::new()),
-            Some(Value::Object(m)) => Ok(m.clone()),
-            Some(other) => Err(self.bad(name, "a mapping", other)),
+    /// A mapping of names to values (known, or known after the run).
+    pub fn map(&self, f: &Field) -> Result<IndexMap<String, Rendered>, ActionError> {
+        match self.get(f) {
+            None => Ok(IndexMap::new()),
+            Some(Rendered::Json(Value::Object(m))) => Ok(m
+                .iter()
+                .map(|(k, v)| (k.clone(), Rendered::Json(v.clone())))
+                .collect()),
+            Some(Rendered::Map(m)) => Ok(m.clone()),
+            Some(Rendered::Json(other)) => Err(self.bad(f, "a mapping", other)),
+            Some(_) => Err(ActionError::Input(format!(
+                "input `{}` must be a mapping; it is known only after the run",
+                f.name
+            ))),
         }
     }
+
+    /// A mapping of names to values as query parameters.
+    pub fn query(&self, f: &Field) -> Result<Vec<(String, Text)>, ActionError> {
+        Ok(self
+            .map(f)?
+            .into_iter()
+            .map(|(k, v)| (k, v.to_text()))
+            .collect())
+    }
+}
+
+impl Rendered {
+    /// As text for a URL or a form field: strings as they are, other JSON as JSON.
+    pub fn to_text(&self) -> Text {
+        match self {
+            Rendered::Json(v) => Text::Known(crate::api::request::query_text(v)),
+            Rendered::Later(l) => Text::Later(l.clone()),
+            other => Text::Later(crate::template::Later::from_pieces(vec![
+                crate::template::Piece::Text(other.shown().to_string()),
+            ])),
+        }
+    }
+}
+
+/// A duration for the plan: known now, or after the run.
+pub fn shown_duration(d: Option<Duration>) -> String {
+    d.map_or_else(
+        || "a duration known after run".to_string(),
+        crate::pipeline::model::format_duration,
+    )
 }
 
 /// Everything an action needs to run.
@@ -310,30 +428,6 @@ impl Repeats {
                 text
             }
         }
-    }
-}
-
-/// The requests a step would send, for dry-run (and the first ones a run sends).
-pub fn plan(inputs: &Inputs, client: &Client) -> Result<ActionPlan, ActionError> {
-    match inputs.action {
-        ActionKind::DatasetsList | ActionKind::ItemsList => list::plan(inputs, client),
-        ActionKind::ItemsUpload => upload::plan(inputs, client),
-        ActionKind::ExportsCreate => exports::plan_create(inputs, client),
-        ActionKind::ExportsWait => exports::plan_wait(inputs, client),
-        ActionKind::Download => download::plan(inputs, client),
-        ActionKind::Request => request::plan(inputs, client),
-    }
-}
-
-/// Runs a step's action and returns its result (the step's outputs).
-pub async fn run(inputs: &Inputs, ctx: &RunCtx<'_>) -> ActionResult {
-    match inputs.action {
-        ActionKind::DatasetsList | ActionKind::ItemsList => list::run(inputs, ctx).await,
-        ActionKind::ItemsUpload => upload::run(inputs, ctx).await,
-        ActionKind::ExportsCreate => exports::run_create(inputs, ctx).await,
-        ActionKind::ExportsWait => exports::run_wait(inputs, ctx).await,
-        ActionKind::Download => download::run(inputs, ctx).await,
-        ActionKind::Request => request::run(inputs, ctx).await,
     }
 }
 

@@ -2,6 +2,7 @@
 //! length, several at once. A POST is retried only when the server refused it (429) or
 //! the connection failed before sending, so a file is never stored twice.
 //!
+//! Takes: rendered inputs. Gives: each file's path, size, sha256 and the server's answer.
 //! Must not: read a whole file into memory (hashing reads it in 64 KiB chunks).
 
 use std::path::{Path, PathBuf};
@@ -11,15 +12,111 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
 
-use super::{is_placeholder, ActionError, ActionPlan, ActionResult, Inputs, RunCtx};
-use crate::api::request::{segment, Body, HttpRequest, Method, Part};
-use crate::api::Client;
+use super::{Action, ActionError, ActionPlan, ActionResult, Inputs, RunCtx};
+use crate::api::request::{Body, HttpRequest, Method, Part};
+use crate::api::Endpoint;
+use crate::pipeline::spec::{dflt, req, ActionSpec, Field, Ty};
+use crate::template::Text;
 
-/// The files the `files` input names, in order, without duplicates.
-pub fn resolve_files(inputs: &Inputs) -> Result<Vec<PathBuf>, ActionError> {
-    let patterns = inputs.str_list("files")?;
+const DATASET: Field = req("dataset", Ty::Str, "Dataset id.");
+const FILES: Field = req("files", Ty::StrOrList, "A path, a glob, or a list of them.");
+const FIELD: Field = dflt(
+    "field",
+    Ty::Str,
+    "file",
+    "Name of the multipart file field.",
+);
+const CONCURRENCY: Field = dflt(
+    "concurrency",
+    Ty::Int { min: 1, max: 64 },
+    "4",
+    "Uploads in flight at once.",
+);
+const ALLOW_EMPTY: Field = dflt(
+    "allow_empty",
+    Ty::Bool,
+    "false",
+    "Succeed when no file matches.",
+);
+
+/// `items.upload`.
+pub struct ItemsUpload;
+
+/// `items.upload`'s inputs, typed.
+struct UploadInputs {
+    dataset: Text,
+    files: Vec<Text>,
+    field: String,
+    concurrency: usize,
+    allow_empty: bool,
+}
+
+impl UploadInputs {
+    fn read(inputs: &Inputs) -> Result<Self, ActionError> {
+        Ok(UploadInputs {
+            dataset: inputs.required_text(&DATASET)?,
+            files: inputs.texts(&FILES)?,
+            field: inputs
+                .text(&FIELD)?
+                .map_or_else(|| "file".to_string(), |t| t.shown()),
+            concurrency: inputs.count(&CONCURRENCY)?.unwrap_or(4).max(1) as usize,
+            allow_empty: inputs.flag(&ALLOW_EMPTY)?,
+        })
+    }
+
+    /// The files the `files` input names, in order, without duplicates.
+    fn resolve(&self) -> Result<Vec<PathBuf>, ActionError> {
+        let patterns: Vec<String> = self.files.iter().map(Text::shown).collect();
+        resolve_files(&patterns, self.allow_empty)
+    }
+
+    fn request_for(&self, endpoint: &Endpoint, path: &Path, size: Option<u64>) -> HttpRequest {
+        let file_name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "file".into());
+        HttpRequest::to(
+            Method::Post,
+            endpoint.at("/datasets/{}/items", &[&self.dataset]),
+        )
+        .with_body(Body::Multipart(vec![Part::File {
+            field: self.field.clone(),
+            path: path.to_path_buf(),
+            content_type: content_type(&file_name).to_string(),
+            file_name,
+            size,
+        }]))
+    }
+}
+
+impl Action for ItemsUpload {
+    const SPEC: &'static ActionSpec = &ActionSpec {
+        name: "items.upload",
+        summary:
+            "POST /datasets/{dataset}/items, multipart, one request per file, streamed from disk.",
+        inputs: &[DATASET, FILES, FIELD, CONCURRENCY, ALLOW_EMPTY],
+        one_of: &[],
+        outputs: &[
+            ("files", "List of `{path, bytes, sha256, response}`."),
+            ("count", "Files uploaded."),
+            ("bytes", "Bytes uploaded."),
+        ],
+        changes_server: true,
+    };
+
+    fn plan(inputs: &Inputs, endpoint: &Endpoint) -> Result<ActionPlan, ActionError> {
+        plan(&UploadInputs::read(inputs)?, endpoint)
+    }
+
+    async fn run(inputs: &Inputs, ctx: &RunCtx<'_>) -> ActionResult {
+        run(&UploadInputs::read(inputs)?, ctx).await
+    }
+}
+
+/// The files that `patterns` (paths or globs) name, in order, without duplicates.
+pub fn resolve_files(patterns: &[String], allow_empty: bool) -> Result<Vec<PathBuf>, ActionError> {
     let mut out: Vec<PathBuf> = Vec::new();
-    for pattern in &patterns {
+    for pattern in patterns {
         if is_glob(pattern) {
             let paths = glob::glob(pattern).map_err(|e| {
                 ActionError::Input(format!("`files`: invalid glob `{pattern}`: {e}"))
@@ -43,7 +140,7 @@ pub fn resolve_files(inputs: &Inputs) -> Result<Vec<PathBuf>, ActionError> {
     }
     let mut seen = std::collections::HashSet::new();
     out.retain(|p| seen.insert(p.clone()));
-    if out.is_empty() && !inputs.bool("allow_empty")? {
+    if out.is_empty() && !allow_empty {
         return Err(ActionError::Input(format!(
             "`files` matched no file ({}); set allow_empty: true if that is expected",
             patterns.join(", ")
@@ -54,31 +151,6 @@ pub fn resolve_files(inputs: &Inputs) -> Result<Vec<PathBuf>, ActionError> {
 
 fn is_glob(text: &str) -> bool {
     text.contains(['*', '?', '['])
-}
-
-fn request_for(
-    inputs: &Inputs,
-    client: &Client,
-    path: &Path,
-    size: u64,
-) -> Result<HttpRequest, ActionError> {
-    let dataset = inputs.required_str("dataset")?;
-    let field = inputs.str("field")?.unwrap_or_else(|| "file".into());
-    let file_name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "file".into());
-    Ok(HttpRequest {
-        method: Method::Post,
-        url: client.api_url(&format!("/datasets/{}/items", segment(&dataset))),
-        body: Body::Multipart(vec![Part::File {
-            field,
-            path: path.to_path_buf(),
-            content_type: content_type(&file_name).to_string(),
-            file_name,
-            size,
-        }]),
-    })
 }
 
 /// A content type from the file extension (the server decides what it accepts).
@@ -99,24 +171,21 @@ pub fn content_type(name: &str) -> &'static str {
     }
 }
 
-pub fn plan(inputs: &Inputs, client: &Client) -> Result<ActionPlan, ActionError> {
-    let unknown = inputs.get("files").is_some_and(|v| match v {
-        Value::Array(items) => items.iter().any(is_placeholder),
-        other => is_placeholder(other),
-    });
+fn plan(inputs: &UploadInputs, endpoint: &Endpoint) -> Result<ActionPlan, ActionError> {
+    let unknown = inputs.files.iter().any(|f| f.known().is_none());
     let mut requests = Vec::new();
     if unknown {
-        let shown = inputs.str_list("files")?.join(", ");
-        requests.push(request_for(inputs, client, Path::new(&shown), 0)?);
+        let shown: Vec<String> = inputs.files.iter().map(Text::shown).collect();
+        requests.push(inputs.request_for(endpoint, Path::new(&shown.join(", ")), None));
     } else {
-        for path in resolve_files(inputs)? {
+        for path in inputs.resolve()? {
             let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-            requests.push(request_for(inputs, client, &path, size)?);
+            requests.push(inputs.request_for(endpoint, &path, Some(size)));
         }
     }
-    let concurrency = inputs.u64("concurrency")?.unwrap_or(4);
     let mut notes = vec![format!(
-        "one request per file, {concurrency} at a time, each file streamed from disk"
+        "one request per file, {} at a time, each file streamed from disk",
+        inputs.concurrency
     )];
     if unknown {
         notes.push("the files are known after run: the request is shown once".into());
@@ -128,9 +197,8 @@ pub fn plan(inputs: &Inputs, client: &Client) -> Result<ActionPlan, ActionError>
     })
 }
 
-pub async fn run(inputs: &Inputs, ctx: &RunCtx<'_>) -> ActionResult {
-    let files = resolve_files(inputs)?;
-    let concurrency = inputs.u64("concurrency")?.unwrap_or(4).max(1) as usize;
+async fn run(inputs: &UploadInputs, ctx: &RunCtx<'_>) -> ActionResult {
+    let files = inputs.resolve()?;
     let planned: u64 = files
         .iter()
         .filter_map(|p| std::fs::metadata(p).ok())
@@ -146,7 +214,7 @@ pub async fn run(inputs: &Inputs, ctx: &RunCtx<'_>) -> ActionResult {
         uploads.push(upload_one(inputs, ctx, path));
     }
     // In file order, `concurrency` at a time; the first failure stops new uploads.
-    let mut results = stream::iter(uploads).buffered(concurrency);
+    let mut results = stream::iter(uploads).buffered(inputs.concurrency);
     let mut out = Vec::with_capacity(files.len());
     let mut total = 0u64;
     let mut throttle = super::Throttle::new();
@@ -161,9 +229,13 @@ pub async fn run(inputs: &Inputs, ctx: &RunCtx<'_>) -> ActionResult {
     Ok(json!({"files": out, "count": out.len(), "bytes": total}))
 }
 
-async fn upload_one(inputs: &Inputs, ctx: &RunCtx<'_>, path: &Path) -> Result<Value, ActionError> {
+async fn upload_one(
+    inputs: &UploadInputs,
+    ctx: &RunCtx<'_>,
+    path: &Path,
+) -> Result<Value, ActionError> {
     let (size, sha256) = hash_file(path, &ctx.call.cancel).await?;
-    let req = request_for(inputs, ctx.client, path, size)?;
+    let req = inputs.request_for(ctx.client.endpoint(), path, Some(size));
     let resp = ctx
         .client
         .send_json(&req, &ctx.call, None)
@@ -202,8 +274,8 @@ pub async fn hash_file(
     let mut size = 0u64;
     loop {
         if cancel.is_cancelled() {
-            return Err(ActionError::Other(format!(
-                "interrupted while reading {}",
+            return Err(ActionError::Interrupted(format!(
+                "while reading {}",
                 path.display()
             )));
         }

@@ -6,6 +6,7 @@
 //!
 //! Must not: render templates or print; retry notices are `tracing` events.
 
+pub mod endpoint;
 pub mod pacer;
 pub mod request;
 pub mod retry;
@@ -20,12 +21,10 @@ use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, CONTENT_TYPE, LOCATION, US
 use reqwest::Url;
 use tokio_util::sync::CancellationToken;
 
+pub use endpoint::{user_agent, Endpoint, Target, DEFAULT_BASE_URL, KEY_HEADER};
 pub use request::{Body, HttpRequest, Method, Part};
 
 use crate::pipeline::model::RetryPolicy;
-
-pub const KEY_HEADER: &str = "X-Avala-Api-Key";
-pub const DEFAULT_BASE_URL: &str = "https://server.avala.ai/api/v1";
 
 /// The API key. Its `Debug` and `Display` never show it.
 #[derive(Clone)]
@@ -49,11 +48,8 @@ impl fmt::Debug for Secret {
 /// Where the API is and how to talk to it.
 #[derive(Clone, Debug)]
 pub struct ApiConfig {
-    pub base_url: Url,
+    pub endpoint: Endpoint,
     pub key: Option<Secret>,
-    pub trailing_slash: bool,
-    /// A `Retry-After` longer than this fails at once.
-    pub retry_after_cap: Duration,
     /// Total limit of one API call (downloads use an idle limit instead).
     pub request_timeout: Duration,
     pub connect_timeout: Duration,
@@ -61,12 +57,10 @@ pub struct ApiConfig {
 }
 
 impl ApiConfig {
-    pub fn new(base_url: Url, key: Option<Secret>) -> Self {
+    pub fn new(endpoint: Endpoint, key: Option<Secret>) -> Self {
         ApiConfig {
-            base_url,
+            endpoint,
             key,
-            trailing_slash: false,
-            retry_after_cap: Duration::from_secs(120),
             request_timeout: Duration::from_secs(60),
             connect_timeout: Duration::from_secs(10),
             read_timeout: Duration::from_secs(60),
@@ -176,32 +170,35 @@ pub struct JsonResponse {
 pub struct Client {
     http: reqwest::Client,
     cfg: Arc<ApiConfig>,
-    origin: url::Origin,
     /// Shared by every request of the run: the API's rate limit is per key.
     pacer: Arc<pacer::Pacer>,
 }
 
 impl Client {
-    pub fn new(cfg: ApiConfig) -> Result<Client, String> {
+    pub fn new(cfg: ApiConfig) -> Result<Client, ApiError> {
         install_crypto();
         let mut builder = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(cfg.connect_timeout)
             .read_timeout(cfg.read_timeout)
             .pool_max_idle_per_host(64);
-        if crate::pipeline::check::is_loopback(&cfg.base_url) {
+        if crate::pipeline::check::is_loopback(&cfg.endpoint.base_url) {
             // Plain http is allowed to loopback only because the key stays on this
             // machine: a proxy from HTTP_PROXY would carry it off in cleartext.
             builder = builder.no_proxy();
         }
-        let http = builder
-            .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
-        let origin = cfg.base_url.origin();
+        let http = builder.build().map_err(|e| ApiError {
+            kind: ErrorKind::Transport,
+            method: Method::Get,
+            path: String::new(),
+            status: None,
+            message: format!("cannot build the HTTP client: {e}"),
+            attempts: 0,
+            maybe_applied: false,
+        })?;
         Ok(Client {
             http,
             cfg: Arc::new(cfg),
-            origin,
             pacer: Arc::new(pacer::Pacer::default()),
         })
     }
@@ -210,60 +207,13 @@ impl Client {
         &self.cfg
     }
 
-    /// The URL of an API path (`/datasets`), with the trailing-slash convention applied.
-    pub fn api_url(&self, path: &str) -> String {
-        let base = self.cfg.base_url.as_str().trim_end_matches('/');
-        let path = path.trim_start_matches('/');
-        let mut url = format!("{base}/{path}");
-        if self.cfg.trailing_slash && !url.ends_with('/') {
-            url.push('/');
-        }
-        url
-    }
-
-    /// An absolute URL as is; anything else is a path under the base URL.
-    pub fn resolve(&self, url_or_path: &str) -> String {
-        if url_or_path.starts_with("http://")
-            || url_or_path.starts_with("https://")
-            || url_or_path.starts_with("<known after run:")
-        {
-            url_or_path.to_string()
-        } else {
-            self.api_url(url_or_path)
-        }
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.cfg.endpoint
     }
 
     /// Is this URL on the API's own origin (scheme, host, port)?
     pub fn is_api_origin(&self, url: &str) -> bool {
-        Url::parse(url).is_ok_and(|u| u.origin() == self.origin)
-    }
-
-    /// The headers a request to `url` carries, the key shown as `<redacted>` (for the
-    /// plan). `Accept-Encoding` is the one reqwest adds (the `gzip` feature); `Host` and
-    /// `Content-Length` follow from the URL and the body and are not shown.
-    pub fn display_headers(&self, url: &str, body: &Body) -> Vec<(String, String)> {
-        let mut h = vec![
-            ("Accept".to_string(), "application/json".to_string()),
-            ("Accept-Encoding".to_string(), "gzip".to_string()),
-            ("User-Agent".to_string(), user_agent()),
-        ];
-        if self.is_api_origin(url) {
-            h.push((KEY_HEADER.to_string(), "<redacted>".to_string()));
-        } else if url.starts_with("<known after run:") {
-            h.push((
-                KEY_HEADER.to_string(),
-                "<redacted> (only if the URL is on the API's origin)".to_string(),
-            ));
-        }
-        match body {
-            Body::Json(_) => h.push(("Content-Type".into(), "application/json".into())),
-            Body::Multipart(_) => h.push((
-                "Content-Type".into(),
-                "multipart/form-data; boundary=<generated>".into(),
-            )),
-            Body::None => {}
-        }
-        h
+        self.cfg.endpoint.is_api_origin(url)
     }
 
     /// Sends a request with retries and returns the response (any status that is not
@@ -342,14 +292,14 @@ impl Client {
                     if let Some(wait) = retry_after {
                         // Checked before pausing the pacer: a wait this step will not make
                         // must not hold up every other request of the run either.
-                        if wait > self.cfg.retry_after_cap {
+                        if wait > self.cfg.endpoint.retry_after_cap {
                             return Err(fail(
                                 ErrorKind::RetryAfterTooLong,
                                 Some(status),
                                 format!(
                                     "the server asked to retry after {}s, more than the {}s this run waits; giving up",
                                     wait.as_secs(),
-                                    self.cfg.retry_after_cap.as_secs()
+                                    self.cfg.endpoint.retry_after_cap.as_secs()
                                 ),
                                 attempt,
                                 false,
@@ -421,7 +371,7 @@ impl Client {
             tracing::debug!(
                 "following redirect to {}{}",
                 request::display_url(next.as_str()),
-                if next.origin() == self.origin {
+                if self.is_api_origin(next.as_str()) {
                     ""
                 } else {
                     " (another origin: without the API key)"
@@ -603,10 +553,6 @@ fn install_crypto() {
     });
 }
 
-pub fn user_agent() -> String {
-    format!("avala-pipe/{}", env!("CARGO_PKG_VERSION"))
-}
-
 /// Response headers as a JSON map (lower-case names).
 pub fn header_map(headers: &HeaderMap) -> serde_json::Map<String, serde_json::Value> {
     headers
@@ -682,7 +628,7 @@ async fn multipart_form(parts: &[Part]) -> Result<reqwest::multipart::Form, reqw
                         Err::<bytes::Bytes, std::io::Error>(e)
                     })),
                 };
-                let p = reqwest::multipart::Part::stream_with_length(body, *size)
+                let p = reqwest::multipart::Part::stream_with_length(body, size.unwrap_or(0))
                     .file_name(file_name.clone());
                 let p = match p.mime_str(content_type) {
                     Ok(p) => p,

@@ -2,11 +2,15 @@
 //! rendered inputs; the client sends them; dry-run prints them. Building a request once
 //! for both is what keeps the preview from drifting from what a run sends.
 //!
+//! Takes: what an action decided to send. Gives: data the client sends and the plan shows.
 //! Must not: touch the network or the API key (the client adds it at send time).
 
 use std::path::PathBuf;
 
 use serde::Serialize;
+
+use super::endpoint::Target;
+use crate::template::Text;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "UPPERCASE")]
@@ -73,7 +77,8 @@ pub enum Part {
         #[serde(rename = "file")]
         path: PathBuf,
         file_name: String,
-        size: u64,
+        /// Bytes; `None` when the file is known only after the run (never sent then).
+        size: Option<u64>,
         content_type: String,
     },
 }
@@ -91,21 +96,68 @@ pub struct HttpRequest {
     pub method: Method,
     /// The full URL, query included.
     pub url: String,
+    /// Parts of the URL are known only after the run (dry-run): `url` shows them, and
+    /// the request is never sent.
+    pub url_later: bool,
     pub body: Body,
 }
 
 impl HttpRequest {
     pub fn get(url: String) -> Self {
+        HttpRequest::new(Method::Get, url)
+    }
+
+    pub fn new(method: Method, url: String) -> Self {
         HttpRequest {
-            method: Method::Get,
+            method,
             url,
+            url_later: false,
             body: Body::None,
+        }
+    }
+
+    /// A request to a target that may be known only after the run.
+    pub fn to(method: Method, target: Target) -> Self {
+        match target {
+            Target::Url(url) => HttpRequest::new(method, url),
+            Target::Later(url) => HttpRequest {
+                url_later: true,
+                ..HttpRequest::new(method, url)
+            },
+        }
+    }
+
+    pub fn with_body(self, body: Body) -> Self {
+        HttpRequest { body, ..self }
+    }
+
+    /// The same request with query parameters appended (values may be known later).
+    pub fn with_query(self, params: &[(String, Text)]) -> Self {
+        let later = params.iter().any(|(_, v)| v.known().is_none());
+        let mut url = self.url;
+        let mut sep = if url.contains('?') { '&' } else { '?' };
+        for (k, v) in params {
+            url.push(sep);
+            sep = '&';
+            url.push_str(&encode_query(k));
+            url.push('=');
+            url.push_str(&v.encoded(encode_query));
+        }
+        HttpRequest {
+            url,
+            url_later: self.url_later || later,
+            ..self
         }
     }
 }
 
-/// Percent-encodes one path segment (ids from templates may hold anything). The plan
-/// makes `<known after run: ...>` placeholders readable again afterwards.
+/// Percent-encodes one path segment (ids from templates may hold anything); parts known
+/// only after the run stay readable.
+pub fn segment_text(value: &Text) -> String {
+    value.encoded(segment)
+}
+
+/// Percent-encodes one path segment.
 pub fn segment(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     for b in value.bytes() {

@@ -11,13 +11,16 @@ use tokio_util::sync::CancellationToken;
 use super::args::{OutputFormat, RunArgs};
 use super::console;
 use super::ExitCode;
-use crate::api::{ApiConfig, Client, Secret, DEFAULT_BASE_URL};
+use crate::api::{ApiConfig, Client, Endpoint, Secret, DEFAULT_BASE_URL};
 use crate::emulator::{Emulator, EmulatorOptions};
-use crate::execute::{self, Environment, Globals, RunSettings, RunStatus};
+use crate::execute::{self, RunSettings, RunStatus};
+use crate::graph::Graph;
 use crate::pipeline::check::check_base_url;
 use crate::pipeline::model::{Pipeline, TValue};
 use crate::pipeline::{self, yaml};
+use crate::plan::Plan;
 use crate::report::{self, Progress, ProgressMode, Redactor};
+use crate::step::{Environment, Globals};
 
 /// An invocation problem: printed, exit 2.
 fn invalid(message: impl AsRef<str>) -> ExitCode {
@@ -26,16 +29,17 @@ fn invalid(message: impl AsRef<str>) -> ExitCode {
 }
 
 pub fn run(args: RunArgs, ui: UiSettings) -> ExitCode {
-    let mut p = match pipeline::load(&args.file) {
+    let p = match pipeline::load(&args.file) {
         Ok(p) => p,
         Err(d) => {
             console::diagnostics(&d);
             return ExitCode::Invalid;
         }
     };
-    if let Err(msg) = apply_overrides(&mut p, &args) {
-        return invalid(msg);
-    }
+    let overrides = match overrides(&p, &args) {
+        Ok(o) => o,
+        Err(msg) => return invalid(msg),
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -43,7 +47,7 @@ pub fn run(args: RunArgs, ui: UiSettings) -> ExitCode {
         Ok(rt) => rt,
         Err(e) => return invalid(format!("cannot start the async runtime: {e}")),
     };
-    runtime.block_on(run_async(p, args, ui))
+    runtime.block_on(run_async(p, overrides, args, ui))
 }
 
 /// How the run talks to people and to CI, resolved from flags and environment.
@@ -59,7 +63,24 @@ pub struct UiSettings {
     pub github_output: Option<std::path::PathBuf>,
 }
 
-async fn run_async(p: Pipeline, args: RunArgs, ui: UiSettings) -> ExitCode {
+/// Everything a run or a dry-run needs, resolved from flags, environment and file.
+struct Prepared {
+    p: Arc<Pipeline>,
+    graph: Arc<Graph>,
+    endpoint: Endpoint,
+    key: Option<String>,
+    environment: Environment,
+    globals: Globals,
+    redactor: Redactor,
+    concurrency: usize,
+}
+
+async fn run_async(
+    p: Pipeline,
+    overrides: Vec<(String, TValue)>,
+    args: RunArgs,
+    ui: UiSettings,
+) -> ExitCode {
     // The emulator, when asked for, lives as long as the run.
     let emulator = if args.emulator && !args.dry_run {
         match Emulator::start(EmulatorOptions::default()).await {
@@ -69,7 +90,84 @@ async fn run_async(p: Pipeline, args: RunArgs, ui: UiSettings) -> ExitCode {
     } else {
         None
     };
-    let base_url = match &emulator {
+    let prepared = match prepare(p, &overrides, &args, emulator.as_ref()) {
+        Ok(prepared) => prepared,
+        Err(code) => return code,
+    };
+    // The plan: what dry-run prints, and the preflight of a real run.
+    let plan = match crate::plan::build(
+        &prepared.p,
+        &prepared.graph,
+        &prepared.globals,
+        &prepared.endpoint,
+        prepared.concurrency,
+    ) {
+        Ok(plan) => plan,
+        Err(e) => {
+            return invalid(prepared.redactor.text(&format!(
+                "step `{}` ({}:{}): {}",
+                e.step,
+                prepared.p.path.display(),
+                e.line,
+                e.message
+            )))
+        }
+    };
+    if args.dry_run {
+        return print_plan(&plan, &args, &prepared);
+    }
+    let code = execute_run(prepared, &args, &ui, emulator.as_ref()).await;
+    if let Some(e) = emulator {
+        e.shutdown().await;
+    }
+    code
+}
+
+/// Resolves the base URL, the key, the environment, the vars and the redactor.
+fn prepare(
+    p: Pipeline,
+    overrides: &[(String, TValue)],
+    args: &RunArgs,
+    emulator: Option<&Emulator>,
+) -> Result<Prepared, ExitCode> {
+    let endpoint = endpoint(&p, args, emulator)?;
+    let key = api_key(args, emulator)?;
+    let environment = environment(args.dry_run);
+    let globals = Globals::new(&p, &environment, overrides)
+        .map_err(|e| invalid(format!("{}: {e}", p.path.display())))?;
+    let mut secret_values: Vec<String> = p
+        .secrets
+        .iter()
+        .filter_map(|s| environment.env.get(s).cloned())
+        .collect();
+    if let Ok(k) = std::env::var("AVALA_API_KEY") {
+        secret_values.push(k);
+    }
+    secret_values.extend(key.clone());
+    let redactor = Redactor::new(secret_values.iter().flat_map(|s| crate::secrets::forms(s)));
+    crate::secrets::install(redactor.clone());
+    let concurrency = args.concurrency.map(usize::from).unwrap_or(p.concurrency);
+    let graph = Arc::new(Graph::of(&p));
+    Ok(Prepared {
+        p: Arc::new(p),
+        graph,
+        endpoint,
+        key,
+        environment,
+        globals,
+        redactor,
+        concurrency,
+    })
+}
+
+/// The API's endpoint: `--base-url` > `AVALA_BASE_URL` > the file > the default, or the
+/// in-process emulator.
+fn endpoint(
+    p: &Pipeline,
+    args: &RunArgs,
+    emulator: Option<&Emulator>,
+) -> Result<Endpoint, ExitCode> {
+    let base_url = match emulator {
         Some(e) => e.base_url(),
         None if args.emulator => "http://127.0.0.1:0/api/v1".to_string(),
         // An empty --base-url / AVALA_BASE_URL counts as unset.
@@ -83,40 +181,42 @@ async fn run_async(p: Pipeline, args: RunArgs, ui: UiSettings) -> ExitCode {
     // The URL as it will be used: a base URL is never rendered, so template syntax in it
     // is not exempt here as it is in `validate` (it would hide a plain-http host).
     if crate::template::has_syntax(&base_url) {
-        return invalid(format!(
+        return Err(invalid(format!(
             "base URL `{base_url}`: templates are not rendered in a base URL; give the URL itself (https://, or plain http:// to a loopback host only)"
-        ));
+        )));
     }
-    if let Err(msg) = check_base_url(&base_url) {
-        return invalid(msg.to_string());
-    }
+    check_base_url(&base_url).map_err(|e| invalid(e.to_string()))?;
     let Ok(url) = reqwest::Url::parse(&base_url) else {
-        return invalid(format!("invalid base URL `{base_url}`"));
+        return Err(invalid(format!("invalid base URL `{base_url}`")));
     };
-    let key = match &emulator {
-        Some(e) => Some(e.demo_key()),
-        None if args.dry_run => None,
-        None => match std::env::var("AVALA_API_KEY") {
-            Ok(k) if !k.trim().is_empty() => Some(k),
-            Err(std::env::VarError::NotUnicode(_)) => {
-                return invalid("AVALA_API_KEY is not valid UTF-8 text: check how the key is stored")
-            }
-            _ => {
-                return invalid(
-                    "AVALA_API_KEY is not set: a real run needs the API key in the AVALA_API_KEY environment variable (use --dry-run to preview without it, or --emulator to try offline)",
-                )
-            }
-        },
-    };
-    let mut cfg = ApiConfig::new(url, key.clone().map(Secret::new));
-    cfg.trailing_slash = p.trailing_slash;
-    let client = match Client::new(cfg) {
-        Ok(c) => c,
-        Err(e) => return invalid(e),
-    };
+    let mut endpoint = Endpoint::new(url);
+    endpoint.trailing_slash = p.trailing_slash;
+    Ok(endpoint)
+}
 
+/// The API key: the emulator's demo key, none for a dry-run, else AVALA_API_KEY.
+fn api_key(args: &RunArgs, emulator: Option<&Emulator>) -> Result<Option<String>, ExitCode> {
+    if let Some(e) = emulator {
+        return Ok(Some(e.demo_key()));
+    }
+    if args.dry_run {
+        return Ok(None);
+    }
+    match std::env::var("AVALA_API_KEY") {
+        Ok(k) if !k.trim().is_empty() => Ok(Some(k)),
+        Err(std::env::VarError::NotUnicode(_)) => Err(invalid(
+            "AVALA_API_KEY is not valid UTF-8 text: check how the key is stored",
+        )),
+        _ => Err(invalid(
+            "AVALA_API_KEY is not set: a real run needs the API key in the AVALA_API_KEY environment variable (use --dry-run to preview without it, or --emulator to try offline)",
+        )),
+    }
+}
+
+/// What the run knows of its surroundings (the key left out).
+fn environment(dry_run: bool) -> Environment {
     let now = httpdate_now();
-    let environment = Environment {
+    Environment {
         // Variables that are not Unicode are left out (never printed: one may be a secret).
         env: std::env::vars_os()
             .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
@@ -125,73 +225,54 @@ async fn run_async(p: Pipeline, args: RunArgs, ui: UiSettings) -> ExitCode {
         run_id: format!("run-{}-{:04x}", now.0, fastrand::u16(..)),
         started_at: now.1.clone(),
         date: now.1[..10].to_string(),
-        preview: args.dry_run,
-    };
-    let globals = match Globals::new(&p, &environment) {
-        Ok(g) => g,
-        Err(e) => return invalid(format!("{}: {e}", p.path.display())),
-    };
-    let mut secret_values: Vec<String> = p
-        .secrets
-        .iter()
-        .filter_map(|s| environment.env.get(s).cloned())
-        .collect();
-    if let Ok(k) = std::env::var("AVALA_API_KEY") {
-        secret_values.push(k);
+        preview: dry_run,
     }
-    secret_values.extend(key.clone());
-    let redactor = Redactor::new(secret_values.iter().flat_map(|s| crate::secrets::forms(s)));
-    crate::secrets::install(redactor.clone());
-    let concurrency = args.concurrency.map(usize::from).unwrap_or(p.concurrency);
+}
 
-    // The plan: what dry-run prints, and the preflight of a real run.
-    let plan = match crate::plan::build(&p, &globals, &client, concurrency) {
-        Ok(plan) => plan,
-        Err(e) => {
-            return invalid(redactor.text(&format!(
-                "step `{}` ({}:{}): {}",
-                e.step,
-                p.path.display(),
-                e.line,
-                e.message
-            )))
-        }
-    };
-    if args.dry_run {
-        if args.emulator {
-            console::info(&format!(
-                "note: a dry-run starts no emulator; its URLs show {base_url}"
-            ));
-        }
-        match args.format {
-            OutputFormat::Json => {
-                let mut doc = serde_json::to_value(&plan).unwrap_or_default();
-                redactor.json(&mut doc);
-                console::stdout_text(
-                    &(serde_json::to_string_pretty(&doc).unwrap_or_default() + "\n"),
-                );
-            }
-            OutputFormat::Text => {
-                console::stdout_text(&redactor.text(&crate::plan::to_text(&plan)))
-            }
-        }
-        return ExitCode::Success;
+fn print_plan(plan: &Plan, args: &RunArgs, prepared: &Prepared) -> ExitCode {
+    if args.emulator {
+        console::info(&format!(
+            "note: a dry-run starts no emulator; its URLs show {}",
+            prepared.endpoint.base_url.as_str().trim_end_matches('/')
+        ));
     }
+    let redactor = &prepared.redactor;
+    match args.format {
+        OutputFormat::Json => {
+            let mut doc = serde_json::to_value(plan).unwrap_or_default();
+            redactor.json(&mut doc);
+            console::stdout_text(&(serde_json::to_string_pretty(&doc).unwrap_or_default() + "\n"));
+        }
+        OutputFormat::Text => console::stdout_text(&redactor.text(&crate::plan::to_text(plan))),
+    }
+    ExitCode::Success
+}
 
+/// A real run: the scheduler, the progress printer, then the reports and the exit code.
+async fn execute_run(
+    prepared: Prepared,
+    args: &RunArgs,
+    ui: &UiSettings,
+    emulator: Option<&Emulator>,
+) -> ExitCode {
+    let client = match Client::new(ApiConfig::new(
+        prepared.endpoint.clone(),
+        prepared.key.clone().map(Secret::new),
+    )) {
+        Ok(c) => c,
+        Err(e) => return invalid(e.to_string()),
+    };
     let cancel = CancellationToken::new();
     let signal = Arc::new(AtomicI32::new(0));
     spawn_signal_handler(cancel.clone(), signal.clone());
-
-    let p = Arc::new(p);
+    let p = prepared.p.clone();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    if let Some(e) = &emulator {
-        if !ui.quiet {
-            console::info(&format!("using the built-in emulator at {}", e.base_url()));
-        }
+    if let (Some(e), false) = (emulator, ui.quiet) {
+        console::info(&format!("using the built-in emulator at {}", e.base_url()));
     }
     let mut progress = Progress::new(
         p.path.display().to_string(),
-        redactor.clone(),
+        prepared.redactor.clone(),
         ui.progress,
         ui.quiet,
     );
@@ -203,20 +284,37 @@ async fn run_async(p: Pipeline, args: RunArgs, ui: UiSettings) -> ExitCode {
     });
     let settings = RunSettings {
         client,
-        concurrency,
-        cancel: cancel.clone(),
-        globals,
+        concurrency: prepared.concurrency,
+        cancel,
+        globals: prepared.globals.clone(),
+        graph: prepared.graph.clone(),
     };
     let result = execute::run(p.clone(), settings, tx).await;
-    let mut progress = match printer.await {
-        Ok(p) => p,
-        Err(_) => return ExitCode::RunFailed,
+    let Ok(mut progress) = printer.await else {
+        return ExitCode::RunFailed;
     };
     progress.summary(&result);
+    write_reports(&prepared, args, ui, &result);
+    match (result.status, signal.load(Ordering::SeqCst)) {
+        (RunStatus::Interrupted, 15) => ExitCode::Terminated,
+        (RunStatus::Interrupted, _) => ExitCode::Interrupted,
+        (RunStatus::Failed, _) => ExitCode::RunFailed,
+        (RunStatus::Succeeded, _) => ExitCode::Success,
+    }
+}
+
+/// `--report`, `--junit`, GitHub's outputs, and the JSON report on stdout.
+fn write_reports(
+    prepared: &Prepared,
+    args: &RunArgs,
+    ui: &UiSettings,
+    result: &execute::RunResult,
+) {
+    let (p, redactor) = (&prepared.p, &prepared.redactor);
     // The report is built only when asked for: outputs may hold big lists.
     let wants_report = args.report.is_some() || args.format == OutputFormat::Json;
     let report = wants_report
-        .then(|| report::report_json(&p.name, &environment.started_at, &result, &redactor));
+        .then(|| report::report_json(&p.name, &prepared.environment.started_at, result, redactor));
     if let (Some(path), Some(report)) = (&args.report, &report) {
         if let Err(e) = write_file(path, report) {
             console::error(&format!(
@@ -226,7 +324,7 @@ async fn run_async(p: Pipeline, args: RunArgs, ui: UiSettings) -> ExitCode {
         }
     }
     if let Some(path) = &args.junit {
-        let xml = report::junit::to_xml(&p.name, &p.path.display().to_string(), &result, &redactor);
+        let xml = report::junit::to_xml(&p.name, &p.path.display().to_string(), result, redactor);
         if let Err(e) = std::fs::write(path, xml) {
             console::error(&format!(
                 "cannot write the JUnit report to {}: {e}",
@@ -234,18 +332,9 @@ async fn run_async(p: Pipeline, args: RunArgs, ui: UiSettings) -> ExitCode {
             ));
         }
     }
-    publish_to_github(&ui, &p, &result, &redactor);
+    publish_to_github(ui, p, result, redactor);
     if let (OutputFormat::Json, Some(report)) = (args.format, &report) {
         console::stdout_text(&(serde_json::to_string_pretty(report).unwrap_or_default() + "\n"));
-    }
-    if let Some(e) = emulator {
-        e.shutdown().await;
-    }
-    match (result.status, signal.load(Ordering::SeqCst)) {
-        (RunStatus::Interrupted, 15) => ExitCode::Terminated,
-        (RunStatus::Interrupted, _) => ExitCode::Interrupted,
-        (RunStatus::Failed, _) => ExitCode::RunFailed,
-        (RunStatus::Succeeded, _) => ExitCode::Success,
     }
 }
 
@@ -339,8 +428,9 @@ fn spawn_signal_handler(cancel: CancellationToken, which: Arc<AtomicI32>) {
     });
 }
 
-/// Applies `--vars-file` then `--var`; an undeclared name is an error.
-fn apply_overrides(p: &mut Pipeline, args: &RunArgs) -> Result<(), String> {
+/// The var overrides of `--vars-file` then `--var` (later wins); an undeclared name is
+/// an error. They are given to the run, not written into the checked pipeline.
+fn overrides(p: &Pipeline, args: &RunArgs) -> Result<Vec<(String, TValue)>, String> {
     let mut overrides: Vec<(String, TValue, String)> = Vec::new();
     if let Some(path) = &args.vars_file {
         let text = read_vars_file(path)?;
@@ -360,25 +450,30 @@ fn apply_overrides(p: &mut Pipeline, args: &RunArgs) -> Result<(), String> {
             format!("--var {k}"),
         ));
     }
+    let mut out = Vec::with_capacity(overrides.len());
     for (name, value, origin) in overrides {
         if !p.vars.contains_key(&name) {
-            let declared: Vec<&str> = p.vars.keys().map(String::as_str).collect();
-            let hint = crate::pipeline::diag::did_you_mean(&name, declared.iter().copied())
-                .map(|s| format!(" (did you mean `{s}`?)"))
-                .unwrap_or_default();
-            return Err(format!(
-                "{origin}: `{name}` is not a declared var of {}{hint}; declared: {}",
-                p.path.display(),
-                if declared.is_empty() {
-                    "none".to_string()
-                } else {
-                    declared.join(", ")
-                }
-            ));
+            return Err(undeclared(p, &name, &origin));
         }
-        p.vars.insert(name, value);
+        out.push((name, value));
     }
-    Ok(())
+    Ok(out)
+}
+
+fn undeclared(p: &Pipeline, name: &str, origin: &str) -> String {
+    let declared: Vec<&str> = p.vars.keys().map(String::as_str).collect();
+    let hint = crate::pipeline::diag::did_you_mean(name, declared.iter().copied())
+        .map(|s| format!(" (did you mean `{s}`?)"))
+        .unwrap_or_default();
+    format!(
+        "{origin}: `{name}` is not a declared var of {}{hint}; declared: {}",
+        p.path.display(),
+        if declared.is_empty() {
+            "none".to_string()
+        } else {
+            declared.join(", ")
+        }
+    )
 }
 
 /// A `--vars-file`, read with the pipeline file's size limit (it may be a FIFO or a device:

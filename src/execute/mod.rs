@@ -1,14 +1,15 @@
 //! The scheduler: runs a checked pipeline's steps as their dependencies complete, at
 //! most `concurrency` at once, ties in file order. A failed step stops new work (steps
-//! in flight finish) and its dependants are skipped; `continue_on_error` lets them run.
-//! `if`, `for_each` (with `max_parallel`) and step timeouts live here. Progress leaves
-//! as [`Event`]s; the result is plain data ([`RunResult`]) for the report writers.
+//! in flight finish) and its dependants are skipped ([`step::skip_cause`]);
+//! `continue_on_error` lets them run. Step timeouts, cancellation and `for_each`
+//! concurrency (`max_parallel`) live here; what a step *means* (its `if`, iterations,
+//! inputs, outputs) is the step layer's ([`step::Eval`] in [`Mode::Run`]). Progress
+//! leaves as [`Event`]s; the result is plain data ([`RunResult`]) for the report writers.
 //!
-//! Must not: print, or decide exit codes.
+//! Takes: a checked pipeline, its graph, a client. Gives: events and a [`RunResult`].
+//! Must not: print, render templates itself, or decide exit codes.
 
-pub mod context;
-
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,12 +21,15 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::actions::{self, Inputs, Renderer, RunCtx};
+use crate::actions::{self, ActionError, RunCtx};
 use crate::api::{CallCtx, Client};
 use crate::graph::Graph;
-use crate::pipeline::model::{ActionKind, Pipeline, Step, TValue};
+use crate::pipeline::model::{format_duration, Pipeline, Step};
+use crate::step::{
+    self, step_entry, DepState, Eval, Globals, Iterations, LateInputs, Mode, SkipCause,
+    StepEntries, StepError,
+};
 use crate::template;
-pub use context::{Environment, Globals};
 
 /// What happened, as it happens.
 #[derive(Clone, Debug)]
@@ -118,6 +122,8 @@ pub struct RunSettings {
     pub concurrency: usize,
     pub cancel: CancellationToken,
     pub globals: Globals,
+    /// The pipeline's dependency graph (built once, by the caller).
+    pub graph: Arc<Graph>,
 }
 
 /// Runs the pipeline to the end (or until cancelled).
@@ -127,153 +133,247 @@ pub async fn run(
     events: mpsc::UnboundedSender<Event>,
 ) -> RunResult {
     let started = Instant::now();
-    let graph = Graph::of(&p);
-    let n = p.steps.len();
-    let mut results: Vec<Option<StepResult>> = vec![None; n];
-    let mut running = vec![false; n];
-    let entries = Arc::new(context::StepEntries::default());
-    let steps_value = Value::from_dyn_object(entries.clone());
-    let mut tasks: JoinSet<(usize, StepResult)> = JoinSet::new();
-    let mut task_steps: std::collections::HashMap<tokio::task::Id, usize> = Default::default();
-    let mut stop_reason: Option<String> = None;
-    let read_later = outputs_read_later(&p, &graph);
-    let shared = Arc::new(Shared {
-        client: settings.client.clone(),
-        globals: settings.globals.clone(),
-        cancel: settings.cancel.clone(),
-        concurrency: settings.concurrency,
-        events: events.clone(),
-    });
-
-    const INTERRUPTED: &str = "not started: the run was interrupted";
+    let mut s = Scheduler::new(p, &settings, events);
     loop {
-        let interrupted = settings.cancel.is_cancelled();
-        if interrupted && stop_reason.is_none() {
-            stop_reason = Some(INTERRUPTED.into());
-        }
-        // Settle skips until nothing changes, then start what is ready. Once interrupted,
-        // what has not started is reported as such (below), not as skipped for a
-        // dependency that the interruption cut short.
-        let mut settle = !interrupted;
-        while settle {
-            settle = false;
-            for i in 0..n {
-                if results[i].is_some() || running[i] {
-                    continue;
-                }
-                if let Some(reason) = skip_reason(&p, &p.steps[i], &results) {
-                    let r = skipped(&p.steps[i], reason);
-                    entries.insert(r.id.clone(), context::step_entry(&r.outputs, "skipped"));
-                    let _ = events.send(Event::StepFinished(r.clone()));
-                    results[i] = Some(r);
-                    settle = true;
-                }
-            }
-        }
-        if stop_reason.is_none() {
-            for i in 0..n {
-                if tasks.len() >= settings.concurrency {
-                    break;
-                }
-                if results[i].is_some() || running[i] {
-                    continue;
-                }
-                if !graph.deps[i].iter().all(|&d| results[d].is_some()) {
-                    continue;
-                }
-                running[i] = true;
-                let step = p.steps[i].clone();
-                let _ = events.send(Event::StepStarted {
-                    id: step.id.clone(),
-                    action: step.action.name(),
-                });
-                let steps_value = steps_value.clone();
-                let shared = shared.clone();
-                let handle = tasks.spawn(async move {
-                    let r = run_step(&shared, &step, steps_value).await;
-                    (step.index, r)
-                });
-                task_steps.insert(handle.id(), i);
-            }
-        }
-        let Some(joined) = tasks.join_next_with_id().await else {
+        s.note_interruption();
+        s.settle_skips();
+        s.start_ready();
+        let Some(joined) = s.tasks.join_next_with_id().await else {
             break;
         };
+        s.finished(joined);
+    }
+    s.finish(started)
+}
+
+const INTERRUPTED: &str = "not started: the run was interrupted";
+
+/// The state of one run: which steps are done, which run, and why nothing new starts.
+struct Scheduler {
+    p: Arc<Pipeline>,
+    graph: Arc<Graph>,
+    shared: Arc<Shared>,
+    concurrency: usize,
+    results: Vec<Option<StepResult>>,
+    running: Vec<bool>,
+    entries: Arc<StepEntries>,
+    steps_value: Value,
+    tasks: JoinSet<(usize, StepResult)>,
+    task_steps: HashMap<tokio::task::Id, usize>,
+    stop_reason: Option<String>,
+    read_later: Vec<bool>,
+    globals: Globals,
+}
+
+impl Scheduler {
+    fn new(p: Arc<Pipeline>, settings: &RunSettings, events: mpsc::UnboundedSender<Event>) -> Self {
+        let n = p.steps.len();
+        let entries = Arc::new(StepEntries::default());
+        let steps_value = Value::from_dyn_object(entries.clone());
+        let read_later = outputs_read_later(&p, &settings.graph);
+        Scheduler {
+            graph: settings.graph.clone(),
+            shared: Arc::new(Shared {
+                client: settings.client.clone(),
+                globals: settings.globals.clone(),
+                cancel: settings.cancel.clone(),
+                concurrency: settings.concurrency,
+                events,
+            }),
+            concurrency: settings.concurrency,
+            results: vec![None; n],
+            running: vec![false; n],
+            entries,
+            steps_value,
+            tasks: JoinSet::new(),
+            task_steps: HashMap::new(),
+            stop_reason: None,
+            read_later,
+            globals: settings.globals.clone(),
+            p,
+        }
+    }
+
+    fn interrupted(&self) -> bool {
+        self.shared.cancel.is_cancelled()
+    }
+
+    fn note_interruption(&mut self) {
+        if self.interrupted() && self.stop_reason.is_none() {
+            self.stop_reason = Some(INTERRUPTED.into());
+        }
+    }
+
+    fn state(&self, d: usize) -> DepState {
+        match &self.results[d] {
+            None => DepState::Pending,
+            Some(r) => match r.status {
+                StepStatus::Succeeded => DepState::Succeeded,
+                StepStatus::Failed => DepState::Failed,
+                StepStatus::Skipped => DepState::Skipped,
+            },
+        }
+    }
+
+    /// Skips what a failed or skipped dependency rules out, until nothing changes. Once
+    /// interrupted, what has not started is reported as such (in `finish`), not as
+    /// skipped for a dependency that the interruption cut short.
+    fn settle_skips(&mut self) {
+        let mut settle = !self.interrupted();
+        while settle {
+            settle = false;
+            for i in 0..self.p.steps.len() {
+                if self.results[i].is_some() || self.running[i] {
+                    continue;
+                }
+                let cause = step::skip_cause(&self.p, &self.p.steps[i], |d| self.state(d));
+                let reason = match cause {
+                    None => continue,
+                    Some(SkipCause::Failed(dep)) => format!("dependency `{}` failed", dep.id),
+                    Some(SkipCause::Skipped(dep)) => {
+                        format!("dependency `{}` was skipped", dep.id)
+                    }
+                };
+                let r = skipped(&self.p.steps[i], reason);
+                self.record(i, r);
+                settle = true;
+            }
+        }
+    }
+
+    /// Starts every step whose dependencies are done, within the concurrency limit.
+    fn start_ready(&mut self) {
+        if self.stop_reason.is_some() {
+            return;
+        }
+        for i in 0..self.p.steps.len() {
+            if self.tasks.len() >= self.concurrency {
+                break;
+            }
+            if self.results[i].is_some()
+                || self.running[i]
+                || !self.graph.deps[i]
+                    .iter()
+                    .all(|&d| self.results[d].is_some())
+            {
+                continue;
+            }
+            self.running[i] = true;
+            let step = self.p.steps[i].clone();
+            let _ = self.shared.events.send(Event::StepStarted {
+                id: step.id.clone(),
+                action: step.action.name(),
+            });
+            let steps_value = self.steps_value.clone();
+            let shared = self.shared.clone();
+            let handle = self.tasks.spawn(async move {
+                let r = run_step(&shared, &step, steps_value).await;
+                (step.index, r)
+            });
+            self.task_steps.insert(handle.id(), i);
+        }
+    }
+
+    /// A step task ended (or panicked: reported as that step's failure).
+    fn finished(
+        &mut self,
+        joined: Result<(tokio::task::Id, (usize, StepResult)), tokio::task::JoinError>,
+    ) {
         let (i, r) = match joined {
             Ok((_, v)) => v,
             Err(e) => {
-                // A panic in a step: report it as that step's failure.
-                let i = task_steps.get(&e.id()).copied().unwrap_or(0);
-                let step = &p.steps[i];
-                (i, failed(step, format!("internal error: {e}"), 0, 0))
+                let i = self.task_steps.get(&e.id()).copied().unwrap_or(0);
+                (
+                    i,
+                    failed(&self.p.steps[i], format!("internal error: {e}"), 0, 0),
+                )
             }
         };
-        running[i] = false;
-        if r.status == StepStatus::Failed && !p.steps[i].continue_on_error && stop_reason.is_none()
+        self.running[i] = false;
+        if r.status == StepStatus::Failed
+            && !self.p.steps[i].continue_on_error
+            && self.stop_reason.is_none()
         {
-            stop_reason = Some(if settings.cancel.is_cancelled() {
+            self.stop_reason = Some(if self.interrupted() {
                 INTERRUPTED.into()
             } else {
                 format!("not started: step `{}` failed", r.id)
             });
         }
-        let readable = if read_later[i] {
+        self.record(i, r);
+    }
+
+    /// Makes a step's result final: readable by later templates, reported as an event.
+    fn record(&mut self, i: usize, r: StepResult) {
+        let readable = if self.read_later[i] {
             &r.outputs
         } else {
             &serde_json::Value::Null
         };
-        entries.insert(
-            r.id.clone(),
-            context::step_entry(readable, r.status.as_str()),
-        );
-        let _ = events.send(Event::StepFinished(without_outputs(&r)));
-        results[i] = Some(r);
+        self.entries
+            .insert(r.id.clone(), step_entry(readable, r.status.as_str()));
+        let _ = self
+            .shared
+            .events
+            .send(Event::StepFinished(without_outputs(&r)));
+        self.results[i] = Some(r);
     }
 
-    // Whatever never started.
-    for (slot, step) in results.iter_mut().zip(&p.steps) {
-        if slot.is_none() {
-            let reason = stop_reason.clone().unwrap_or_else(|| "not started".into());
-            let r = skipped(step, reason);
-            let _ = events.send(Event::StepFinished(r.clone()));
-            *slot = Some(r);
+    /// Reports what never started, evaluates the pipeline's outputs, gives the result.
+    fn finish(mut self, started: Instant) -> RunResult {
+        for (slot, step) in self.results.iter_mut().zip(&self.p.steps) {
+            if slot.is_none() {
+                let reason = self
+                    .stop_reason
+                    .clone()
+                    .unwrap_or_else(|| "not started".into());
+                let r = skipped(step, reason);
+                let _ = self.shared.events.send(Event::StepFinished(r.clone()));
+                *slot = Some(r);
+            }
+        }
+        let steps: Vec<StepResult> = std::mem::take(&mut self.results)
+            .into_iter()
+            .flatten()
+            .collect();
+        let failed_hard = steps
+            .iter()
+            .zip(&self.p.steps)
+            .any(|(r, s)| r.status == StepStatus::Failed && !s.continue_on_error);
+        let (outputs, output_errors) = self.pipeline_outputs();
+        let status = if self.interrupted() {
+            RunStatus::Interrupted
+        } else if failed_hard {
+            RunStatus::Failed
+        } else {
+            RunStatus::Succeeded
+        };
+        RunResult {
+            status,
+            duration: started.elapsed(),
+            steps,
+            outputs,
+            output_errors,
         }
     }
-    let steps: Vec<StepResult> = results.into_iter().flatten().collect();
-    let interrupted = settings.cancel.is_cancelled();
-    let failed_hard = steps
-        .iter()
-        .zip(&p.steps)
-        .any(|(r, s)| r.status == StepStatus::Failed && !s.continue_on_error);
 
-    // Pipeline outputs, evaluated after the run.
-    let mut outputs = serde_json::Map::new();
-    let mut output_errors = Vec::new();
-    let ctx = settings.globals.context(&steps_value, &[]);
-    for (name, value) in &p.outputs {
-        match template::render_value(value, &ctx) {
-            Ok(v) => {
-                outputs.insert(name.clone(), v);
-            }
-            Err(e) => {
-                outputs.insert(name.clone(), serde_json::Value::Null);
-                output_errors.push(format!("output `{name}`: {e}"));
+    /// The pipeline's `outputs`, evaluated after the run.
+    fn pipeline_outputs(&self) -> (serde_json::Value, Vec<String>) {
+        let mut outputs = serde_json::Map::new();
+        let mut errors = Vec::new();
+        let ctx = self.globals.context(&self.steps_value, &[]);
+        for (name, value) in &self.p.outputs {
+            match template::render_value(value, &ctx) {
+                Ok(v) => {
+                    outputs.insert(name.clone(), v);
+                }
+                Err(e) => {
+                    outputs.insert(name.clone(), serde_json::Value::Null);
+                    errors.push(format!("output `{name}`: {e}"));
+                }
             }
         }
-    }
-    let status = if interrupted {
-        RunStatus::Interrupted
-    } else if failed_hard {
-        RunStatus::Failed
-    } else {
-        RunStatus::Succeeded
-    };
-    RunResult {
-        status,
-        duration: started.elapsed(),
-        steps,
-        outputs: serde_json::Value::Object(outputs),
-        output_errors,
+        (serde_json::Value::Object(outputs), errors)
     }
 }
 
@@ -292,24 +392,6 @@ fn outputs_read_later(p: &Pipeline, graph: &Graph) -> Vec<bool> {
         .enumerate()
         .map(|(i, s)| !graph.dependants[i].is_empty() || named.contains(s.id.as_str()))
         .collect()
-}
-
-/// Why a not-yet-started step must be skipped, if it must.
-fn skip_reason(p: &Pipeline, step: &Step, results: &[Option<StepResult>]) -> Option<String> {
-    for &d in &step.deps {
-        let Some(r) = &results[d] else { continue };
-        let dep = &p.steps[d];
-        match r.status {
-            StepStatus::Failed if !dep.continue_on_error => {
-                return Some(format!("dependency `{}` failed", dep.id));
-            }
-            StepStatus::Skipped if !step.tests_status_of(d) => {
-                return Some(format!("dependency `{}` was skipped", dep.id));
-            }
-            _ => {}
-        }
-    }
-    None
 }
 
 struct Shared {
@@ -367,26 +449,28 @@ fn failed(step: &Step, error: String, attempts: u32, duration_ms: u64) -> StepRe
     }
 }
 
-/// Renders late templates (poll conditions) with the step's context plus `data`.
-struct StepRenderer {
-    ctx: Value,
+/// Why a step failed, as the scheduler sees it.
+#[derive(Debug, thiserror::Error)]
+enum Failure {
+    #[error(transparent)]
+    Step(#[from] StepError),
+    #[error(transparent)]
+    Action(#[from] ActionError),
+    #[error("timed out after {limit} (the step's timeout){note}")]
+    TimedOut { limit: String, note: &'static str },
+    #[error("iteration {index}: {source}")]
+    Iteration { index: usize, source: Box<Failure> },
 }
 
-impl Renderer for StepRenderer {
-    fn render_with(
-        &self,
-        value: &TValue,
-        name: &str,
-        data: &serde_json::Value,
-    ) -> Result<serde_json::Value, String> {
-        let mut extra: BTreeMap<String, Value> = BTreeMap::new();
-        if let Some(obj) = data.as_object() {
-            for (k, v) in obj {
-                extra.insert(k.clone(), template::from_json(v));
-            }
+impl Failure {
+    /// Its own words already begin with "interrupted" (an action cut short while it
+    /// waited or transferred).
+    fn says_interrupted(&self) -> bool {
+        match self {
+            Failure::Action(ActionError::Interrupted(_)) => true,
+            Failure::Iteration { .. } | Failure::Action(_) => false,
+            Failure::Step(_) | Failure::TimedOut { .. } => false,
         }
-        let ctx = minijinja::context! { ..Value::from(extra), ..self.ctx.clone() };
-        template::render_value(value, &ctx).map_err(|e| format!("{name}: {e}"))
     }
 }
 
@@ -397,16 +481,14 @@ async fn run_step(shared: &Shared, step: &Step, steps_value: Value) -> StepResul
     let outcome = match step.timeout {
         Some(limit) => match tokio::time::timeout(limit, work).await {
             Ok(r) => r,
-            Err(_) => Err(format!(
-                "timed out after {} (the step's timeout){}",
-                crate::pipeline::model::format_duration(limit),
-                match step.action {
-                    ActionKind::ItemsUpload | ActionKind::ExportsCreate => {
-                        "; requests that were in flight may already have been applied by the server"
-                    }
-                    _ => "",
-                }
-            )),
+            Err(_) => Err(Failure::TimedOut {
+                limit: format_duration(limit),
+                note: if step.action.spec().changes_server {
+                    "; requests that were in flight may already have been applied by the server"
+                } else {
+                    ""
+                },
+            }),
         },
         None => work.await,
     };
@@ -430,16 +512,13 @@ async fn run_step(shared: &Shared, step: &Step, steps_value: Value) -> StepResul
         },
         Ok(StepOutcome::Skipped(reason)) => skipped(step, reason),
         Err(error) => {
-            let mut r = failed(step, error, attempts, duration_ms);
-            if shared.cancel.is_cancelled() {
-                let error = r.error.unwrap_or_default();
-                r.error = Some(if error.starts_with("interrupted") {
-                    error
-                } else {
-                    format!("interrupted: {error}")
-                });
-            }
-            r
+            // Interrupted: said once, whatever the action's own words were.
+            let text = if shared.cancel.is_cancelled() && !error.says_interrupted() {
+                format!("interrupted: {error}")
+            } else {
+                error.to_string()
+            };
+            failed(step, text, attempts, duration_ms)
         }
     }
 }
@@ -457,88 +536,84 @@ async fn execute_step(
     step: &Step,
     steps_value: Value,
     call: &CallCtx,
-) -> Result<StepOutcome, String> {
+) -> Result<StepOutcome, Failure> {
+    let eval = Eval::new(step, Mode::Run);
     let base = shared.globals.context(&steps_value, &[]);
-    if let Some(cond) = &step.condition {
-        let v = template::render_value(cond, &base).map_err(|e| format!("`if`: {e}"))?;
-        if !actions::request::truthy(&v) {
-            return Ok(StepOutcome::Skipped("`if` was false".into()));
-        }
+    if eval.condition(&base)? == Some(step::Decision::Skip) {
+        return Ok(StepOutcome::Skipped("`if` was false".into()));
     }
-    let Some(for_each) = &step.for_each else {
-        let outputs = run_once(shared, step, &base, call).await?;
-        return Ok(StepOutcome::Done {
-            outputs,
+    match eval.iterations(&base)? {
+        Iterations::Each(items) => for_each(shared, eval, &base, items, call).await,
+        // A run knows every list.
+        Iterations::Once | Iterations::Later => Ok(StepOutcome::Done {
+            outputs: run_once(shared, eval, &base, call).await?,
             iterations: vec![],
-        });
-    };
-    let list = template::render_value(for_each, &base).map_err(|e| format!("`for_each`: {e}"))?;
-    let serde_json::Value::Array(items) = list else {
-        return Err(format!(
-            "`for_each` must yield a list, got {}",
-            crate::api::shapes::shorten(&list.to_string(), 80)
-        ));
-    };
-    let parallel = step.max_parallel.unwrap_or(shared.concurrency).max(1);
+        }),
+    }
+}
+
+/// Runs one iteration per item, `max_parallel` at a time; the first failure stops new
+/// iterations (those in flight finish).
+async fn for_each(
+    shared: &Shared,
+    eval: Eval<'_>,
+    base: &Value,
+    items: Vec<serde_json::Value>,
+    call: &CallCtx,
+) -> Result<StepOutcome, Failure> {
+    let parallel = eval.step.max_parallel.unwrap_or(shared.concurrency).max(1);
     let semaphore = Arc::new(Semaphore::new(parallel));
     let stop = CancellationToken::new();
-    let mut futures = Vec::with_capacity(items.len());
-    for (index, item) in items.iter().enumerate() {
-        let semaphore = semaphore.clone();
-        let stop = stop.clone();
-        let base = base.clone();
-        futures.push(async move {
+    let futures = items.iter().enumerate().map(|(index, item)| {
+        let (semaphore, stop) = (semaphore.clone(), stop.clone());
+        async move {
             let _permit = semaphore.acquire().await.ok();
             if stop.is_cancelled() || shared.cancel.is_cancelled() {
                 return None;
             }
             let started = Instant::now();
-            let ctx =
-                minijinja::context! { item => template::from_json(item), index => index, ..base };
-            let r = run_once(shared, step, &ctx, call).await;
+            let ctx = step::item_context(base, item, index);
+            let r = run_once(shared, eval, &ctx, call).await;
             if r.is_err() {
                 stop.cancel();
             }
-            Some((index, started.elapsed(), r))
-        });
-    }
-    let finished: Vec<_> = futures_util::future::join_all(futures).await;
+            Some((started.elapsed(), r))
+        }
+    });
+    let finished = futures_util::future::join_all(futures).await;
     let mut results = Vec::with_capacity(items.len());
     let mut iterations = Vec::with_capacity(items.len());
     let mut first_error = None;
     for (index, entry) in finished.into_iter().enumerate() {
-        match entry {
-            Some((_, took, Ok(out))) => {
-                iterations.push(IterationResult {
+        let (status, took, error, output) = match entry {
+            Some((took, Ok(out))) => (StepStatus::Succeeded, took, None, out),
+            Some((took, Err(e))) => {
+                let text = e.to_string();
+                first_error.get_or_insert(Failure::Iteration {
                     index,
-                    status: StepStatus::Succeeded,
-                    duration_ms: took.as_millis() as u64,
-                    error: None,
+                    source: Box::new(e),
                 });
-                results.push(out);
+                (
+                    StepStatus::Failed,
+                    took,
+                    Some(text),
+                    serde_json::Value::Null,
+                )
             }
-            Some((_, took, Err(e))) => {
-                iterations.push(IterationResult {
-                    index,
-                    status: StepStatus::Failed,
-                    duration_ms: took.as_millis() as u64,
-                    error: Some(e.clone()),
-                });
-                if first_error.is_none() {
-                    first_error = Some(format!("iteration {index}: {e}"));
-                }
-                results.push(serde_json::Value::Null);
-            }
-            None => {
-                iterations.push(IterationResult {
-                    index,
-                    status: StepStatus::Skipped,
-                    duration_ms: 0,
-                    error: None,
-                });
-                results.push(serde_json::Value::Null);
-            }
-        }
+            None => (
+                StepStatus::Skipped,
+                Duration::ZERO,
+                None,
+                serde_json::Value::Null,
+            ),
+        };
+        iterations.push(IterationResult {
+            index,
+            status,
+            duration_ms: took.as_millis() as u64,
+            error,
+        });
+        results.push(output);
     }
     if let Some(e) = first_error {
         return Err(e);
@@ -552,15 +627,15 @@ async fn execute_step(
 /// Renders the inputs in `ctx`, runs the action, adds the step's `outputs`.
 async fn run_once(
     shared: &Shared,
-    step: &Step,
+    eval: Eval<'_>,
     ctx: &Value,
     call: &CallCtx,
-) -> Result<serde_json::Value, String> {
-    let inputs = render_inputs(step, ctx, false)?;
-    let renderer = StepRenderer { ctx: ctx.clone() };
+) -> Result<serde_json::Value, Failure> {
+    let inputs = eval.inputs(ctx, false)?;
+    let late = LateInputs::new(ctx.clone());
     let progress = |label: &str, done: u64, total: Option<u64>| {
         let _ = shared.events.send(Event::Transfer {
-            step: step.id.clone(),
+            step: eval.step.id.clone(),
             label: label.to_string(),
             done,
             total,
@@ -569,67 +644,9 @@ async fn run_once(
     let run_ctx = RunCtx {
         client: &shared.client,
         call: call.clone(),
-        renderer: &renderer,
+        renderer: &late,
         progress: &progress,
     };
-    let result = actions::run(&inputs, &run_ctx)
-        .await
-        .map_err(|e| e.to_string())?;
-    if step.outputs.is_empty() {
-        return Ok(result);
-    }
-    let with_result = minijinja::context! { result => template::from_json(&result), ..ctx.clone() };
-    let mut outputs = match result {
-        serde_json::Value::Object(o) => o,
-        other => serde_json::Map::from_iter([("value".to_string(), other)]),
-    };
-    for (name, value) in &step.outputs {
-        let v = template::render_value(value, &with_result)
-            .map_err(|e| format!("output `{name}`: {e}"))?;
-        outputs.insert(name.clone(), v);
-    }
-    Ok(serde_json::Value::Object(outputs))
-}
-
-/// Renders a step's inputs (all but poll conditions, which need `response`).
-pub fn render_inputs(step: &Step, ctx: &Value, preview: bool) -> Result<Inputs, String> {
-    render_inputs_with(step, ctx, preview, &template::render_value)
-}
-
-/// A function that renders one input value in a context.
-pub type RenderFn<'a> = dyn Fn(&TValue, &Value) -> Result<serde_json::Value, String> + 'a;
-
-/// [`render_inputs`] with another renderer: the plan passes one that turns values only
-/// known after the run into placeholders, so a run and its preview share everything else.
-pub fn render_inputs_with(
-    step: &Step,
-    ctx: &Value,
-    preview: bool,
-    render: &RenderFn<'_>,
-) -> Result<Inputs, String> {
-    let mut values = serde_json::Map::new();
-    for (name, value) in &step.with {
-        let rendered = if name == "poll" {
-            match value {
-                TValue::Map(m) => {
-                    let mut out = serde_json::Map::new();
-                    for (k, v) in m {
-                        if k == "until" || k == "fail_if" {
-                            continue;
-                        }
-                        out.insert(
-                            k.clone(),
-                            render(v, ctx).map_err(|e| format!("input `poll.{k}`: {e}"))?,
-                        );
-                    }
-                    serde_json::Value::Object(out)
-                }
-                other => render(other, ctx).map_err(|e| format!("input `poll`: {e}"))?,
-            }
-        } else {
-            render(value, ctx).map_err(|e| format!("input `{name}`: {e}"))?
-        };
-        values.insert(name.clone(), rendered);
-    }
-    Ok(Inputs::new(step.action, values, step.with.clone(), preview))
+    let result = actions::run(&inputs, &run_ctx).await?;
+    Ok(eval.outputs(ctx, result)?)
 }

@@ -84,45 +84,7 @@ impl Default for RetryPolicy {
     }
 }
 
-/// The actions of SPEC §3.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ActionKind {
-    DatasetsList,
-    ItemsList,
-    ItemsUpload,
-    ExportsCreate,
-    ExportsWait,
-    Download,
-    Request,
-}
-
-impl ActionKind {
-    pub const ALL: [ActionKind; 7] = [
-        ActionKind::DatasetsList,
-        ActionKind::ItemsList,
-        ActionKind::ItemsUpload,
-        ActionKind::ExportsCreate,
-        ActionKind::ExportsWait,
-        ActionKind::Download,
-        ActionKind::Request,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            ActionKind::DatasetsList => "datasets.list",
-            ActionKind::ItemsList => "items.list",
-            ActionKind::ItemsUpload => "items.upload",
-            ActionKind::ExportsCreate => "exports.create",
-            ActionKind::ExportsWait => "exports.wait",
-            ActionKind::Download => "download",
-            ActionKind::Request => "request",
-        }
-    }
-
-    pub fn from_name(name: &str) -> Option<ActionKind> {
-        ActionKind::ALL.into_iter().find(|a| a.name() == name)
-    }
-}
+pub use crate::actions::ActionKind;
 
 /// One step, checked.
 #[derive(Clone, Debug)]

@@ -1,8 +1,11 @@
 //! The pipeline file format as data: every key, its type, whether it is required, its
 //! default and its documentation. This table is the single source of truth: validation
 //! walks it, the JSON Schema (`avala-pipe schema`) is generated from it, and the README's
-//! action reference is checked against it.
+//! action reference is checked against it. Each action's entry ([`ActionSpec`]) lives in
+//! the action's own file, next to the code that reads its inputs, and is listed here
+//! through the action registry ([`ACTIONS`]).
 //!
+//! Takes: nothing. Gives: the format as constants.
 //! Must not: look at YAML or templates (that is `check`).
 
 /// The type a key expects. Any value may instead be a template string (`"{{ ... }}"`)
@@ -48,43 +51,56 @@ pub struct Field {
     pub required: bool,
     pub default: Option<&'static str>,
     pub doc: &'static str,
+    /// Rendered late, once per response (a poll's conditions over `response`), not with
+    /// the other inputs before the step starts.
+    pub late: bool,
 }
 
-const fn req(name: &'static str, ty: Ty, doc: &'static str) -> Field {
+pub const fn req(name: &'static str, ty: Ty, doc: &'static str) -> Field {
     Field {
         name,
         ty,
         required: true,
         default: None,
         doc,
+        late: false,
     }
 }
 
-const fn opt(name: &'static str, ty: Ty, doc: &'static str) -> Field {
+pub const fn opt(name: &'static str, ty: Ty, doc: &'static str) -> Field {
     Field {
         name,
         ty,
         required: false,
         default: None,
         doc,
+        late: false,
     }
 }
 
-const fn dflt(name: &'static str, ty: Ty, default: &'static str, doc: &'static str) -> Field {
+pub const fn dflt(name: &'static str, ty: Ty, default: &'static str, doc: &'static str) -> Field {
     Field {
         name,
         ty,
         required: false,
         default: Some(default),
         doc,
+        late: false,
     }
 }
 
-const COUNT: Ty = Ty::Int {
+impl Field {
+    /// The same field, rendered late (per response).
+    pub const fn late(self) -> Field {
+        Field { late: true, ..self }
+    }
+}
+
+pub const COUNT: Ty = Ty::Int {
     min: 1,
     max: 1_000_000_000,
 };
-const PARALLEL: Ty = Ty::Int { min: 1, max: 256 };
+pub const PARALLEL: Ty = Ty::Int { min: 1, max: 256 };
 
 pub const RETRY: &[Field] = &[
     dflt(
@@ -229,235 +245,27 @@ pub struct ActionSpec {
     /// At least one of these inputs must be present (empty: no such rule).
     pub one_of: &'static [&'static str],
     pub outputs: &'static [(&'static str, &'static str)],
+    /// Its requests change things on the server (a timeout then warns that requests in
+    /// flight may already have been applied).
+    pub changes_server: bool,
 }
 
-const PAGING: [Field; 4] = [
-    dflt("limit", Ty::Int { min: 1, max: 1000 }, "100", "Page size."),
-    opt("max_items", COUNT, "Stop after this many items."),
-    opt(
-        "query",
-        Ty::Map(&Ty::Any),
-        "Extra query parameters (filters).",
-    ),
-    opt(
-        "save_to",
-        Ty::Str,
-        "Stream the items to this JSON Lines file instead of keeping them in memory.",
-    ),
-];
-
-const LIST_OUTPUTS: &[(&str, &str)] = &[
-    ("items", "The items (empty with `save_to`)."),
-    ("count", "How many items were fetched."),
-    (
-        "total",
-        "The server's total, when it gives one (else null).",
-    ),
-    ("path", "With `save_to`: the file written."),
-];
-
-const ITEMS_LIST_INPUTS: &[Field] = &[
-    req("dataset", Ty::Str, "Dataset id."),
-    PAGING[0],
-    PAGING[1],
-    PAGING[2],
-    PAGING[3],
-];
-
-pub const POLL: &[Field] = &[
-    req(
-        "until",
-        Ty::Condition,
-        "Done when this renders true; `response` is the latest `{status, headers, body}`.",
-    ),
-    opt(
-        "fail_if",
-        Ty::Condition,
-        "Fail at once when this renders true.",
-    ),
-    dflt("interval", Ty::Duration, "2s", "First wait between polls."),
-    dflt(
-        "max_interval",
-        Ty::Duration,
-        "30s",
-        "The wait grows up to this.",
-    ),
-    dflt("timeout", Ty::Duration, "30m", "Give up after this long."),
-];
-
-const MULTIPART: &[Field] = &[
-    opt("fields", Ty::Map(&Ty::Any), "Text fields: name → value."),
-    opt(
-        "files",
-        Ty::Map(&Ty::Str),
-        "File fields: name → path (streamed from disk).",
-    ),
-];
-
-pub const ACTIONS: &[ActionSpec] = &[
-    ActionSpec {
-        name: "datasets.list",
-        summary: "GET /datasets, following cursors until there are no more pages.",
-        inputs: &PAGING,
-        one_of: &[],
-        outputs: LIST_OUTPUTS,
-    },
-    ActionSpec {
-        name: "items.list",
-        summary: "GET /datasets/{dataset}/items, paginated.",
-        inputs: ITEMS_LIST_INPUTS,
-        one_of: &[],
-        outputs: LIST_OUTPUTS,
-    },
-    ActionSpec {
-        name: "items.upload",
-        summary:
-            "POST /datasets/{dataset}/items, multipart, one request per file, streamed from disk.",
-        inputs: &[
-            req("dataset", Ty::Str, "Dataset id."),
-            req("files", Ty::StrOrList, "A path, a glob, or a list of them."),
-            dflt(
-                "field",
-                Ty::Str,
-                "file",
-                "Name of the multipart file field.",
-            ),
-            dflt(
-                "concurrency",
-                Ty::Int { min: 1, max: 64 },
-                "4",
-                "Uploads in flight at once.",
-            ),
-            dflt(
-                "allow_empty",
-                Ty::Bool,
-                "false",
-                "Succeed when no file matches.",
-            ),
-        ],
-        one_of: &[],
-        outputs: &[
-            ("files", "List of `{path, bytes, sha256, response}`."),
-            ("count", "Files uploaded."),
-            ("bytes", "Bytes uploaded."),
-        ],
-    },
-    ActionSpec {
-        name: "exports.create",
-        summary: "POST /exports with a JSON body.",
-        inputs: &[
-            opt("project_id", Ty::Str, "Project to export."),
-            opt("dataset_id", Ty::Str, "Dataset to export."),
-            dflt("format", Ty::Str, "json", "Export format."),
-            opt(
-                "body",
-                Ty::Map(&Ty::Any),
-                "Extra fields merged into the body.",
-            ),
-        ],
-        one_of: &["project_id", "dataset_id"],
-        outputs: &[
-            ("id", "Export id."),
-            ("status", "Its status."),
-            ("...", "Every other field of the created export."),
-        ],
-    },
-    ActionSpec {
-        name: "exports.wait",
-        summary: "GET /exports/{export} until it is done.",
-        inputs: &[
-            req("export", Ty::Str, "Export id."),
-            dflt("interval", Ty::Duration, "2s", "First wait between polls."),
-            dflt(
-                "max_interval",
-                Ty::Duration,
-                "30s",
-                "The wait grows up to this.",
-            ),
-            dflt("timeout", Ty::Duration, "30m", "Give up after this long."),
-        ],
-        one_of: &[],
-        outputs: &[
-            ("id", "Export id."),
-            ("status", "`completed` or `exported`."),
-            ("download_url", "Where to download it."),
-            ("...", "Every other field of the export."),
-        ],
-    },
-    ActionSpec {
-        name: "download",
-        summary: "GET url, streamed to a temporary file and renamed into place when complete.",
-        inputs: &[
-            req(
-                "url",
-                Ty::Str,
-                "Absolute URL, or a path under the base URL.",
-            ),
-            req("to", Ty::Str, "Destination file."),
-            opt(
-                "sha256",
-                Ty::Str,
-                "Expected hex digest; a mismatch fails and keeps the old file.",
-            ),
-            dflt("overwrite", Ty::Bool, "true", "Replace an existing file."),
-        ],
-        one_of: &[],
-        outputs: &[
-            ("path", "The file written."),
-            ("bytes", "Its size."),
-            ("sha256", "Its hex digest."),
-        ],
-    },
-    ActionSpec {
-        name: "request",
-        summary: "Any API call.",
-        inputs: &[
-            dflt(
-                "method",
-                Ty::Enum(&["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"]),
-                "GET",
-                "HTTP method.",
-            ),
-            opt("path", Ty::Str, "Path under the base URL."),
-            opt(
-                "url",
-                Ty::Str,
-                "Absolute URL (the key is sent only to the API's origin).",
-            ),
-            opt("query", Ty::Map(&Ty::Any), "Query parameters."),
-            opt("json", Ty::Any, "JSON body."),
-            opt("multipart", Ty::Object(MULTIPART), "Multipart body."),
-            opt(
-                "expect",
-                Ty::IntOrList,
-                "Statuses that count as success (default: any 2xx).",
-            ),
-            dflt(
-                "paginate",
-                Ty::Bool,
-                "false",
-                "Follow cursors and collect `items`.",
-            ),
-            opt(
-                "poll",
-                Ty::Object(POLL),
-                "Repeat the request until a condition holds.",
-            ),
-        ],
-        one_of: &["path", "url"],
-        outputs: &[
-            ("status", "HTTP status."),
-            ("headers", "Response headers."),
-            ("body", "Parsed JSON, else text."),
-            ("items", "With `paginate`: every item of every page."),
-        ],
-    },
-];
+/// Every action's entry, in registry order.
+pub static ACTIONS: std::sync::LazyLock<Vec<&'static ActionSpec>> =
+    std::sync::LazyLock::new(|| {
+        crate::actions::ActionKind::ALL
+            .iter()
+            .map(|a| a.spec())
+            .collect()
+    });
 
 pub fn action(name: &str) -> Option<&'static ActionSpec> {
-    ACTIONS.iter().find(|a| a.name == name)
+    ACTIONS.iter().copied().find(|a| a.name == name)
 }
 
 pub fn field<'a>(fields: &'a [Field], name: &str) -> Option<&'a Field> {
     fields.iter().find(|f| f.name == name)
 }
+
+/// `request`'s `poll` keys (declared with the action).
+pub const POLL: &[Field] = crate::actions::request::POLL_FIELDS;

@@ -1,14 +1,15 @@
 //! The plan: every step in the order a run would start it, with the requests it would
-//! send, built by the same action code a run uses (`actions::plan`) from inputs rendered
-//! by the same function (`execute::render_inputs_with`). Values known only after earlier
-//! steps run are `<known after run: ...>` placeholders ([`preview`]). `run --dry-run`
-//! prints the plan ([`text`], or the JSON document of `docs/dry-run.md`); a real run
-//! builds it first as a preflight, so a missing upload file or a template error is exit
-//! 2 before any request.
+//! send. It is graph order × the step layer's preview evaluation ([`step::Eval`] in
+//! [`Mode::Preview`]) × each action's plan half over the pure [`Endpoint`]: the same
+//! code a run uses, so a dry-run cannot drift from a run. Values known only after
+//! earlier steps run are typed [`Later`](crate::template::Later) parts, shown as
+//! `<known after run: ...>`. `run --dry-run` prints the plan ([`text`], or the JSON
+//! document of `docs/dry-run.md`); a real run builds it first as a preflight, so a
+//! missing upload file or a template error is exit 2 before any request.
 //!
+//! Takes: a checked pipeline, its graph, the globals, an [`Endpoint`]. Gives: [`Plan`].
 //! Must not: open a network connection, or read anything but the files a step uploads.
 
-mod preview;
 mod text;
 
 use std::collections::BTreeMap;
@@ -16,18 +17,15 @@ use std::collections::BTreeMap;
 use minijinja::value::Value;
 use serde::Serialize;
 
+use crate::actions;
 pub use crate::actions::Repeats;
-use crate::actions::{self, is_placeholder};
-use crate::api::request::{encode_query, segment};
-use crate::api::{Body, Client, HttpRequest, Part};
-use crate::execute::context::{self, Globals};
+use crate::api::{Body, Endpoint, HttpRequest, Part};
 use crate::graph::Graph;
 use crate::pipeline::model::{format_duration, parse_duration, Pipeline, Step, TValue};
-use crate::template::{self, Unknown};
+use crate::step::{self, unknown_entry, DepState, Eval, Globals, Iterations, Mode, SkipCause};
+use crate::template;
 pub use text::to_text;
 
-/// The JSON plan document (`run --dry-run --format json`). Its shape is a documented,
-/// stable interface (`docs/dry-run.md`): add fields, never rename or drop them.
 #[derive(Debug, Serialize)]
 pub struct Plan {
     pub pipeline: String,
@@ -124,18 +122,16 @@ pub enum PlannedPart {
 }
 
 /// Why a plan cannot be built: exit 2, as a run would.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("step `{step}` (line {line}): {message}")]
 pub struct PlanError {
     pub step: String,
     pub line: u32,
     pub message: String,
 }
 
-fn planned(req: &HttpRequest, client: &Client, placeholders: &[String]) -> PlannedRequest {
-    let headers = client
-        .display_headers(&req.url, &req.body)
-        .into_iter()
-        .collect();
+fn planned(req: &HttpRequest, endpoint: &Endpoint) -> PlannedRequest {
+    let headers = endpoint.display_headers(req).into_iter().collect();
     let (body, multipart) = match &req.body {
         Body::None => (None, None),
         Body::Json(v) => (Some(v.clone()), None),
@@ -143,7 +139,7 @@ fn planned(req: &HttpRequest, client: &Client, placeholders: &[String]) -> Plann
     };
     PlannedRequest {
         method: req.method.as_str(),
-        url: readable_url(&req.url, placeholders),
+        url: req.url.clone(),
         headers,
         body,
         multipart,
@@ -162,91 +158,52 @@ fn planned_part(part: &Part) -> PlannedPart {
             file_name,
             size,
             content_type,
-        } => {
-            let file = path.display().to_string();
-            let unknown = is_placeholder(&serde_json::Value::String(file.clone()));
-            PlannedPart::File {
-                field: field.clone(),
-                file,
-                file_name: file_name.clone(),
-                size: (!unknown).then_some(*size),
-                content_type: content_type.clone(),
-            }
-        }
+        } => PlannedPart::File {
+            field: field.clone(),
+            file: path.display().to_string(),
+            file_name: file_name.clone(),
+            size: *size,
+            content_type: content_type.clone(),
+        },
     }
 }
 
-/// Builds the plan of a whole pipeline.
+/// What stops one step from being planned.
+#[derive(Debug, thiserror::Error)]
+enum Problem {
+    #[error(transparent)]
+    Step(#[from] step::StepError),
+    #[error(transparent)]
+    Action(#[from] actions::ActionError),
+}
+
+/// Builds the plan of a whole pipeline, in the order of `graph`.
 pub fn build(
     p: &Pipeline,
+    graph: &Graph,
     globals: &Globals,
-    client: &Client,
+    endpoint: &Endpoint,
     concurrency: usize,
 ) -> Result<Plan, PlanError> {
-    let graph = Graph::of(p);
     let steps_map: BTreeMap<String, Value> = p
         .steps
         .iter()
-        .map(|s| (s.id.clone(), context::unknown_entry(&s.id)))
+        .map(|s| (s.id.clone(), unknown_entry(&s.id)))
         .collect();
     let base = globals.context(&Value::from(steps_map), &[]);
-    let mut skips = Skips {
-        known: vec![None; p.steps.len()],
-        maybe: vec![false; p.steps.len()],
-    };
+    let mut states = vec![DepState::Pending; p.steps.len()];
     let mut steps = Vec::with_capacity(p.steps.len());
     for &i in &graph.order {
         let step = &p.steps[i];
-        let fail = |message: String| PlanError {
-            step: step.id.clone(),
-            line: step.pos.line,
-            message,
-        };
-        let condition = condition(step, &base).map_err(fail)?;
-        let (skipped, mut notes) = skips.decide(p, step, condition.as_ref());
-        let (for_each, iterations, unknowns) =
-            iterations(step, &base, concurrency).map_err(fail)?;
-        let mut requests = Vec::new();
-        let mut repeats = None;
-        if skipped.is_none() {
-            for ctx in &iterations {
-                let inputs = crate::execute::render_inputs_with(step, ctx, true, &|v, ctx| {
-                    preview::value(v, ctx, unknowns)
-                })
-                .map_err(fail)?;
-                let action_plan =
-                    actions::plan(&inputs, client).map_err(|e| fail(e.to_string()))?;
-                let shown = placeholders(&serde_json::Value::Object(inputs.values));
-                requests.extend(
-                    action_plan
-                        .requests
-                        .iter()
-                        .map(|r| planned(r, client, &shown)),
-                );
-                repeats = repeats.or(action_plan.repeats);
-                for note in action_plan.notes {
-                    if !notes.contains(&note) {
-                        notes.push(note);
-                    }
+        let planned =
+            plan_step(p, step, &base, endpoint, concurrency, &mut states).map_err(|e| {
+                PlanError {
+                    step: step.id.clone(),
+                    line: step.pos.line,
+                    message: e.to_string(),
                 }
-            }
-        }
-        notes.extend(step_notes(step, repeats.as_ref()));
-        steps.push(PlannedStep {
-            id: step.id.clone(),
-            name: step.name.clone(),
-            action: step.action.name(),
-            needs: step.deps.iter().map(|&d| p.steps[d].id.clone()).collect(),
-            condition,
-            for_each,
-            retry: retry(step, &requests, client),
-            skipped,
-            requests,
-            repeats,
-            timeout: step.timeout.map(format_duration),
-            notes,
-            line: step.pos.line,
-        });
+            })?;
+        steps.push(planned);
     }
     Ok(Plan {
         pipeline: p.name.clone(),
@@ -254,47 +211,110 @@ pub fn build(
     })
 }
 
-/// Which steps will not run (known now), and which may be skipped at run time, by
-/// step index, filled in the order steps are planned.
-struct Skips {
-    known: Vec<Option<String>>,
-    maybe: Vec<bool>,
-}
-
-impl Skips {
-    /// As the executor decides: a step is skipped when its `if` is false, or when a step
-    /// it depends on is skipped and it does not test that step's status. Returns why the
-    /// step will not run (if known now), and notes about skips decided at run time.
-    fn decide(
-        &mut self,
-        p: &Pipeline,
-        step: &Step,
-        condition: Option<&Condition>,
-    ) -> (Option<String>, Vec<String>) {
-        let i = step.index;
-        let mut skip = match condition {
-            Some(Condition {
-                value: Some(false), ..
-            }) => Some("`if` is false".to_string()),
+/// One step of the plan; records what is known of its running in `states`.
+fn plan_step(
+    p: &Pipeline,
+    step: &Step,
+    base: &Value,
+    endpoint: &Endpoint,
+    concurrency: usize,
+    states: &mut [DepState],
+) -> Result<PlannedStep, Problem> {
+    let eval = Eval::new(step, Mode::Preview);
+    let decision = eval.condition(base)?;
+    let condition = step.condition.as_ref().map(|c| Condition {
+        template: match source(c) {
+            serde_json::Value::String(s) => s,
+            other => other.to_string(),
+        },
+        value: match decision {
+            Some(step::Decision::Run) => Some(true),
+            Some(step::Decision::Skip) => Some(false),
             _ => None,
+        },
+    });
+    let (skipped, mut notes) = skips(p, step, decision, states);
+    let iterations = eval.iterations(base)?;
+    let for_each = step.for_each.as_ref().map(|fe| ForEach {
+        over: source(fe),
+        count: match &iterations {
+            Iterations::Each(items) => Some(items.len()),
+            _ => None,
+        },
+        max_parallel: step.max_parallel.unwrap_or(concurrency),
+    });
+    let mut requests = Vec::new();
+    let mut repeats = None;
+    if skipped.is_none() {
+        let contexts: Vec<(Value, bool)> = match &iterations {
+            Iterations::Once => vec![(base.clone(), false)],
+            Iterations::Each(items) => items
+                .iter()
+                .enumerate()
+                .map(|(index, item)| (step::item_context(base, item, index), false))
+                .collect(),
+            Iterations::Later => vec![(step::later_item_context(base), true)],
         };
-        let mut notes = Vec::new();
-        self.maybe[i] = matches!(condition, Some(Condition { value: None, .. }));
-        for &d in &step.deps {
-            let dep = &p.steps[d].id;
-            if step.tests_status_of(d) {
-                continue;
-            }
-            if self.known[d].is_some() {
-                skip.get_or_insert_with(|| format!("`{dep}`, which it depends on, will not run"));
-            } else if self.maybe[d] {
-                notes.push(format!("skipped if `{dep}` is skipped at run time"));
-                self.maybe[i] = true;
+        for (ctx, item_later) in &contexts {
+            let inputs = eval.inputs(ctx, *item_later)?;
+            let action_plan = actions::plan(&inputs, endpoint)?;
+            requests.extend(action_plan.requests.iter().map(|r| planned(r, endpoint)));
+            repeats = repeats.or(action_plan.repeats);
+            for note in action_plan.notes {
+                if !notes.contains(&note) {
+                    notes.push(note);
+                }
             }
         }
-        self.known[i] = skip.clone();
-        (skip, notes)
     }
+    notes.extend(step_notes(step, repeats.as_ref()));
+    Ok(PlannedStep {
+        id: step.id.clone(),
+        name: step.name.clone(),
+        action: step.action.name(),
+        needs: step.deps.iter().map(|&d| p.steps[d].id.clone()).collect(),
+        condition,
+        for_each,
+        retry: retry(step, &requests, endpoint),
+        skipped,
+        requests,
+        repeats,
+        timeout: step.timeout.map(format_duration),
+        notes,
+        line: step.pos.line,
+    })
+}
+
+/// As the scheduler decides ([`step::skip_cause`]): why the step will not run, if that
+/// is known now, and notes about skips decided at run time. Records the step's state.
+fn skips(
+    p: &Pipeline,
+    step: &Step,
+    decision: Option<step::Decision>,
+    states: &mut [DepState],
+) -> (Option<String>, Vec<String>) {
+    let state = |d: usize| states[d];
+    let mut skip = match decision {
+        Some(step::Decision::Skip) => Some("`if` is false".to_string()),
+        _ => None,
+    };
+    if let Some(SkipCause::Skipped(dep) | SkipCause::Failed(dep)) = step::skip_cause(p, step, state)
+    {
+        skip.get_or_insert_with(|| format!("`{}`, which it depends on, will not run", dep.id));
+    }
+    let maybe = step::maybe_skipped_by(p, step, state);
+    let notes: Vec<String> = maybe
+        .iter()
+        .map(|dep| format!("skipped if `{}` is skipped at run time", dep.id))
+        .collect();
+    states[step.index] = if skip.is_some() {
+        DepState::Skipped
+    } else if decision == Some(step::Decision::Undecided) || !maybe.is_empty() {
+        DepState::MaybeSkipped
+    } else {
+        DepState::Pending
+    };
+    (skip, notes)
 }
 
 /// Notes that follow from the step's own keys.
@@ -314,108 +334,6 @@ fn step_notes(step: &Step, repeats: Option<&Repeats>) -> Vec<String> {
     notes
 }
 
-/// The `<known after run: ...>` placeholders in rendered inputs. One ends at the last
-/// `>` before the next placeholder (its expression may hold a `>` itself).
-fn placeholders(v: &serde_json::Value) -> Vec<String> {
-    const START: &str = "<known after run:";
-    let mut out = Vec::new();
-    match v {
-        serde_json::Value::String(s) => {
-            let mut rest = s.as_str();
-            while let Some(start) = rest.find(START) {
-                let after = &rest[start..];
-                let next = after[1..].find(START).map_or(after.len(), |n| n + 1);
-                let end = after[..next].rfind('>').map_or(next, |e| e + 1);
-                out.push(after[..end].to_string());
-                rest = &after[end..];
-            }
-        }
-        serde_json::Value::Array(items) => items.iter().for_each(|i| out.extend(placeholders(i))),
-        serde_json::Value::Object(map) => map.values().for_each(|i| out.extend(placeholders(i))),
-        _ => {}
-    }
-    out
-}
-
-/// The URL with its placeholders readable: path segments and query values are
-/// percent-encoded when a request is built, placeholders included.
-fn readable_url(url: &str, placeholders: &[String]) -> String {
-    let mut url = url.to_string();
-    for p in placeholders {
-        for encoded in [segment(p), encode_query(p)] {
-            if encoded != *p {
-                url = url.replace(&encoded, p);
-            }
-        }
-    }
-    url
-}
-
-/// The step's `if`: decided now, or at run time when it reads earlier steps.
-fn condition(step: &Step, base: &Value) -> Result<Option<Condition>, String> {
-    let Some(cond) = &step.condition else {
-        return Ok(None);
-    };
-    let value = if context::depends_on_steps(cond) {
-        None
-    } else {
-        let v = template::render_value(cond, base).map_err(|e| format!("`if`: {e}"))?;
-        Some(actions::request::truthy(&v))
-    };
-    let template = match source(cond) {
-        serde_json::Value::String(s) => s,
-        other => other.to_string(),
-    };
-    Ok(Some(Condition { template, value }))
-}
-
-/// The contexts the step's requests are planned in: one per element of a known
-/// `for_each` list; one with `item`/`index` placeholders when the list is not known yet.
-fn iterations(
-    step: &Step,
-    base: &Value,
-    concurrency: usize,
-) -> Result<(Option<ForEach>, Vec<Value>, preview::Unknowns), String> {
-    let known = preview::Unknowns { item: false };
-    let Some(fe) = &step.for_each else {
-        return Ok((None, vec![base.clone()], known));
-    };
-    let max_parallel = step.max_parallel.unwrap_or(concurrency);
-    if context::depends_on_steps(fe) {
-        let ctx = minijinja::context! {
-            item => Unknown::value("item"),
-            index => Unknown::value("index"),
-            ..base.clone()
-        };
-        let for_each = ForEach {
-            over: source(fe),
-            count: None,
-            max_parallel,
-        };
-        return Ok((Some(for_each), vec![ctx], preview::Unknowns { item: true }));
-    }
-    let list = template::render_value(fe, base).map_err(|e| format!("`for_each`: {e}"))?;
-    let serde_json::Value::Array(items) = list else {
-        return Err(format!(
-            "`for_each` must yield a list, got {}",
-            crate::api::shapes::shorten(&list.to_string(), 80)
-        ));
-    };
-    let contexts = items
-        .iter()
-        .enumerate()
-        .map(|(index, item)| {
-            minijinja::context! { item => template::from_json(item), index => index, ..base.clone() }
-        })
-        .collect();
-    let for_each = ForEach {
-        over: source(fe),
-        count: Some(items.len()),
-        max_parallel,
-    };
-    Ok((Some(for_each), contexts, known))
-}
-
 /// A value as written in the file: templates as their source text.
 fn source(value: &TValue) -> serde_json::Value {
     match value {
@@ -429,7 +347,7 @@ fn source(value: &TValue) -> serde_json::Value {
 }
 
 /// The retry policy as it applies to the step's requests (SPEC §4).
-fn retry(step: &Step, requests: &[PlannedRequest], client: &Client) -> Option<RetryDesc> {
+fn retry(step: &Step, requests: &[PlannedRequest], endpoint: &Endpoint) -> Option<RetryDesc> {
     let first = requests.first()?;
     let safe = requests.iter().all(|r| matches!(r.method, "GET" | "HEAD"));
     let on = if safe {
@@ -445,6 +363,6 @@ fn retry(step: &Step, requests: &[PlannedRequest], client: &Client) -> Option<Re
         initial_interval: format_duration(step.retry.initial_interval),
         max_interval: format_duration(step.retry.max_interval),
         on,
-        retry_after_max: format_duration(client.config().retry_after_cap),
+        retry_after_max: format_duration(endpoint.retry_after_cap),
     })
 }

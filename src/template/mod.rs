@@ -3,10 +3,15 @@
 //! template values into JSON values. A value that is exactly one `{{ expression }}`
 //! renders to the expression's own type; anything else renders to a string.
 //!
-//! Values only known after a step runs (dry-run) are [`Unknown`] objects: they render as
-//! `<known after run: steps.x.outputs.y>`, also inside larger strings.
+//! Values only known after a step runs (dry-run) are [`Unknown`] objects in the context;
+//! [`preview`] renders with them into [`Rendered`] values whose unknown parts are typed
+//! ([`Later`]), never recognised by their text.
 //!
+//! Takes: checked template values and a context. Gives: JSON or [`Rendered`] values.
 //! Must not: know about HTTP or the pipeline file's layout.
+
+pub mod preview;
+mod rendered;
 
 use std::sync::{Arc, OnceLock};
 
@@ -14,6 +19,25 @@ use minijinja::value::{Enumerator, Object, ObjectRepr, Value};
 use minijinja::{Environment, UndefinedBehavior};
 
 use crate::pipeline::model::{TValue, Tmpl};
+pub use rendered::{Later, Piece, Rendered, Text};
+
+/// A template that failed to parse or render: minijinja's message, in words.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct TemplateError(pub String);
+
+impl TemplateError {
+    /// The same error with what was being rendered in front (`input `dataset``).
+    pub fn context(self, what: impl std::fmt::Display) -> TemplateError {
+        TemplateError(format!("{what}: {}", self.0))
+    }
+}
+
+impl From<minijinja::Error> for TemplateError {
+    fn from(e: minijinja::Error) -> Self {
+        TemplateError(describe(e))
+    }
+}
 
 /// Work allowed for one rendering (minijinja fuel): loops over big lists are fine,
 /// runaway templates are not.
@@ -59,18 +83,16 @@ pub struct Analysis {
 }
 
 /// Parses a template; the error is minijinja's message.
-pub fn analyze(text: &str) -> Result<Analysis, String> {
+pub fn analyze(text: &str) -> Result<Analysis, TemplateError> {
     let env = environment();
     let mut refs: Vec<String> = match whole_expression(text) {
         Some(expr) => env
-            .compile_expression(expr)
-            .map_err(describe)?
+            .compile_expression(expr)?
             .undeclared_variables(true)
             .into_iter()
             .collect(),
         None => env
-            .template_from_str(text)
-            .map_err(describe)?
+            .template_from_str(text)?
             .undeclared_variables(true)
             .into_iter()
             .collect(),
@@ -97,7 +119,7 @@ pub fn describe(err: minijinja::Error) -> String {
 }
 
 /// Renders one template to a JSON value.
-pub fn render(tmpl: &Tmpl, ctx: &Value) -> Result<serde_json::Value, String> {
+pub fn render(tmpl: &Tmpl, ctx: &Value) -> Result<serde_json::Value, TemplateError> {
     render_text(&tmpl.source, tmpl.whole_expr.as_deref(), ctx)
 }
 
@@ -106,29 +128,22 @@ pub fn render_text(
     text: &str,
     whole_expr: Option<&str>,
     ctx: &Value,
-) -> Result<serde_json::Value, String> {
+) -> Result<serde_json::Value, TemplateError> {
     let env = environment();
     match whole_expr {
         Some(expr) => {
-            let value = env
-                .compile_expression(expr)
-                .map_err(describe)?
-                .eval(ctx)
-                .map_err(describe)?;
+            let value = env.compile_expression(expr)?.eval(ctx)?;
             if value.is_undefined() {
-                return Err(format!("`{expr}` is undefined"));
+                return Err(TemplateError(format!("`{expr}` is undefined")));
             }
             Ok(to_json(&value))
         }
-        None => env
-            .render_str(text, ctx)
-            .map(serde_json::Value::String)
-            .map_err(describe),
+        None => Ok(serde_json::Value::String(env.render_str(text, ctx)?)),
     }
 }
 
 /// Renders a template value tree to JSON.
-pub fn render_value(value: &TValue, ctx: &Value) -> Result<serde_json::Value, String> {
+pub fn render_value(value: &TValue, ctx: &Value) -> Result<serde_json::Value, TemplateError> {
     Ok(match value {
         TValue::Null => serde_json::Value::Null,
         TValue::Bool(b) => serde_json::Value::Bool(*b),
@@ -152,11 +167,8 @@ pub fn render_value(value: &TValue, ctx: &Value) -> Result<serde_json::Value, St
     })
 }
 
-/// Converts a minijinja value to JSON; [`Unknown`] placeholders become their text.
+/// Converts a minijinja value to JSON (a run's values: no [`Unknown`] inside).
 pub fn to_json(value: &Value) -> serde_json::Value {
-    if let Some(unknown) = value.downcast_object_ref::<Unknown>() {
-        return serde_json::Value::String(unknown.placeholder());
-    }
     if value.is_undefined() || value.is_none() {
         return serde_json::Value::Null;
     }
@@ -191,7 +203,7 @@ pub fn from_json(value: &serde_json::Value) -> Value {
 }
 
 /// A value only known after a step has run (dry-run). Attribute access extends the
-/// path; rendering shows `<known after run: PATH>`.
+/// path. [`preview`] recognises it by its type (`downcast`), never by how it renders.
 #[derive(Debug)]
 pub struct Unknown(pub String);
 
@@ -200,8 +212,9 @@ impl Unknown {
         Value::from_object(Unknown(path.into()))
     }
 
-    pub fn placeholder(&self) -> String {
-        format!("<known after run: {}>", self.0)
+    /// The path when `value` is an unknown value.
+    pub fn path_of(value: &Value) -> Option<&str> {
+        value.downcast_object_ref::<Unknown>().map(|u| u.0.as_str())
     }
 }
 
@@ -225,7 +238,26 @@ impl Object for Unknown {
     }
 
     fn render(self: &Arc<Self>, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.placeholder())
+        write!(f, "<known after run: {}>", self.0)
+    }
+}
+
+/// Jinja truthiness of a rendered value (`"false"` from a string template is false).
+pub fn truthy(v: &serde_json::Value) -> bool {
+    use serde_json::Value as J;
+    match v {
+        J::Null => false,
+        J::Bool(b) => *b,
+        J::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
+        J::String(s) => {
+            let t = s.trim();
+            !(t.is_empty()
+                || t.eq_ignore_ascii_case("false")
+                || t == "0"
+                || t.eq_ignore_ascii_case("none"))
+        }
+        J::Array(a) => !a.is_empty(),
+        J::Object(o) => !o.is_empty(),
     }
 }
 
@@ -283,18 +315,5 @@ mod tests {
             vec!["steps.export.outputs.id", "vars.project"]
         );
         assert!(analyze("{{ oops").is_err());
-    }
-
-    #[test]
-    fn unknown_values_render_as_placeholders() {
-        let ctx = context! { steps => context!{ e => context!{ outputs => Unknown::value("steps.e.outputs") } } };
-        assert_eq!(
-            render(&tmpl("out/{{ steps.e.outputs.id }}.json"), &ctx).unwrap(),
-            serde_json::json!("out/<known after run: steps.e.outputs.id>.json")
-        );
-        assert_eq!(
-            render(&tmpl("{{ steps.e.outputs.items }}"), &ctx).unwrap(),
-            serde_json::json!("<known after run: steps.e.outputs.items>")
-        );
     }
 }

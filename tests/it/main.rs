@@ -1,3 +1,4 @@
+mod actions;
 mod ci;
 mod dry_run;
 mod emulator;

@@ -2,6 +2,7 @@
 //! `run`, `pipeline`, `steps.<id>.{outputs,status}`, and `item`/`index`/`result`/
 //! `response` where they apply. Vars are rendered once, in order, at the start.
 //!
+//! Takes: the pipeline and what the CLI knows of the environment. Gives: contexts.
 //! Must not: read the process environment (the CLI passes it in).
 
 use std::collections::BTreeMap;
@@ -10,7 +11,16 @@ use std::path::Path;
 use minijinja::value::Value;
 
 use crate::pipeline::model::{Pipeline, TValue};
-use crate::template::{self, Unknown};
+use crate::template::{self, TemplateError, Unknown};
+
+/// Why the values every template sees could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum GlobalsError {
+    #[error("secret {0} is listed under `secrets:` but the environment variable {0} is not set")]
+    MissingSecret(String),
+    #[error("var `{name}`: {source}")]
+    Var { name: String, source: TemplateError },
+}
 
 /// The values every template sees, fixed for the run.
 #[derive(Clone, Debug)]
@@ -36,8 +46,14 @@ pub struct Environment {
 }
 
 impl Globals {
-    /// Renders the vars (each may use env, secrets, run, pipeline and earlier vars).
-    pub fn new(p: &Pipeline, environment: &Environment) -> Result<Globals, String> {
+    /// Renders the vars (each may use env, secrets, run, pipeline and earlier vars);
+    /// `overrides` (`--var`, `--vars-file`; the last one of a name wins) replace the
+    /// value written in the file.
+    pub fn new(
+        p: &Pipeline,
+        environment: &Environment,
+        overrides: &[(String, TValue)],
+    ) -> Result<Globals, GlobalsError> {
         let mut env = environment.env.clone();
         env.remove("AVALA_API_KEY");
         let mut secrets = BTreeMap::new();
@@ -49,7 +65,7 @@ impl Globals {
                 None if environment.preview => {
                     secrets.insert(name.clone(), format!("<secret {name}: not set>"));
                 }
-                None => return Err(format!("secret {name} is listed under `secrets:` but the environment variable {name} is not set")),
+                None => return Err(GlobalsError::MissingSecret(name.clone())),
             }
         }
         let dir = p
@@ -73,9 +89,17 @@ impl Globals {
         };
         let mut vars = serde_json::Map::new();
         for (name, value) in &p.vars {
+            let value = overrides
+                .iter()
+                .rev()
+                .find(|(n, _)| n == name)
+                .map_or(value, |(_, v)| v);
             let ctx = globals.context(&Value::from(BTreeMap::<String, Value>::new()), &[]);
             let rendered =
-                template::render_value(value, &ctx).map_err(|e| format!("var `{name}`: {e}"))?;
+                template::render_value(value, &ctx).map_err(|source| GlobalsError::Var {
+                    name: name.clone(),
+                    source,
+                })?;
             vars.insert(name.clone(), rendered);
             globals.vars = Value::from_serialize(&vars);
         }
@@ -141,9 +165,4 @@ pub fn unknown_entry(id: &str) -> Value {
     map.insert("outputs", Unknown::value(format!("steps.{id}.outputs")));
     map.insert("status", Unknown::value(format!("steps.{id}.status")));
     Value::from(map)
-}
-
-/// Does rendering this value need anything from `steps`?
-pub fn depends_on_steps(value: &TValue) -> bool {
-    value.templates().iter().any(|t| !t.step_refs.is_empty())
 }

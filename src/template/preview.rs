@@ -1,22 +1,23 @@
 //! Rendering for the plan: exactly as a run renders, except that a template touching a
 //! value only known after the run (`steps.*`, or `item`/`index` of a `for_each` over a
-//! list not known yet) becomes a `<known after run: ...>` placeholder.
+//! list not known yet) gives a [`Later`] part instead of a value.
 //!
 //! A placeholder must never be a guess: an expression that *uses* an unknown value
 //! (`| length`, `> 0`, `== 'failed'`, `| upper`) would otherwise render a plausible but
-//! wrong value (`0`, `true`, ...). Such an expression shows whole instead:
+//! wrong value (`0`, `true`, ...). Such an expression is unknown whole:
 //! `<known after run: steps.list.outputs.items | length>`.
 //!
+//! Takes: a value tree and a context holding [`Unknown`] values. Gives: [`Rendered`].
 //! Must not: hide a mistake a run would also make (unknown filters and tests, syntax
 //! errors, strict-undefined errors on known values stay errors: exit 2).
 
+use indexmap::IndexMap;
 use minijinja::value::Value;
 use minijinja::ErrorKind;
 
+use super::{Later, Piece, Rendered, TemplateError, Unknown};
 use crate::pipeline::model::{TValue, Tmpl};
 use crate::template;
-
-const PLACEHOLDER: &str = "<known after run:";
 
 /// What is unknown in the context the values are rendered in.
 #[derive(Clone, Copy, Debug)]
@@ -36,66 +37,84 @@ impl Unknowns {
 }
 
 /// Renders a value tree for the plan.
-pub fn value(v: &TValue, ctx: &Value, unknowns: Unknowns) -> Result<serde_json::Value, String> {
+pub fn value(v: &TValue, ctx: &Value, unknowns: Unknowns) -> Result<Rendered, TemplateError> {
     Ok(match v {
         TValue::Tmpl(t) => tmpl(t, ctx, unknowns)?,
-        TValue::List(items) => serde_json::Value::Array(
+        TValue::List(items) => Rendered::list(
             items
                 .iter()
                 .map(|i| value(i, ctx, unknowns))
                 .collect::<Result<_, _>>()?,
         ),
         TValue::Map(map) => {
-            let mut out = serde_json::Map::new();
+            let mut out = IndexMap::with_capacity(map.len());
             for (k, v) in map {
                 out.insert(k.clone(), value(v, ctx, unknowns)?);
             }
-            serde_json::Value::Object(out)
+            Rendered::map(out)
         }
-        other => template::render_value(other, ctx)?,
+        other => Rendered::Json(template::render_value(other, ctx)?),
     })
 }
 
-fn tmpl(t: &Tmpl, ctx: &Value, unknowns: Unknowns) -> Result<serde_json::Value, String> {
+fn tmpl(t: &Tmpl, ctx: &Value, unknowns: Unknowns) -> Result<Rendered, TemplateError> {
     let references = template::analyze(&t.source)?.references;
     if !unknowns.touched_by(&references) {
-        return template::render(t, ctx);
+        return Ok(Rendered::Json(template::render(t, ctx)?));
     }
     if let Some(expr) = &t.whole_expr {
-        return Ok(match eval(expr, ctx)? {
-            Some(v) => {
-                let json = template::to_json(&v);
-                if has_placeholder(&json) {
-                    json
-                } else {
-                    placeholder(expr)
-                }
-            }
-            None => placeholder(expr),
+        return Ok(match eval(expr, ctx)?.map(|v| to_rendered(&v)) {
+            // A value that holds unknown parts shows them; a known one computed from an
+            // unknown would be a guess.
+            Some(r) if !r.is_known() => r,
+            _ => Rendered::Later(Later::whole(expr.as_str())),
         });
     }
-    if let Some(text) = segments(&t.source, ctx, unknowns)? {
-        return Ok(serde_json::Value::String(text));
+    if let Some(pieces) = segments(&t.source, ctx, unknowns)? {
+        return Ok(Rendered::Later(Later::from_pieces(pieces)));
     }
-    // Blocks (`{% if %}`, loops): all or nothing.
-    let rendered = template::environment().render_str(&t.source, ctx);
-    Ok(match rendered {
-        Ok(text) if text.contains(PLACEHOLDER) => serde_json::Value::String(text),
-        Ok(_) => placeholder(t.source.trim()),
-        Err(e) if is_static(&e) => return Err(template::describe(e)),
-        Err(_) => placeholder(t.source.trim()),
-    })
+    // Blocks (`{% if %}`, loops): unknown as a whole.
+    match template::environment().render_str(&t.source, ctx) {
+        Err(e) if is_static(&e) => Err(e.into()),
+        _ => Ok(Rendered::Later(Later::whole(t.source.trim()))),
+    }
+}
+
+/// A minijinja value as [`Rendered`]: unknown values (found by type) become [`Later`].
+fn to_rendered(value: &Value) -> Rendered {
+    if let Some(path) = Unknown::path_of(value) {
+        return Rendered::Later(Later::whole(path));
+    }
+    match value.kind() {
+        minijinja::value::ValueKind::Seq => match value.try_iter() {
+            Ok(iter) => Rendered::list(iter.map(|v| to_rendered(&v)).collect()),
+            Err(_) => Rendered::Json(serde_json::Value::Null),
+        },
+        minijinja::value::ValueKind::Map => {
+            let mut out = IndexMap::new();
+            if let Ok(keys) = value.try_iter() {
+                for key in keys {
+                    let item = value.get_item(&key).unwrap_or_default();
+                    let name = key
+                        .as_str()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| key.to_string());
+                    out.insert(name, to_rendered(&item));
+                }
+            }
+            Rendered::map(out)
+        }
+        _ => Rendered::Json(template::to_json(value)),
+    }
 }
 
 /// Evaluates an expression; `None` when it fails on an unknown value.
-fn eval(expr: &str, ctx: &Value) -> Result<Option<Value>, String> {
-    let compiled = template::environment()
-        .compile_expression(expr)
-        .map_err(template::describe)?;
+fn eval(expr: &str, ctx: &Value) -> Result<Option<Value>, TemplateError> {
+    let compiled = template::environment().compile_expression(expr)?;
     match compiled.eval(ctx) {
         Ok(v) if v.is_undefined() => Ok(None),
         Ok(v) => Ok(Some(v)),
-        Err(e) if is_static(&e) => Err(template::describe(e)),
+        Err(e) if is_static(&e) => Err(e.into()),
         Err(_) => Ok(None),
     }
 }
@@ -114,11 +133,15 @@ fn is_static(e: &minijinja::Error) -> bool {
 /// A string of literal text and `{{ expr }}` parts (no blocks), each part rendered on
 /// its own so that one unknown part does not hide the others. `None` when the text
 /// has blocks or comments, or cannot be split safely.
-fn segments(source: &str, ctx: &Value, unknowns: Unknowns) -> Result<Option<String>, String> {
+fn segments(
+    source: &str,
+    ctx: &Value,
+    unknowns: Unknowns,
+) -> Result<Option<Vec<Piece>>, TemplateError> {
     if source.contains("{%") || source.contains("{#") {
         return Ok(None);
     }
-    let mut out = String::new();
+    let mut out = Vec::new();
     let mut rest = source;
     let mut trim_next = false;
     while let Some(start) = rest.find("{{") {
@@ -139,44 +162,37 @@ fn segments(source: &str, ctx: &Value, unknowns: Unknowns) -> Result<Option<Stri
             trim_next = true;
             inner = stripped;
         }
-        out.push_str(literal);
+        out.push(Piece::Text(literal.to_string()));
         let expr = inner.trim();
         let Ok(analysis) = template::analyze(&format!("{{{{ {expr} }}}}")) else {
             return Ok(None);
         };
-        if unknowns.touched_by(&analysis.references) {
-            match eval(expr, ctx)? {
-                Some(v) if v.to_string().contains(PLACEHOLDER) => out.push_str(&v.to_string()),
-                _ => out.push_str(&format!("{PLACEHOLDER} {expr}>")),
-            }
-        } else {
-            let env = template::environment();
-            let v = env
-                .compile_expression(expr)
-                .and_then(|e| e.eval(ctx))
-                .map_err(template::describe)?;
-            if v.is_undefined() {
-                return Err(format!("`{expr}` is undefined"));
-            }
-            out.push_str(&v.to_string());
-        }
+        out.push(segment(
+            expr,
+            ctx,
+            unknowns.touched_by(&analysis.references),
+        )?);
         rest = &rest[start + len + 2..];
     }
-    out.push_str(if trim_next { rest.trim_start() } else { rest });
+    out.push(Piece::Text(
+        if trim_next { rest.trim_start() } else { rest }.to_string(),
+    ));
     Ok(Some(out))
 }
 
-fn placeholder(what: &str) -> serde_json::Value {
-    serde_json::Value::String(format!("{PLACEHOLDER} {what}>"))
-}
-
-fn has_placeholder(v: &serde_json::Value) -> bool {
-    match v {
-        serde_json::Value::String(s) => s.contains(PLACEHOLDER),
-        serde_json::Value::Array(items) => items.iter().any(has_placeholder),
-        serde_json::Value::Object(map) => map.values().any(has_placeholder),
-        _ => false,
+/// One `{{ expr }}` of a string: its text, or what is unknown about it.
+fn segment(expr: &str, ctx: &Value, touched: bool) -> Result<Piece, TemplateError> {
+    if touched {
+        let path = eval(expr, ctx)?.and_then(|v| Unknown::path_of(&v).map(str::to_string));
+        return Ok(Piece::Unknown(path.unwrap_or_else(|| expr.to_string())));
     }
+    let v = template::environment()
+        .compile_expression(expr)?
+        .eval(ctx)?;
+    if v.is_undefined() {
+        return Err(TemplateError(format!("`{expr}` is undefined")));
+    }
+    Ok(Piece::Text(v.to_string()))
 }
 
 #[cfg(test)]
@@ -200,7 +216,9 @@ mod tests {
             vars => context! { n => 3, ids => vec!["x", "y"] },
             item => Unknown::value("item"),
         };
-        value(&tmpl(text), &ctx, Unknowns { item: true }).unwrap()
+        value(&tmpl(text), &ctx, Unknowns { item: true })
+            .unwrap()
+            .shown()
     }
 
     #[test]

@@ -1,0 +1,266 @@
+//! One step in one context: its `if`, its `for_each` iterations, its rendered inputs
+//! (late ones included, through [`LateInputs`]), its outputs, and the rule that skips it
+//! when a dependency did not run. Evaluated in [`Mode::Preview`] (dry-run: values not
+//! known yet are typed [`Later`](crate::template::Later)) or [`Mode::Run`]. The plan and
+//! the scheduler both evaluate steps here, so a dry-run cannot drift from a run.
+//!
+//! Takes: a checked step, a template context (built by [`Globals::context`]).
+//! Gives: decisions, iteration contexts, [`Inputs`] for the action, outputs.
+//! Must not: send requests, schedule, or print.
+
+pub mod context;
+
+use indexmap::IndexMap;
+use minijinja::value::Value;
+
+use crate::actions::{Inputs, Renderer};
+use crate::api::shapes::shorten;
+use crate::pipeline::model::{Pipeline, Step, TValue};
+use crate::pipeline::spec::{self, Ty};
+use crate::template::preview::{self, Unknowns};
+use crate::template::{self, truthy, Rendered, TemplateError, Unknown};
+pub use context::{step_entry, unknown_entry, Environment, Globals, GlobalsError, StepEntries};
+
+/// How a step is evaluated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// A real run: every value is known.
+    Run,
+    /// A dry-run: `steps.*` (and `item` of a list not known yet) are known after the run.
+    Preview,
+}
+
+/// Why a step could not be evaluated.
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    #[error(transparent)]
+    Template(#[from] TemplateError),
+    #[error("`for_each` must yield a list, got {0}")]
+    NotAList(String),
+}
+
+/// What the step's `if` decides.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decision {
+    Run,
+    Skip,
+    /// Known only after earlier steps run (dry-run).
+    Undecided,
+}
+
+/// The iterations of a step.
+#[derive(Debug)]
+pub enum Iterations {
+    /// No `for_each`: the step runs once.
+    Once,
+    /// One per element of this list.
+    Each(Vec<serde_json::Value>),
+    /// A list known only after the run (dry-run): shown once with `item` placeholders.
+    Later,
+}
+
+/// One step, evaluated in one mode.
+#[derive(Clone, Copy, Debug)]
+pub struct Eval<'a> {
+    pub step: &'a Step,
+    pub mode: Mode,
+}
+
+impl<'a> Eval<'a> {
+    pub fn new(step: &'a Step, mode: Mode) -> Self {
+        Eval { step, mode }
+    }
+
+    fn render(&self, v: &TValue, ctx: &Value, item: bool) -> Result<Rendered, TemplateError> {
+        match self.mode {
+            Mode::Run => Ok(Rendered::Json(template::render_value(v, ctx)?)),
+            Mode::Preview => preview::value(v, ctx, Unknowns { item }),
+        }
+    }
+
+    /// The step's `if`, when it has one.
+    pub fn condition(&self, base: &Value) -> Result<Option<Decision>, StepError> {
+        let Some(cond) = &self.step.condition else {
+            return Ok(None);
+        };
+        let r = self
+            .render(cond, base, false)
+            .map_err(|e| e.context("`if`"))?;
+        Ok(Some(match r.known() {
+            Some(v) if truthy(v) => Decision::Run,
+            Some(_) => Decision::Skip,
+            None => Decision::Undecided,
+        }))
+    }
+
+    /// The step's iterations.
+    pub fn iterations(&self, base: &Value) -> Result<Iterations, StepError> {
+        let Some(fe) = &self.step.for_each else {
+            return Ok(Iterations::Once);
+        };
+        match self
+            .render(fe, base, false)
+            .map_err(|e| e.context("`for_each`"))?
+        {
+            Rendered::Json(serde_json::Value::Array(items)) => Ok(Iterations::Each(items)),
+            Rendered::Json(other) => Err(StepError::NotAList(shorten(&other.to_string(), 80))),
+            _ => Ok(Iterations::Later),
+        }
+    }
+
+    /// Renders the step's inputs in `ctx`, all but the late ones (a poll's conditions,
+    /// rendered per response). `item_later`: `item`/`index` are placeholders.
+    pub fn inputs(&self, ctx: &Value, item_later: bool) -> Result<Inputs, StepError> {
+        let spec = self.step.action.spec();
+        let mut values = IndexMap::with_capacity(self.step.with.len());
+        for (name, value) in &self.step.with {
+            let late_keys = match (spec::field(spec.inputs, name).map(|f| f.ty), value) {
+                (Some(Ty::Object(keys)), TValue::Map(map)) if keys.iter().any(|k| k.late) => {
+                    Some((keys, map))
+                }
+                _ => None,
+            };
+            let rendered = match late_keys {
+                Some((keys, map)) => {
+                    let mut out = IndexMap::with_capacity(map.len());
+                    for (k, v) in map {
+                        if spec::field(keys, k).is_some_and(|f| f.late) {
+                            continue;
+                        }
+                        let r = self
+                            .render(v, ctx, item_later)
+                            .map_err(|e| e.context(format!("input `{name}.{k}`")))?;
+                        out.insert(k.clone(), r);
+                    }
+                    Rendered::map(out)
+                }
+                None => self
+                    .render(value, ctx, item_later)
+                    .map_err(|e| e.context(format!("input `{name}`")))?,
+            };
+            values.insert(name.clone(), rendered);
+        }
+        Ok(Inputs::new(
+            self.step.action,
+            values,
+            self.step.with.clone(),
+        ))
+    }
+
+    /// The step's outputs: the action's result, plus the step's `outputs` rendered with
+    /// `result` bound to it (a run only).
+    pub fn outputs(
+        &self,
+        ctx: &Value,
+        result: serde_json::Value,
+    ) -> Result<serde_json::Value, StepError> {
+        if self.step.outputs.is_empty() {
+            return Ok(result);
+        }
+        let with_result =
+            minijinja::context! { result => template::from_json(&result), ..ctx.clone() };
+        let mut outputs = match result {
+            serde_json::Value::Object(o) => o,
+            other => serde_json::Map::from_iter([("value".to_string(), other)]),
+        };
+        for (name, value) in &self.step.outputs {
+            let v = template::render_value(value, &with_result)
+                .map_err(|e| e.context(format!("output `{name}`")))?;
+            outputs.insert(name.clone(), v);
+        }
+        Ok(serde_json::Value::Object(outputs))
+    }
+}
+
+/// The context of one `for_each` iteration.
+pub fn item_context(base: &Value, item: &serde_json::Value, index: usize) -> Value {
+    minijinja::context! { item => template::from_json(item), index => index, ..base.clone() }
+}
+
+/// The context of a `for_each` over a list known only after the run.
+pub fn later_item_context(base: &Value) -> Value {
+    minijinja::context! {
+        item => Unknown::value("item"),
+        index => Unknown::value("index"),
+        ..base.clone()
+    }
+}
+
+/// Renders late inputs (a poll's conditions) in the step's context plus per-response
+/// data (`response`).
+pub struct LateInputs {
+    ctx: Value,
+}
+
+impl LateInputs {
+    pub fn new(ctx: Value) -> Self {
+        LateInputs { ctx }
+    }
+}
+
+impl Renderer for LateInputs {
+    fn render_with(
+        &self,
+        value: &TValue,
+        name: &str,
+        data: &serde_json::Value,
+    ) -> Result<serde_json::Value, TemplateError> {
+        let mut extra = std::collections::BTreeMap::new();
+        for (k, v) in data.as_object().into_iter().flatten() {
+            extra.insert(k.clone(), template::from_json(v));
+        }
+        let ctx = minijinja::context! { ..Value::from(extra), ..self.ctx.clone() };
+        template::render_value(value, &ctx).map_err(|e| e.context(name))
+    }
+}
+
+/// What is known of a dependency when a step's skip rule is applied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DepState {
+    /// Not finished yet (run), or will run (plan).
+    Pending,
+    Succeeded,
+    Failed,
+    Skipped,
+    /// May be skipped at run time (plan: its `if`, or its own dependencies, decide then).
+    MaybeSkipped,
+}
+
+/// Why a dependency makes a step skip.
+#[derive(Clone, Copy, Debug)]
+pub enum SkipCause<'p> {
+    /// It failed and does not `continue_on_error`.
+    Failed(&'p Step),
+    /// It was skipped and the step does not test its status.
+    Skipped(&'p Step),
+}
+
+/// The skip rule, as the scheduler applies it and the plan previews it: the first
+/// dependency that makes `step` skip, if one does.
+pub fn skip_cause<'p>(
+    p: &'p Pipeline,
+    step: &Step,
+    state: impl Fn(usize) -> DepState,
+) -> Option<SkipCause<'p>> {
+    step.deps.iter().find_map(|&d| {
+        let dep = &p.steps[d];
+        match state(d) {
+            DepState::Failed if !dep.continue_on_error => Some(SkipCause::Failed(dep)),
+            DepState::Skipped if !step.tests_status_of(d) => Some(SkipCause::Skipped(dep)),
+            _ => None,
+        }
+    })
+}
+
+/// The dependencies that may make `step` skip at run time (plan).
+pub fn maybe_skipped_by<'p>(
+    p: &'p Pipeline,
+    step: &Step,
+    state: impl Fn(usize) -> DepState,
+) -> Vec<&'p Step> {
+    step.deps
+        .iter()
+        .filter(|&&d| state(d) == DepState::MaybeSkipped && !step.tests_status_of(d))
+        .map(|&d| &p.steps[d])
+        .collect()
+}

@@ -159,14 +159,28 @@ impl Checker<'_> {
         let mut inputs = IndexMap::new();
         for (k, v) in entries {
             let Some(key) = self.key(k) else { continue };
-            if spec::field(aspec.inputs, &key).is_none() {
+            let Some(field) = spec::field(aspec.inputs, &key) else {
                 continue;
-            }
-            let value = self.input(&key, v, reading, at);
+            };
+            let value = self.input(field, v, reading, at);
             inputs.insert(key, value);
         }
-        (reading.rules)(self, &inputs, entries);
+        for problem in (reading.rule)(&inputs) {
+            self.input_problem(problem, entries);
+        }
         inputs
+    }
+
+    /// Reports what an action's own rule found, under the input it names.
+    fn input_problem(&mut self, problem: actions::InputProblem, entries: &[(Node, Node)]) {
+        let Some((key, value)) = entries
+            .iter()
+            .find(|(k, _)| k.as_str() == Some(problem.input))
+        else {
+            return;
+        };
+        let pos = if problem.at_key { key.pos } else { value.pos };
+        self.error(pos, problem.message).help(problem.help);
     }
 
     /// The entries of `with:`; none when it is missing, null or (reported) not a mapping.
@@ -187,23 +201,32 @@ impl Checker<'_> {
         })
     }
 
-    /// One input's value, read as its action says (a poll, a JSON body, or plain).
-    fn input(&mut self, key: &str, node: &Node, reading: &actions::Reading, at: StepAt) -> TValue {
-        if reading.poll == Some(key) {
-            return self.poll(node, at);
+    /// One input's value: a block with late fields (a poll), a JSON body, or plain.
+    fn input(
+        &mut self,
+        field: &Field,
+        node: &Node,
+        reading: &actions::Reading,
+        at: StepAt,
+    ) -> TValue {
+        if let Ty::Object(fields) = field.ty {
+            if fields.iter().any(|f| f.late) {
+                return self.late_block(node, fields, at);
+            }
         }
         let scope = Scope::StepWith {
             for_each: at.for_each,
         };
         let mut value = self.tvalue(node, scope, Some(at.index));
-        if reading.json.contains(&key) {
+        if reading.json.contains(&field.name) {
             numbers_back(&mut value, node);
         }
         value
     }
 
-    /// A poll block: `until` and `fail_if` see `response`; the rest reads as inputs do.
-    fn poll(&mut self, node: &Node, at: StepAt) -> TValue {
+    /// A block with late fields (a poll): those are rendered per response and see
+    /// `response` (`until`, `fail_if`); the rest reads as inputs do.
+    fn late_block(&mut self, node: &Node, fields: &[Field], at: StepAt) -> TValue {
         let for_each = at.for_each;
         let Some(map) = node.as_map() else {
             return self.tvalue(node, Scope::StepWith { for_each }, Some(at.index));
@@ -212,10 +235,10 @@ impl Checker<'_> {
         for (k, v) in map {
             let Some(key) = self.key(k) else { continue };
             // An unknown key is already reported; its value is not checked further.
-            let Some(field) = spec::field(spec::POLL, &key) else {
+            let Some(field) = spec::field(fields, &key) else {
                 continue;
             };
-            let scope = if matches!(field.ty, Ty::Condition) {
+            let scope = if field.late {
                 Scope::Poll { for_each }
             } else {
                 Scope::StepWith { for_each }

@@ -7,8 +7,9 @@
 //!
 //! The walk is split by what it looks at: `pipeline` the top-level keys, `step` one step,
 //! `actions` the rules that belong to one action only, `fields` keys and types,
-//! `references` the names templates use and the edges they make, `base_url` the URL
-//! policy, `position` where carets go. This file reads the file and holds the shared state.
+//! `references` the names templates use, `edges` the dependencies they make, `base_url`
+//! the URL policy, `position` where carets go. This file reads the file and holds the
+//! checker's shared state.
 //!
 //! Must not: send requests, render templates, or read anything but the pipeline file.
 
@@ -26,6 +27,7 @@ use crate::template;
 
 mod actions;
 mod base_url;
+mod edges;
 mod fields;
 mod pipeline;
 mod position;
@@ -33,6 +35,7 @@ mod references;
 mod step;
 
 pub use base_url::{check_base_url, is_loopback, BaseUrlError};
+use edges::*;
 use fields::*;
 pub use position::token_width;
 use references::*;

@@ -9,13 +9,9 @@ use avala_pipe::emulator::{
     Emulator, EmulatorOptions, Fault, FaultEffect, Flavor, Origin, RetryAfter, Trigger,
 };
 
-use crate::support::{avala_pipe, sha256_file, start_emulator, step, write, Cmd, Output};
+use crate::support::{avala_pipe, root, sha256_file, start_emulator, step, write, Cmd, Output};
 
 const KEY: &str = "avk_test_RUNKEY_0123456789";
-
-fn crate_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
 /// `avala-pipe run FILE --format json` against `emu`, in `cwd`, with the test key.
 fn run_cmd(emu: &Emulator, file: &Path, cwd: &Path, extra: &[&str]) -> Cmd {
@@ -53,14 +49,14 @@ async fn journey(flavor: Flavor) {
     )
     .await;
     let dir = tempfile::tempdir().unwrap();
-    let file = crate_dir().join("pipelines/journey.yaml");
+    let file = root().join("pipelines/journey.yaml");
     let out = run(&emu, &file, dir.path(), &[]).await;
     assert_eq!(out.code, Some(0), "stderr:\n{}", out.stderr);
     let report = out.json();
     assert_eq!(report["status"], "succeeded");
 
     // Each data file stored exactly once, with the right digest.
-    let mut expected: Vec<(String, String)> = std::fs::read_dir(crate_dir().join("pipelines/data"))
+    let mut expected: Vec<(String, String)> = std::fs::read_dir(root().join("pipelines/data"))
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
@@ -451,7 +447,7 @@ async fn failed_export_fails_with_the_servers_message() {
 /// Every example pipeline runs to success with `--emulator`.
 #[tokio::test(flavor = "multi_thread")]
 async fn every_example_pipeline_runs_with_the_emulator() {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(crate_dir().join("pipelines"))
+    let mut files: Vec<PathBuf> = std::fs::read_dir(root().join("pipelines"))
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))

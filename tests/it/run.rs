@@ -13,7 +13,8 @@ use crate::support::{avala_pipe, root, sha256_file, start_emulator, step, write,
 
 const KEY: &str = "avk_test_RUNKEY_0123456789";
 
-/// `avala-pipe run FILE --format json` against `emu`, in `cwd`, with the test key.
+/// `avala-pipe run FILE --format json` against `emu`, in `cwd`, with the test key; `cwd`
+/// is scanned for the key and partial files afterwards.
 fn run_cmd(emu: &Emulator, file: &Path, cwd: &Path, extra: &[&str]) -> Cmd {
     avala_pipe()
         .arg("run")
@@ -29,6 +30,7 @@ fn run_cmd(emu: &Emulator, file: &Path, cwd: &Path, extra: &[&str]) -> Cmd {
         .args(extra)
         .current_dir(cwd)
         .env("AVALA_API_KEY", KEY)
+        .scan_dir(cwd)
 }
 
 /// Runs [`run_cmd`] to the end.
@@ -461,6 +463,7 @@ async fn every_example_pipeline_runs_with_the_emulator() {
             .arg(&file)
             .args(["--emulator", "--format", "json"])
             .current_dir(dir.path())
+            .scan_dir(dir.path())
             .run_async()
             .await;
         assert_eq!(out.code, Some(0), "{}: {}", file.display(), out.stderr);

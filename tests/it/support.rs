@@ -11,8 +11,8 @@
 //! sets what it needs after that.
 //! A run that outlives its timeout is killed and fails the test.
 //!
-//! Every API key given to a run (`AVALA_API_KEY`) must not come back: stdout and stderr are
-//! always scanned for it, as is and in base64; [`Cmd::scan_dir`] adds every file under a
+//! Every API key given to a run (`AVALA_API_KEY`, or the emulator's with `run --emulator`)
+//! must not come back: stdout and stderr are always scanned for it, as is and in base64; [`Cmd::scan_dir`] adds every file under a
 //! directory, and that no temporary `.part` file is left there.
 
 #![allow(dead_code)]
@@ -278,13 +278,21 @@ impl Cmd {
         command
     }
 
-    /// Every API key given to the run, to be looked for in what it leaves.
+    /// Every API key given to the run, to be looked for in what it leaves: those set as
+    /// `AVALA_API_KEY`, and the emulator's demo key for `run --emulator`.
     fn keys(&self) -> Vec<String> {
-        self.env
+        let mut keys: Vec<String> = self
+            .env
             .iter()
             .filter(|(k, _)| k == KEY_VAR)
             .filter_map(|(_, v)| v.as_ref()?.to_str().map(str::to_string))
-            .collect()
+            .collect();
+        if self.args.first().is_some_and(|a| a == "run")
+            && self.args.iter().any(|a| a == "--emulator")
+        {
+            keys.push(avala_pipe::emulator::DEMO_KEY.to_string());
+        }
+        keys
     }
 
     fn command_line(&self) -> String {

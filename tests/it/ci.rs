@@ -53,6 +53,7 @@ async fn json_logs_are_one_object_per_line() {
         .arg(&file)
         .env("AVALA_API_KEY", KEY)
         .current_dir(dir.path())
+        .scan_dir(dir.path())
         .run_async()
         .await;
     out.code(1);
@@ -113,6 +114,7 @@ async fn junit_has_a_case_per_step_and_iteration() {
         .arg(&file)
         .env("AVALA_API_KEY", KEY)
         .current_dir(dir.path())
+        .scan_dir(dir.path())
         .run_async()
         .await;
     out.code(1);
@@ -183,6 +185,7 @@ async fn github_actions_annotations_summary_and_outputs() {
         .env("GITHUB_STEP_SUMMARY", &summary)
         .env("GITHUB_OUTPUT", &outputs)
         .current_dir(dir.path())
+        .scan_dir(dir.path())
         .run_async()
         .await;
     out.code(1);
@@ -266,7 +269,8 @@ async fn piped_output_is_plain() {
             .arg(&file)
             .env("AVALA_API_KEY", KEY)
             .env_remove("NO_COLOR")
-            .current_dir(dir.path());
+            .current_dir(dir.path())
+            .scan_dir(dir.path());
         if let Some(v) = ci {
             cmd = cmd.env("CI", v);
         }
@@ -295,6 +299,7 @@ async fn piped_output_is_plain() {
         .arg(&file)
         .env("AVALA_API_KEY", KEY)
         .current_dir(dir.path())
+        .scan_dir(dir.path())
         .run_async()
         .await;
     out.code(1);
@@ -313,6 +318,7 @@ async fn errors_name_the_key_variable_never_the_key() {
         .arg(&file)
         .env("AVALA_API_KEY", wrong)
         .current_dir(dir.path())
+        .scan_dir(dir.path())
         .run_async()
         .await;
     out.code(1);
@@ -385,6 +391,7 @@ fn a_terminal_gets_a_live_display() {
         .arg("--emulator")
         .on_terminal()
         .current_dir(dir.path())
+        .scan_dir(dir.path())
         .env("TERM", "xterm-256color")
         .env_remove("NO_COLOR")
         .run();

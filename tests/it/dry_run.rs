@@ -658,6 +658,7 @@ async fn the_plan_is_what_a_run_sends() {
                 .args(if dry { &["--dry-run"][..] } else { &[][..] })
                 .current_dir(dir.path())
                 .env("AVALA_API_KEY", KEY)
+                .scan_dir(dir.path())
                 .run_async()
         };
         let plan = run(true).await;

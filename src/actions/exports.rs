@@ -1,6 +1,6 @@
 //! `exports.create` (POST /exports) and `exports.wait` (GET /exports/{id} until done).
-//! The create body carries both API shapes' keys (`project_id` and `project`, ...):
-//! each API ignores the other's, so one pipeline works against both.
+//! The create body names its target as the flavour in force does (`project_id` in the
+//! documented API, `project` in today's), so one pipeline works against both.
 //!
 //! Takes: rendered inputs. Gives: the created export, or the finished one.
 //! Must not: treat a failed export as still running, or poll past the timeout.
@@ -16,7 +16,7 @@ use super::{
 use crate::api::request::{Body, HttpRequest, Method};
 use crate::api::shapes::{export_state, ExportState};
 use crate::api::Endpoint;
-use crate::pipeline::model::format_duration;
+use crate::pipeline::model::{format_duration, ApiFlavor};
 use crate::pipeline::spec::{dflt, opt, req, ActionSpec, Field, Ty};
 use crate::template::Text;
 
@@ -88,13 +88,16 @@ fn create_request(inputs: &Inputs, endpoint: &Endpoint) -> Result<HttpRequest, A
             "exports.create needs `project_id` or `dataset_id`".into(),
         ));
     }
+    // Each flavour names the target its own way.
+    let (project_key, dataset_key) = match endpoint.flavor {
+        ApiFlavor::Documented => ("project_id", "dataset_id"),
+        ApiFlavor::Current => ("project", "dataset"),
+    };
     if let Some(p) = project {
-        body.insert("project_id".into(), Value::String(p.clone()));
-        body.insert("project".into(), Value::String(p));
+        body.insert(project_key.into(), Value::String(p));
     }
     if let Some(d) = dataset {
-        body.insert("dataset_id".into(), Value::String(d.clone()));
-        body.insert("dataset".into(), Value::String(d));
+        body.insert(dataset_key.into(), Value::String(d));
     }
     let format = inputs
         .text(&FORMAT)?
@@ -195,10 +198,7 @@ async fn run_wait(inputs: WaitInputs, ctx: &RunCtx<'_>) -> ActionResult {
                     )));
                 }
                 tracing::debug!(step = %ctx.call.step, "export {id} is {status}; polling again in {}", format_duration(interval));
-                tokio::select! {
-                    _ = tokio::time::sleep(interval) => {}
-                    _ = ctx.call.cancel.cancelled() => return Err(ActionError::Interrupted("while waiting for the export".into())),
-                }
+                super::poll_pause(ctx, interval, "while waiting for the export").await?;
                 interval = next_interval(interval, max);
             }
         }

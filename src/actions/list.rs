@@ -10,16 +10,21 @@ use std::io::Write as _;
 
 use serde_json::{json, Value};
 
+use super::datasets::DatasetRef;
 use super::{Action, ActionError, ActionPlan, ActionResult, Inputs, Repeats, RunCtx};
 use crate::api::request::{with_query, HttpRequest, Method};
-use crate::api::{shapes, CallCtx, Endpoint};
+use crate::api::{shapes, CallCtx, Endpoint, Target};
 use crate::pipeline::spec::{dflt, opt, req, ActionSpec, Field, Ty, COUNT};
 use crate::template::Text;
 
 /// A server bug must not become an endless loop.
 const MAX_PAGES: usize = 100_000;
 
-const DATASET: Field = req("dataset", Ty::Str, "Dataset id.");
+const DATASET: Field = req(
+    "dataset",
+    Ty::Str,
+    "Dataset: its id, or `owner/slug` (today's API lists items by owner and slug; given an id, it is looked up first).",
+);
 const LIMIT: Field = dflt("limit", Ty::Int { min: 1, max: 1000 }, "100", "Page size.");
 const MAX_ITEMS: Field = opt("max_items", COUNT, "Stop after this many items.");
 const QUERY: Field = opt(
@@ -62,18 +67,22 @@ impl Action for DatasetsList {
     };
 
     fn plan(inputs: &Inputs, endpoint: &Endpoint) -> Result<ActionPlan, ActionError> {
-        plan(&ListInputs::read(inputs, None)?, endpoint)
+        let paging = Paging::read(inputs)?;
+        let first = paging.first_request(endpoint.at("/datasets", &[]), &[]);
+        Ok(paging.plan(vec![first]))
     }
 
     async fn run(inputs: &Inputs, ctx: &RunCtx<'_>) -> ActionResult {
-        run(ListInputs::read(inputs, None)?, ctx).await
+        let paging = Paging::read(inputs)?;
+        let first = paging.first_request(ctx.client.endpoint().at("/datasets", &[]), &[]);
+        paging.run(&first, ctx).await
     }
 }
 
 impl Action for ItemsList {
     const SPEC: &'static ActionSpec = &ActionSpec {
         name: "items.list",
-        summary: "GET /datasets/{dataset}/items, paginated.",
+        summary: "GET /datasets/{dataset}/items (today's API: /datasets/{owner}/{slug}/items/), paginated.",
         inputs: &[DATASET, LIMIT, MAX_ITEMS, QUERY, SAVE_TO],
         one_of: &[],
         outputs: LIST_OUTPUTS,
@@ -81,28 +90,33 @@ impl Action for ItemsList {
     };
 
     fn plan(inputs: &Inputs, endpoint: &Endpoint) -> Result<ActionPlan, ActionError> {
-        plan(&ListInputs::read(inputs, Some(&DATASET))?, endpoint)
+        let paging = Paging::read(inputs)?;
+        let dataset = DatasetRef::read(inputs, &DATASET)?;
+        let mut requests: Vec<HttpRequest> = dataset.lookup(endpoint).into_iter().collect();
+        let items = dataset.path(endpoint, "/items", &[])?;
+        requests.push(paging.first_request(items, &[]));
+        Ok(paging.plan(requests))
     }
 
     async fn run(inputs: &Inputs, ctx: &RunCtx<'_>) -> ActionResult {
-        run(ListInputs::read(inputs, Some(&DATASET))?, ctx).await
+        let paging = Paging::read(inputs)?;
+        let dataset = DatasetRef::read(inputs, &DATASET)?.resolved(ctx).await?;
+        let items = dataset.path(ctx.client.endpoint(), "/items", &[])?;
+        paging.run(&paging.first_request(items, &[]), ctx).await
     }
 }
 
-/// A list action's inputs, typed.
-struct ListInputs {
-    /// The dataset whose items are listed (`items.list`); `None` lists datasets.
-    dataset: Option<Text>,
+/// The paging inputs of a list action, typed.
+pub struct Paging {
     limit: u64,
     max_items: Option<u64>,
     query: Vec<(String, Text)>,
     save_to: Option<Text>,
 }
 
-impl ListInputs {
-    fn read(inputs: &Inputs, dataset: Option<&Field>) -> Result<Self, ActionError> {
-        Ok(ListInputs {
-            dataset: dataset.map(|f| inputs.required_text(f)).transpose()?,
+impl Paging {
+    pub fn read(inputs: &Inputs) -> Result<Self, ActionError> {
+        Ok(Paging {
             limit: inputs.count(&LIMIT)?.unwrap_or(100),
             max_items: inputs.count(&MAX_ITEMS)?,
             query: inputs.query(&QUERY)?,
@@ -110,47 +124,43 @@ impl ListInputs {
         })
     }
 
-    fn first_request(&self, endpoint: &Endpoint) -> HttpRequest {
-        let target = match &self.dataset {
-            Some(dataset) => endpoint.at("/datasets/{}/items", &[dataset]),
-            None => endpoint.at("/datasets", &[]),
-        };
+    /// The first page's request: `limit`, the action's own filters, then `query`.
+    pub fn first_request(&self, target: Target, filters: &[(String, Text)]) -> HttpRequest {
         let mut params = vec![("limit".to_string(), Text::Known(self.limit.to_string()))];
+        params.extend(filters.iter().cloned());
         params.extend(self.query.iter().cloned());
         HttpRequest::to(Method::Get, target).with_query(&params)
     }
-}
 
-fn plan(inputs: &ListInputs, endpoint: &Endpoint) -> Result<ActionPlan, ActionError> {
-    let mut notes = Vec::new();
-    if let Some(path) = &inputs.save_to {
-        notes.push(format!(
-            "items are streamed to {} (JSON Lines), written in place when complete",
-            path.shown()
-        ));
+    /// The plan: `requests` (the last one is the first page), then page after page.
+    pub fn plan(&self, requests: Vec<HttpRequest>) -> ActionPlan {
+        let mut notes = Vec::new();
+        if let Some(path) = &self.save_to {
+            notes.push(format!(
+                "items are streamed to {} (JSON Lines), written in place when complete",
+                path.shown()
+            ));
+        }
+        ActionPlan {
+            requests,
+            repeats: Some(Repeats::pages(self.max_items)),
+            notes,
+        }
     }
-    Ok(ActionPlan {
-        requests: vec![inputs.first_request(endpoint)],
-        repeats: Some(Repeats::pages(inputs.max_items)),
-        notes,
-    })
-}
 
-async fn run(inputs: ListInputs, ctx: &RunCtx<'_>) -> ActionResult {
-    let first = inputs.first_request(ctx.client.endpoint());
-    match inputs.save_to.as_ref().map(Text::shown) {
-        Some(path) => save_to(&first, inputs.max_items, &path, ctx).await,
-        None => {
-            let mut items = Vec::new();
-            let (count, total) = paginate(
-                ctx.client,
-                &ctx.call,
-                &first,
-                inputs.max_items,
-                &mut |item| items.push(item),
-            )
-            .await?;
-            Ok(outputs(items, count, total, None))
+    /// Fetches every page from `first`: the items in memory, or streamed to `save_to`.
+    pub async fn run(&self, first: &HttpRequest, ctx: &RunCtx<'_>) -> ActionResult {
+        match self.save_to.as_ref().map(Text::shown) {
+            Some(path) => save_to(first, self.max_items, &path, ctx).await,
+            None => {
+                let mut items = Vec::new();
+                let (count, total) =
+                    paginate(ctx.client, &ctx.call, first, self.max_items, &mut |item| {
+                        items.push(item)
+                    })
+                    .await?;
+                Ok(outputs(items, count, total, None))
+            }
         }
     }
 }

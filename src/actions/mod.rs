@@ -8,9 +8,11 @@
 //! Must not: render the step's templates (the step layer does, before calling in), except
 //! late inputs (a poll's conditions), which are rendered per response through [`Renderer`].
 
+pub mod datasets;
 pub mod download;
 pub mod exports;
 pub mod list;
+pub mod presigned;
 pub mod request;
 pub mod resources;
 pub mod scratch;
@@ -107,6 +109,14 @@ actions! {
     Download => download::Download,
     Request => request::Request,
     ProjectsGet => resources::ProjectsGet,
+    ProjectsList => resources::ProjectsList,
+    DatasetsGet => datasets::DatasetsGet,
+    DatasetsCreate => datasets::DatasetsCreate,
+    DatasetsUpload => presigned::DatasetsUpload,
+    ItemsGet => datasets::ItemsGet,
+    TasksList => resources::TasksList,
+    TasksGet => resources::TasksGet,
+    TasksWait => resources::TasksWait,
 }
 
 impl ActionKind {
@@ -455,6 +465,22 @@ pub fn keep_permissions(tmp: &tempfile::NamedTempFile, dest: &std::path::Path) {
 /// A path as the user gave it, resolved against the working directory.
 pub fn local_path(text: &str) -> PathBuf {
     PathBuf::from(text)
+}
+
+/// The pause between two polls: `interval`, cut short by an interrupt (`what`: what was
+/// being waited for, "while polling"); recorded as a poll wait for the run's timeline.
+pub async fn poll_pause(
+    ctx: &RunCtx<'_>,
+    interval: Duration,
+    what: &str,
+) -> Result<(), ActionError> {
+    let waiting = std::time::Instant::now();
+    tokio::select! {
+        _ = tokio::time::sleep(interval) => {}
+        _ = ctx.call.cancel.cancelled() => return Err(ActionError::Interrupted(what.to_string())),
+    }
+    ctx.call.waited(crate::api::WaitCause::Poll, waiting);
+    Ok(())
 }
 
 /// Poll interval growth: ×1.5 per poll, capped.

@@ -93,7 +93,7 @@ impl Action for ItemsUpload {
     const SPEC: &'static ActionSpec = &ActionSpec {
         name: "items.upload",
         summary:
-            "POST /datasets/{dataset}/items, multipart, one request per file, streamed from disk.",
+            "POST /datasets/{dataset}/items, multipart, one request per file, streamed from disk (documented API; today's API: datasets.upload).",
         inputs: &[DATASET, FILES, FIELD, CONCURRENCY, ALLOW_EMPTY],
         one_of: &[],
         outputs: &[
@@ -105,11 +105,24 @@ impl Action for ItemsUpload {
     };
 
     fn plan(inputs: &Inputs, endpoint: &Endpoint) -> Result<ActionPlan, ActionError> {
+        documented_only(endpoint)?;
         plan(&UploadInputs::read(inputs)?, endpoint)
     }
 
     async fn run(inputs: &Inputs, ctx: &RunCtx<'_>) -> ActionResult {
+        documented_only(ctx.client.endpoint())?;
         run(&UploadInputs::read(inputs)?, ctx).await
+    }
+}
+
+/// Today's API takes no file bytes: it presigns uploads to storage (`datasets.upload`).
+fn documented_only(endpoint: &Endpoint) -> Result<(), ActionError> {
+    match endpoint.flavor {
+        crate::pipeline::model::ApiFlavor::Documented => Ok(()),
+        crate::pipeline::model::ApiFlavor::Current => Err(ActionError::Input(format!(
+            "items.upload posts file bytes to the API, which only the documented API takes; today's API uploads through presigned storage URLs: use `datasets.upload` instead, or {}",
+            endpoint.flavor_hint()
+        ))),
     }
 }
 

@@ -10,6 +10,7 @@ use std::time::Duration;
 use reqwest::Url;
 
 use super::request::{segment_text, Body, HttpRequest};
+use crate::pipeline::model::ApiFlavor;
 use crate::template::Text;
 
 pub const KEY_HEADER: &str = "X-Avala-Api-Key";
@@ -20,6 +21,8 @@ pub const DEFAULT_BASE_URL: &str = "https://server.avala.ai/api/v1";
 pub struct Endpoint {
     pub base_url: Url,
     origin: url::Origin,
+    /// Which shape of the API the routes follow.
+    pub flavor: ApiFlavor,
     pub trailing_slash: bool,
     /// A `Retry-After` longer than this fails at once.
     pub retry_after_cap: Duration,
@@ -34,11 +37,13 @@ pub enum Target {
 }
 
 impl Endpoint {
-    pub fn new(base_url: Url) -> Self {
+    /// An endpoint of the given flavour, with the trailing-slash convention it wants.
+    pub fn new(base_url: Url, flavor: ApiFlavor) -> Self {
         Endpoint {
             origin: base_url.origin(),
             base_url,
-            trailing_slash: false,
+            flavor,
+            trailing_slash: flavor == ApiFlavor::Current,
             retry_after_cap: Duration::from_secs(120),
         }
     }
@@ -76,6 +81,31 @@ impl Endpoint {
         }
     }
 
+    /// [`Endpoint::at`] with the route of the flavour in force.
+    pub fn route(&self, documented: &str, current: &str, segments: &[&Text]) -> Target {
+        match self.flavor {
+            ApiFlavor::Documented => self.at(documented, segments),
+            ApiFlavor::Current => self.at(current, segments),
+        }
+    }
+
+    /// What to tell a user whose request was refused as if the route did not exist: the
+    /// server may speak the other shape of the API.
+    pub fn flavor_hint(&self) -> String {
+        let other = match self.flavor {
+            ApiFlavor::Documented => ApiFlavor::Current,
+            ApiFlavor::Current => ApiFlavor::Documented,
+        };
+        format!(
+            "this pipeline speaks the {} API (api.flavor: {}); if the server speaks the {} one, set api.flavor: {} (or --api-flavor {})",
+            self.flavor.name(),
+            self.flavor.name(),
+            other.name(),
+            other.name(),
+            other.name()
+        )
+    }
+
     /// An absolute URL as is; anything else is a path under the base URL.
     pub fn resolve(&self, url_or_path: &Text) -> Target {
         match url_or_path {
@@ -106,7 +136,9 @@ impl Endpoint {
             ("Accept-Encoding".to_string(), "gzip".to_string()),
             ("User-Agent".to_string(), user_agent()),
         ];
-        if req.url_later {
+        if req.storage {
+            // Object storage: never the key.
+        } else if req.url_later {
             if !self.is_api_origin(&req.url) {
                 h.push((
                     KEY_HEADER.to_string(),
@@ -124,8 +156,9 @@ impl Endpoint {
                 "Content-Type".into(),
                 "multipart/form-data; boundary=<generated>".into(),
             )),
-            Body::None => {}
+            Body::File { .. } | Body::None => {}
         }
+        h.extend(req.headers.iter().cloned());
         h
     }
 }

@@ -15,7 +15,7 @@ pub mod shapes;
 use std::fmt;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, CONTENT_TYPE, LOCATION, USER_AGENT};
 use reqwest::Url;
@@ -137,13 +137,80 @@ impl fmt::Display for ApiError {
 
 impl std::error::Error for ApiError {}
 
-/// Per-call context: retry policy, cancellation, and a counter of attempts made.
+/// Per-call context: retry policy, cancellation, a counter of attempts made, and who
+/// hears of each attempt and wait (the run report's timeline).
 #[derive(Clone)]
 pub struct CallCtx {
     pub retry: RetryPolicy,
     pub cancel: CancellationToken,
     pub attempts: Arc<AtomicU32>,
     pub step: String,
+    /// The `for_each` iteration these calls belong to.
+    pub iteration: Option<usize>,
+    observer: Option<Observer>,
+}
+
+/// Hears every attempt and wait of the calls made with a [`CallCtx`].
+pub type Observer = Arc<dyn Fn(&CallCtx, CallEvent) + Send + Sync>;
+
+/// What a call did, for the timeline: an HTTP attempt, or a wait and its cause.
+#[derive(Clone, Debug)]
+pub enum CallEvent {
+    Attempt(AttemptRecord),
+    Wait(WaitRecord),
+}
+
+/// One HTTP attempt: until the response's headers came (or the attempt failed).
+#[derive(Clone, Debug)]
+pub struct AttemptRecord {
+    pub method: Method,
+    /// Path of the URL, never its query (presigned URLs carry signatures there).
+    pub path: String,
+    /// 1 for the first attempt of a request.
+    pub attempt: u32,
+    pub status: Option<u16>,
+    /// A transport failure, in words.
+    pub error: Option<String>,
+    pub started: Instant,
+    pub duration: Duration,
+    /// The body's size when it is known before sending.
+    pub bytes_sent: Option<u64>,
+    /// The response's `Content-Length`, when it gave one.
+    pub bytes_received: Option<u64>,
+    /// The file a multipart body streams (an upload).
+    pub file: Option<String>,
+}
+
+/// Why a call waited.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WaitCause {
+    /// Exponential backoff before a retry.
+    Backoff,
+    /// The server's `Retry-After`.
+    RetryAfter,
+    /// The client's rate-limit pacer (the window was spent, or a 429 paused every request).
+    RateLimit,
+    /// The interval between two polls.
+    Poll,
+}
+
+impl WaitCause {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WaitCause::Backoff => "backoff",
+            WaitCause::RetryAfter => "retry_after",
+            WaitCause::RateLimit => "rate_limit",
+            WaitCause::Poll => "poll",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct WaitRecord {
+    pub cause: WaitCause,
+    pub started: Instant,
+    pub duration: Duration,
 }
 
 impl CallCtx {
@@ -153,7 +220,38 @@ impl CallCtx {
             cancel,
             attempts: Arc::new(AtomicU32::new(0)),
             step: step.to_string(),
+            iteration: None,
+            observer: None,
         }
+    }
+
+    /// Tells `observer` of every attempt and wait.
+    pub fn observed(mut self, observer: Observer) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
+    /// The same context for one `for_each` iteration (attempts are still counted together).
+    pub fn for_iteration(&self, index: usize) -> Self {
+        CallCtx {
+            iteration: Some(index),
+            ..self.clone()
+        }
+    }
+
+    fn tell(&self, event: CallEvent) {
+        if let Some(observer) = &self.observer {
+            observer(self, event);
+        }
+    }
+
+    /// Records a wait that has just ended (begun at `started`).
+    pub fn waited(&self, cause: WaitCause, started: Instant) {
+        self.tell(CallEvent::Wait(WaitRecord {
+            cause,
+            started,
+            duration: started.elapsed(),
+        }));
     }
 }
 
@@ -216,6 +314,29 @@ impl Client {
         self.cfg.endpoint.is_api_origin(url)
     }
 
+    /// Does this refusal look like a route of the other API flavour: a 405, a redirect
+    /// of a request with a body (the other trailing-slash convention), or a 404 whose
+    /// error body has the other flavour's shape?
+    fn other_flavor_route(&self, req: &HttpRequest, status: u16, body: &[u8]) -> bool {
+        if !self.is_api_origin(&req.url) {
+            return false;
+        }
+        let other_shape = || {
+            let parsed: Option<serde_json::Value> = serde_json::from_slice(body).ok();
+            let has = |key: &str| parsed.as_ref().is_some_and(|v| v.get(key).is_some());
+            match self.cfg.endpoint.flavor {
+                crate::pipeline::model::ApiFlavor::Documented => has("detail"),
+                crate::pipeline::model::ApiFlavor::Current => has("error"),
+            }
+        };
+        match status {
+            405 => true,
+            300..=399 => !req.method.is_safe(),
+            404 => other_shape(),
+            _ => false,
+        }
+    }
+
     /// Sends a request with retries and returns the response (any status that is not
     /// retried). The body is not read: the caller streams or parses it.
     pub async fn send(
@@ -264,18 +385,24 @@ impl Client {
                 ));
             }
             let to_api = self.is_api_origin(&req.url);
-            let (ticket, outcome) = tokio::select! {
+            let (ticket, outcome, sent_at) = tokio::select! {
                 r = async {
                     let ticket = match to_api {
-                        true => Some(self.pacer.acquire().await),
+                        true => Some(self.paced(ctx).await),
                         false => None,
                     };
-                    (ticket, self.send_once(req, api_call).await)
+                    let sent_at = Instant::now();
+                    (ticket, self.send_once(req, api_call).await, sent_at)
                 } => r,
                 _ = ctx.cancel.cancelled() => {
                     return Err(fail(ErrorKind::Cancelled, None, "interrupted".into(), attempt, !req.method.is_safe()));
                 }
             };
+            if ctx.observer.is_some() {
+                ctx.tell(CallEvent::Attempt(attempt_record(
+                    req, &path, attempt, sent_at, &outcome,
+                )));
+            }
             let wait = match outcome {
                 Ok(resp) => {
                     let status = resp.status().as_u16();
@@ -318,9 +445,13 @@ impl Client {
                     if let (429, Some(wait), true) = (status, retry_after, to_api) {
                         self.pacer.pause(wait);
                     }
+                    let cause = match retry_after {
+                        Some(_) => WaitCause::RetryAfter,
+                        None => WaitCause::Backoff,
+                    };
                     let wait = retry_after.unwrap_or_else(|| retry::backoff(&ctx.retry, attempt));
                     log_retry(ctx, req, &format!("answered {status}"), wait, attempt);
-                    wait
+                    (wait, cause)
                 }
                 Err(e) => {
                     let before_sending = e.is_connect();
@@ -334,16 +465,29 @@ impl Client {
                     }
                     let wait = retry::backoff(&ctx.retry, attempt);
                     log_retry(ctx, req, &format!("failed: {message}"), wait, attempt);
-                    wait
+                    (wait, WaitCause::Backoff)
                 }
             };
+            let (wait, cause) = wait;
+            let waiting = Instant::now();
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
                 _ = ctx.cancel.cancelled() => {
                     return Err(fail(ErrorKind::Cancelled, None, "interrupted".into(), attempt, false));
                 }
             }
+            ctx.waited(cause, waiting);
         }
+    }
+
+    /// Waits for the rate-limit pacer, telling the timeline when that took a while.
+    async fn paced(&self, ctx: &CallCtx) -> pacer::Ticket {
+        let waiting = Instant::now();
+        let ticket = self.pacer.acquire().await;
+        if waiting.elapsed() >= PACED {
+            ctx.waited(WaitCause::RateLimit, waiting);
+        }
+        ticket
     }
 
     /// One attempt, following same-method redirects by hand (GET/HEAD only); the key
@@ -393,7 +537,15 @@ impl Client {
         if let Ok(ua) = HeaderValue::from_str(&user_agent()) {
             headers.insert(USER_AGENT, ua);
         }
-        if let (Some(key), true) = (&self.cfg.key, self.is_api_origin(url)) {
+        for (name, value) in &req.headers {
+            if let (Ok(n), Ok(v)) = (
+                reqwest::header::HeaderName::from_bytes(name.as_bytes()),
+                HeaderValue::from_str(value),
+            ) {
+                headers.insert(n, v);
+            }
+        }
+        if let (Some(key), false, true) = (&self.cfg.key, req.storage, self.is_api_origin(url)) {
             if let Ok(mut v) = HeaderValue::from_str(key.expose()) {
                 v.set_sensitive(true);
                 headers.insert(KEY_HEADER, v);
@@ -412,6 +564,12 @@ impl Client {
                 .header(CONTENT_TYPE, "application/json")
                 .body(serde_json::to_vec(v).unwrap_or_default()),
             Body::Multipart(parts) => builder.multipart(multipart_form(parts).await?),
+            Body::File { path, offset, len } => {
+                let len = len.unwrap_or(0);
+                builder
+                    .header(reqwest::header::CONTENT_LENGTH, len)
+                    .body(file_range(path, *offset, len).await)
+            }
         };
         Ok(builder)
     }
@@ -437,7 +595,7 @@ impl Client {
         let (status, headers, bytes, attempts) = loop {
             // An upload may take longer than any fixed limit: it gets the idle limit
             // and the step's timeout, not the per-call total.
-            let api_call = !matches!(req.body, Body::Multipart(_));
+            let api_call = !matches!(req.body, Body::Multipart(_) | Body::File { .. });
             let (resp, attempt) = self.send_from(req, ctx, api_call, used, expect).await?;
             let status = resp.status().as_u16();
             let headers = header_map(resp.headers());
@@ -467,12 +625,14 @@ impl Client {
             }
             let wait = retry::backoff(&ctx.retry, attempt);
             log_retry(ctx, req, &message, wait, attempt);
+            let waiting = Instant::now();
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
                 _ = ctx.cancel.cancelled() => {
                     return Err(error(ErrorKind::Cancelled, None, "interrupted".into(), attempt));
                 }
             }
+            ctx.waited(WaitCause::Backoff, waiting);
             used = attempt;
         };
         let ok = match expect {
@@ -480,12 +640,16 @@ impl Client {
             None => (200..300).contains(&status),
         };
         if !ok {
+            let mut message = shapes::error_message(&bytes);
+            if !req.storage && self.other_flavor_route(req, status, &bytes) {
+                message = format!("{message}; {}", self.cfg.endpoint.flavor_hint());
+            }
             return Err(ApiError {
                 kind: ErrorKind::Status,
                 method: req.method,
                 path: request::display_path(&req.url),
                 status: Some(status),
-                message: shapes::error_message(&bytes),
+                message,
                 attempts,
                 // A 5xx after the body went out: the server may have applied it.
                 maybe_applied: !req.method.is_safe() && status >= 500,
@@ -504,6 +668,54 @@ impl Client {
             headers,
             body,
         })
+    }
+}
+
+/// A pacer wait shorter than this is the lock, not the rate limit (its sleeps are longer).
+const PACED: Duration = Duration::from_millis(2);
+
+/// The timeline's record of one attempt.
+fn attempt_record(
+    req: &HttpRequest,
+    path: &str,
+    attempt: u32,
+    started: Instant,
+    outcome: &Result<reqwest::Response, reqwest::Error>,
+) -> AttemptRecord {
+    let (bytes_sent, file) = match &req.body {
+        Body::None => (None, None),
+        Body::Json(v) => (serde_json::to_vec(v).ok().map(|b| b.len() as u64), None),
+        Body::Multipart(parts) => {
+            let mut total = Some(0u64);
+            let mut file = None;
+            for part in parts {
+                match part {
+                    Part::Text { value, .. } => total = total.map(|t| t + value.len() as u64),
+                    Part::File { path, size, .. } => {
+                        total = total.zip(*size).map(|(t, s)| t + s);
+                        file.get_or_insert_with(|| path.display().to_string());
+                    }
+                }
+            }
+            (total, file)
+        }
+        Body::File { path, len, .. } => (*len, Some(path.display().to_string())),
+    };
+    let (status, error, bytes_received) = match outcome {
+        Ok(resp) => (Some(resp.status().as_u16()), None, resp.content_length()),
+        Err(e) => (None, Some(transport_message(e)), None),
+    };
+    AttemptRecord {
+        method: req.method,
+        path: path.to_string(),
+        attempt,
+        status,
+        error,
+        started,
+        duration: started.elapsed(),
+        bytes_sent,
+        bytes_received,
+        file,
     }
 }
 
@@ -605,6 +817,26 @@ pub fn transport_message(e: &reqwest::Error) -> String {
         source = inner.source();
     }
     msg
+}
+
+/// `len` bytes of a file from `offset`, streamed; a failure to open surfaces as a body
+/// error when the request is sent.
+async fn file_range(path: &std::path::Path, offset: u64, len: u64) -> reqwest::Body {
+    use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
+    let opened = async {
+        let mut file = tokio::fs::File::open(path).await?;
+        file.seek(std::io::SeekFrom::Start(offset)).await?;
+        Ok::<_, std::io::Error>(file.take(len))
+    };
+    match opened.await {
+        Ok(file) => reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(
+            file,
+            256 * 1024,
+        )),
+        Err(e) => reqwest::Body::wrap_stream(futures_util::stream::once(async move {
+            Err::<bytes::Bytes, std::io::Error>(e)
+        })),
+    }
 }
 
 async fn multipart_form(parts: &[Part]) -> Result<reqwest::multipart::Form, reqwest::Error> {

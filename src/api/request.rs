@@ -88,6 +88,13 @@ pub enum Body {
     None,
     Json(serde_json::Value),
     Multipart(Vec<Part>),
+    /// Bytes `offset..offset+len` of a file, streamed raw (a PUT to storage).
+    File {
+        path: PathBuf,
+        offset: u64,
+        /// Bytes; `None` when the file is known only after the run (never sent then).
+        len: Option<u64>,
+    },
 }
 
 /// A concrete request.
@@ -99,6 +106,10 @@ pub struct HttpRequest {
     /// Parts of the URL are known only after the run (dry-run): `url` shows them, and
     /// the request is never sent.
     pub url_later: bool,
+    /// Object storage (a presigned URL): never carries the API key, whatever its origin.
+    pub storage: bool,
+    /// Headers besides those every request carries (a presigned PUT's own).
+    pub headers: Vec<(String, String)>,
     pub body: Body,
 }
 
@@ -112,6 +123,8 @@ impl HttpRequest {
             method,
             url,
             url_later: false,
+            storage: false,
+            headers: Vec::new(),
             body: Body::None,
         }
     }
@@ -129,6 +142,15 @@ impl HttpRequest {
 
     pub fn with_body(self, body: Body) -> Self {
         HttpRequest { body, ..self }
+    }
+
+    /// The same request to object storage: no API key, these extra headers.
+    pub fn to_storage(self, headers: Vec<(String, String)>) -> Self {
+        HttpRequest {
+            storage: true,
+            headers,
+            ..self
+        }
     }
 
     /// The same request with query parameters appended (values may be known later).

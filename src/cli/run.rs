@@ -1,5 +1,8 @@
 //! `run` and `emulator`: settings resolution (flags > env > file > default), the
 //! preflight plan, the async runtime, signals, and the exit code of a run.
+//!
+//! Takes: parsed arguments. Gives: an exit code.
+//! Must not: evaluate steps or send requests itself (the step layer and the scheduler do).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -16,7 +19,7 @@ use crate::emulator::{Emulator, EmulatorOptions};
 use crate::execute::{self, RunSettings, RunStatus};
 use crate::graph::Graph;
 use crate::pipeline::check::check_base_url;
-use crate::pipeline::model::{Pipeline, TValue};
+use crate::pipeline::model::{ApiFlavor, Pipeline, TValue};
 use crate::pipeline::{self, yaml};
 use crate::plan::Plan;
 use crate::report::{self, Progress, ProgressMode, Redactor};
@@ -81,9 +84,17 @@ async fn run_async(
     args: RunArgs,
     ui: UiSettings,
 ) -> ExitCode {
-    // The emulator, when asked for, lives as long as the run.
+    // The emulator, when asked for, lives as long as the run, in the pipeline's flavour.
     let emulator = if args.emulator && !args.dry_run {
-        match Emulator::start(EmulatorOptions::default()).await {
+        let flavor = match flavor(&p, &args) {
+            ApiFlavor::Documented => crate::emulator::Flavor::Documented,
+            ApiFlavor::Current => crate::emulator::Flavor::Current,
+        };
+        let options = EmulatorOptions {
+            flavor,
+            ..EmulatorOptions::default()
+        };
+        match Emulator::start(options).await {
             Ok(e) => Some(e),
             Err(e) => return invalid(format!("cannot start the emulator: {e}")),
         }
@@ -189,9 +200,22 @@ fn endpoint(
     let Ok(url) = reqwest::Url::parse(&base_url) else {
         return Err(invalid(format!("invalid base URL `{base_url}`")));
     };
-    let mut endpoint = Endpoint::new(url);
-    endpoint.trailing_slash = p.trailing_slash;
+    let mut endpoint = Endpoint::new(url, flavor(p, args));
+    if let Some(slash) = p.trailing_slash {
+        endpoint.trailing_slash = slash;
+    }
     Ok(endpoint)
+}
+
+/// The flavour in force: `--api-flavor` > the file > AVALA_API_FLAVOR > the default. A
+/// file that names its flavour was written for it; the variable is the default for files
+/// that do not.
+fn flavor(p: &Pipeline, args: &RunArgs) -> ApiFlavor {
+    let named = |v: &Option<String>| v.as_deref().and_then(ApiFlavor::from_name);
+    named(&args.api_flavor)
+        .or(p.flavor)
+        .or_else(|| named(&std::env::var("AVALA_API_FLAVOR").ok()))
+        .unwrap_or(ApiFlavor::DEFAULT)
 }
 
 /// The API key: the emulator's demo key, none for a dry-run, else AVALA_API_KEY.
@@ -237,6 +261,13 @@ fn print_plan(plan: &Plan, args: &RunArgs, prepared: &Prepared) -> ExitCode {
         ));
     }
     let redactor = &prepared.redactor;
+    if args.out.is_some() || args.diff.is_some() {
+        let mut doc = serde_json::to_value(plan).unwrap_or_default();
+        redactor.json(&mut doc);
+        if let Some(code) = super::commands::dry_run_extras(&doc, args) {
+            return code;
+        }
+    }
     match args.format {
         OutputFormat::Json => {
             let mut doc = serde_json::to_value(plan).unwrap_or_default();
@@ -276,11 +307,17 @@ async fn execute_run(
         ui.progress,
         ui.quiet,
     );
+    // The timeline (every attempt and wait) is kept only for the reports that draw it.
+    let mut timeline = report::timeline::Timeline::new();
+    let keep_timeline = args.html.is_some() || ui.step_summary.is_some();
     let printer = tokio::spawn(async move {
         while let Some(event) = rx.recv().await {
             progress.event(&event);
+            if keep_timeline {
+                timeline.record(&event);
+            }
         }
-        progress
+        (progress, timeline)
     });
     let settings = RunSettings {
         client,
@@ -290,11 +327,11 @@ async fn execute_run(
         graph: prepared.graph.clone(),
     };
     let result = execute::run(p.clone(), settings, tx).await;
-    let Ok(mut progress) = printer.await else {
+    let Ok((mut progress, timeline)) = printer.await else {
         return ExitCode::RunFailed;
     };
     progress.summary(&result);
-    write_reports(&prepared, args, ui, &result);
+    write_reports(&prepared, args, ui, &result, &timeline);
     match (result.status, signal.load(Ordering::SeqCst)) {
         (RunStatus::Interrupted, 15) => ExitCode::Terminated,
         (RunStatus::Interrupted, _) => ExitCode::Interrupted,
@@ -309,8 +346,19 @@ fn write_reports(
     args: &RunArgs,
     ui: &UiSettings,
     result: &execute::RunResult,
+    timeline: &report::timeline::Timeline,
 ) {
     let (p, redactor) = (&prepared.p, &prepared.redactor);
+    let started_at = &prepared.environment.started_at;
+    if let Some(path) = &args.html {
+        let page = report::html::to_html(p, started_at, result, timeline, redactor);
+        if let Err(e) = std::fs::write(path, page) {
+            console::error(&format!(
+                "cannot write the HTML report to {}: {e}",
+                path.display()
+            ));
+        }
+    }
     // The report is built only when asked for: outputs may hold big lists.
     let wants_report = args.report.is_some() || args.format == OutputFormat::Json;
     let report = wants_report
@@ -332,7 +380,7 @@ fn write_reports(
             ));
         }
     }
-    publish_to_github(ui, p, result, redactor);
+    publish_to_github(ui, p, result, timeline, redactor);
     if let (OutputFormat::Json, Some(report)) = (args.format, &report) {
         console::stdout_text(&(serde_json::to_string_pretty(report).unwrap_or_default() + "\n"));
     }
@@ -345,6 +393,7 @@ fn publish_to_github(
     ui: &UiSettings,
     p: &Pipeline,
     result: &execute::RunResult,
+    timeline: &report::timeline::Timeline,
     redactor: &Redactor,
 ) {
     use std::io::Write as _;
@@ -370,7 +419,7 @@ fn publish_to_github(
     if let Some(path) = &ui.step_summary {
         append(
             path,
-            report::github::step_summary(&p.name, result, redactor),
+            report::github::step_summary(p, result, timeline, redactor),
             "step summary",
         );
     }

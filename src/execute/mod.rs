@@ -22,7 +22,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::actions::{self, ActionError, RunCtx};
-use crate::api::{CallCtx, Client};
+use crate::api::{CallCtx, CallEvent, Client};
 use crate::graph::Graph;
 use crate::pipeline::model::{format_duration, Pipeline, Step};
 use crate::step::{
@@ -37,6 +37,8 @@ pub enum Event {
     StepStarted {
         id: String,
         action: &'static str,
+        /// When the scheduler started it (the timeline's clock: the reader may lag).
+        at: Instant,
     },
     /// The step's result without its `outputs` (they can be large: a listed dataset's
     /// items; the [`RunResult`] has them).
@@ -47,6 +49,13 @@ pub enum Event {
         label: String,
         done: u64,
         total: Option<u64>,
+    },
+    /// An HTTP attempt or a wait of a step (`iteration`: its `for_each` iteration), for
+    /// the run report's timeline.
+    Call {
+        step: String,
+        iteration: Option<usize>,
+        event: CallEvent,
     },
 }
 
@@ -263,6 +272,7 @@ impl Scheduler {
             let _ = self.shared.events.send(Event::StepStarted {
                 id: step.id.clone(),
                 action: step.action.name(),
+                at: Instant::now(),
             });
             let steps_value = self.steps_value.clone();
             let shared = self.shared.clone();
@@ -476,7 +486,16 @@ impl Failure {
 
 async fn run_step(shared: &Shared, step: &Step, steps_value: Value) -> StepResult {
     let started = Instant::now();
-    let call = CallCtx::new(step.retry, shared.cancel.clone(), &step.id);
+    let events = shared.events.clone();
+    let call = CallCtx::new(step.retry, shared.cancel.clone(), &step.id).observed(Arc::new(
+        move |ctx: &CallCtx, event: CallEvent| {
+            let _ = events.send(Event::Call {
+                step: ctx.step.clone(),
+                iteration: ctx.iteration,
+                event,
+            });
+        },
+    ));
     let work = execute_step(shared, step, steps_value, &call);
     let outcome = match step.timeout {
         Some(limit) => match tokio::time::timeout(limit, work).await {
@@ -573,7 +592,7 @@ async fn for_each(
             }
             let started = Instant::now();
             let ctx = step::item_context(base, item, index);
-            let r = run_once(shared, eval, &ctx, call).await;
+            let r = run_once(shared, eval, &ctx, &call.for_iteration(index)).await;
             if r.is_err() {
                 stop.cancel();
             }

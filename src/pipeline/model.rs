@@ -86,6 +86,36 @@ impl Default for RetryPolicy {
 
 pub use crate::actions::ActionKind;
 
+/// Which shape of the Avala API a pipeline speaks (`api.flavor`; `API.md`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ApiFlavor {
+    /// The REST page of Avala's docs: `/datasets`, `id`, multipart uploads.
+    Documented,
+    /// What Avala's official SDKs speak today: trailing slashes, `uid`, owner/slug
+    /// paths, presigned uploads.
+    Current,
+}
+
+impl ApiFlavor {
+    /// Production serves today's API.
+    pub const DEFAULT: ApiFlavor = ApiFlavor::Current;
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ApiFlavor::Documented => "documented",
+            ApiFlavor::Current => "current",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<ApiFlavor> {
+        match name {
+            "documented" => Some(ApiFlavor::Documented),
+            "current" => Some(ApiFlavor::Current),
+            _ => None,
+        }
+    }
+}
+
 /// One step, checked.
 #[derive(Clone, Debug)]
 pub struct Step {
@@ -134,7 +164,10 @@ pub struct Pipeline {
     pub name: String,
     pub description: Option<String>,
     pub base_url: Option<String>,
-    pub trailing_slash: bool,
+    /// `api.trailing_slash`; unset follows the flavour.
+    pub trailing_slash: Option<bool>,
+    /// `api.flavor`; unset is the default ([`ApiFlavor::DEFAULT`]).
+    pub flavor: Option<ApiFlavor>,
     pub vars: IndexMap<String, TValue>,
     pub secrets: Vec<String>,
     pub concurrency: usize,

@@ -130,10 +130,15 @@ pub const API: &[Field] = &[
         "API base URL (default https://server.avala.ai/api/v1). `--base-url` and AVALA_BASE_URL override it.",
     ),
     dflt(
+        "flavor",
+        Ty::Enum(&["current", "documented"]),
+        "current",
+        "Which shape of the API to speak: `current` (today's API, as Avala's SDKs send it: trailing slashes, owner/slug items, presigned uploads) or `documented` (the REST page of Avala's docs). `--api-flavor` and AVALA_API_FLAVOR override it.",
+    ),
+    opt(
         "trailing_slash",
         Ty::Bool,
-        "false",
-        "Append `/` to every API path, as the current Avala API expects (`/datasets/`).",
+        "Append `/` to every API path (default: as the flavour wants: `current` yes, `documented` no).",
     ),
 ];
 

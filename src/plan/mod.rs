@@ -10,6 +10,7 @@
 //! Takes: a checked pipeline, its graph, the globals, an [`Endpoint`]. Gives: [`Plan`].
 //! Must not: open a network connection, or read anything but the files a step uploads.
 
+pub mod diff;
 mod text;
 
 use std::collections::BTreeMap;
@@ -136,6 +137,19 @@ fn planned(req: &HttpRequest, endpoint: &Endpoint) -> PlannedRequest {
         Body::None => (None, None),
         Body::Json(v) => (Some(v.clone()), None),
         Body::Multipart(parts) => (None, Some(parts.iter().map(planned_part).collect())),
+        Body::File { path, offset, len } => (
+            None,
+            Some(vec![PlannedPart::File {
+                field: format!("(raw body, from byte {offset})"),
+                file: path.display().to_string(),
+                file_name: path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                size: *len,
+                content_type: "application/octet-stream".into(),
+            }]),
+        ),
     };
     PlannedRequest {
         method: req.method.as_str(),
@@ -348,15 +362,16 @@ fn source(value: &TValue) -> serde_json::Value {
 
 /// The retry policy as it applies to the step's requests (SPEC §4).
 fn retry(step: &Step, requests: &[PlannedRequest], endpoint: &Endpoint) -> Option<RetryDesc> {
-    let first = requests.first()?;
-    let safe = requests.iter().all(|r| matches!(r.method, "GET" | "HEAD"));
-    let on = if safe {
-        "408, 429, 5xx and connection errors".to_string()
-    } else {
-        format!(
-            "429 and connections that failed before the request was sent (a {} is never sent twice)",
-            first.method
-        )
+    requests.first()?;
+    let unsafe_method = requests
+        .iter()
+        .map(|r| r.method)
+        .find(|m| !matches!(*m, "GET" | "HEAD"));
+    let on = match unsafe_method {
+        None => "408, 429, 5xx and connection errors".to_string(),
+        Some(method) => format!(
+            "429 and connections that failed before the request was sent (a {method} is never sent twice)"
+        ),
     };
     Some(RetryDesc {
         max_attempts: step.retry.max_attempts,

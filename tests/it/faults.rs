@@ -10,10 +10,10 @@
 //! reaching its fault path) and the client (exit code, messages, the report, files on disk).
 //!
 //! Every run is built by [`command`], which is case 11 for all of them: the key is a
-//! canary (`avk_CANARY_…`), runs use `-vv --log-format json --report FILE`, and the shared
-//! harness (`support`, [`Cmd::scan_dir`]) fails the test if the canary appears, in plain or
-//! base64 form, in stdout, stderr, the report or any file under the test's directory, or
-//! if a temporary `.part` file is left behind.
+//! canary (`avk_CANARY_…`), runs use `-vv --log-format json --report FILE --html FILE`, and
+//! the shared harness (`support`, [`Cmd::scan_dir`]) fails the test if the canary appears,
+//! in plain or base64 form, in stdout, stderr, the reports or any file under the test's
+//! directory, or if a temporary `.part` file is left behind.
 //! Each test prints a `FIGURES` line (`--no-capture` shows them) with the faults it
 //! delivered, the canary hits and the partial files it found.
 
@@ -98,8 +98,8 @@ fn delivered(emu: &Emulator, case: u32, expected: &[(&str, u64)]) {
     println!("FIGURES case={case:02} faults_delivered={total}");
 }
 
-/// The binary, set up as every run in this suite is: the canary key, `-vv`, JSON logs, a
-/// report file, and a scan of `cwd` for the key and partial files once it exits.
+/// The binary, set up as every run in this suite is: the canary key, `-vv`, JSON logs, the
+/// JSON and HTML reports, and a scan of `cwd` for the key and partial files once it exits.
 fn command(file: &Path, cwd: &Path, base_url: Option<&str>) -> Cmd {
     let mut cmd = avala_pipe()
         .arg("run")
@@ -114,7 +114,10 @@ fn command(file: &Path, cwd: &Path, base_url: Option<&str>) -> Cmd {
             "json",
             "--report",
         ])
-        .arg(cwd.join("report.json"));
+        .arg(cwd.join("report.json"))
+        // The HTML report is scanned for the canary with every other file under `cwd`.
+        .arg("--html")
+        .arg(cwd.join("report.html"));
     if let Some(url) = base_url {
         cmd = cmd.args(["--base-url", url]);
     }

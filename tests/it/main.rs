@@ -1,8 +1,11 @@
 mod actions;
 mod ci;
+mod diff;
 mod dry_run;
 mod emulator;
 mod faults;
+mod html;
 mod run;
+mod sdk;
 mod support;
 mod validate;

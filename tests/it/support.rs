@@ -94,7 +94,11 @@ const KEY_VAR: &str = "AVALA_API_KEY";
 pub fn avala_pipe() -> Cmd {
     Cmd {
         args: Vec::new(),
-        env: vec![("NO_COLOR".into(), Some("1".into()))],
+        env: vec![
+            ("NO_COLOR".into(), Some("1".into())),
+            // The emulator serves the documented flavour unless a test asks otherwise.
+            ("AVALA_API_FLAVOR".into(), Some("documented".into())),
+        ],
         cwd: root().to_path_buf(),
         stdin: None,
         timeout: Duration::from_secs(60),

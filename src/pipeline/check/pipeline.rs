@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use super::*;
 use crate::graph;
+use crate::pipeline::model::ApiFlavor;
 
 /// A step's retry policy and time limit; `defaults:` gives every step that does not say
 /// otherwise its own.
@@ -27,7 +28,7 @@ impl Checker<'_> {
             .and_then(|n| self.string(n))
             .unwrap_or_else(|| default_name(path));
         let description = get("description").and_then(|n| self.string(n));
-        let (base_url, trailing_slash) = self.api(get("api"));
+        let api = self.api(get("api"));
         let vars = self.tvalue_map(get("vars"), Scope::Vars, None);
         let secrets = self.secrets(get("secrets"));
         let concurrency = get("concurrency")
@@ -51,8 +52,9 @@ impl Checker<'_> {
             source: Arc::from(self.source),
             name,
             description,
-            base_url,
-            trailing_slash,
+            base_url: api.base_url,
+            trailing_slash: api.trailing_slash,
+            flavor: api.flavor,
             vars: templated.vars,
             secrets,
             concurrency,
@@ -97,23 +99,27 @@ impl Checker<'_> {
         }
     }
 
-    /// `api:`: the base URL (checked against the URL policy) and `trailing_slash`.
-    fn api(&mut self, api: Option<&Node>) -> (Option<String>, bool) {
+    /// `api:`: the base URL (checked against the URL policy), `trailing_slash` and
+    /// `flavor`; each is `None` when not given.
+    fn api(&mut self, api: Option<&Node>) -> Api {
         let Some(map) = api.and_then(Node::as_map) else {
-            return (None, false);
+            return Api::default();
         };
-        let api = lookup(map, spec::API);
-        let base_url = api.get("base_url").and_then(|n| self.string(n));
-        let trailing_slash = api
-            .get("trailing_slash")
-            .and_then(|n| self.boolean(n))
-            .unwrap_or(false);
-        if let (Some(url), Some(node)) = (&base_url, find(map, "base_url")) {
+        let fields = lookup(map, spec::API);
+        let api = Api {
+            base_url: fields.get("base_url").and_then(|n| self.string(n)),
+            trailing_slash: fields.get("trailing_slash").and_then(|n| self.boolean(n)),
+            flavor: fields
+                .get("flavor")
+                .and_then(|n| self.string(n))
+                .and_then(|f| ApiFlavor::from_name(&f)),
+        };
+        if let (Some(url), Some(node)) = (&api.base_url, find(map, "base_url")) {
             if let Err(e) = check_base_url(url) {
                 self.error(node.pos, e.to_string());
             }
         }
-        (base_url, trailing_slash)
+        api
     }
 
     /// `secrets:`: the names, refusing the API key's own variable.
@@ -244,6 +250,14 @@ impl Checker<'_> {
         }
         self.step = None;
     }
+}
+
+/// The `api:` block, as given.
+#[derive(Default)]
+struct Api {
+    base_url: Option<String>,
+    trailing_slash: Option<bool>,
+    flavor: Option<ApiFlavor>,
 }
 
 /// The pipeline-level maps whose templates get their step refs once all are linked.

@@ -1,0 +1,542 @@
+//! `datasets.upload`: today's upload flow, as Avala's SDKs do it. Each file is presigned
+//! (`POST /datasets/manual-upload/file-upload-url/`), sent to object storage as the
+//! answer says — the legacy POST form, a v2 PUT, or a v2 multipart session with signed
+//! parts — and completed; then the upload is finalized into a dataset
+//! (`POST /datasets/manual-upload/`) and waited for until `created`.
+//!
+//! Takes: rendered inputs. Gives: the dataset and each file's path, key, size and sha256.
+//! Must not: read a whole file (or part) into memory, send the API key to storage, or
+//! have more than 10 uploads in flight (the API's published limit).
+
+use std::path::{Path, PathBuf};
+
+use futures_util::stream::{self, StreamExt};
+use serde_json::{json, Value};
+
+use super::datasets::{needs_current, wait_created, NewDataset};
+use super::upload::{content_type, hash_file, resolve_files};
+use super::{Action, ActionError, ActionPlan, ActionResult, Inputs, RunCtx};
+use crate::api::request::{Body, HttpRequest, Method, Part};
+use crate::api::{ApiError, Endpoint, ErrorKind};
+use crate::pipeline::spec::{dflt, opt, req, ActionSpec, Field, Ty};
+use crate::template::{Later, Text};
+
+/// The API's published limit of concurrent uploads.
+const MAX_CONCURRENT: u64 = 10;
+
+const NAME: Field = req("name", Ty::Str, "Name of the dataset the files become.");
+const SLUG: Field = opt(
+    "slug",
+    Ty::Str,
+    "Its URL name (default: the name in lower case, runs of other characters as `-`).",
+);
+const FILES: Field = req("files", Ty::StrOrList, "A path, a glob, or a list of them.");
+const CONCURRENCY: Field = dflt(
+    "concurrency",
+    Ty::Int { min: 1, max: 10 },
+    "8",
+    "Uploads in flight at once (the API allows 10).",
+);
+const PROTOCOL: Field = dflt(
+    "protocol",
+    Ty::Enum(&["2", "legacy"]),
+    "2",
+    "Upload protocol: `2` (PUT, multipart sessions for large files) or `legacy` (POST form).",
+);
+const ALLOW_EMPTY: Field = dflt(
+    "allow_empty",
+    Ty::Bool,
+    "false",
+    "Succeed when no file matches.",
+);
+
+/// `datasets.upload`.
+pub struct DatasetsUpload;
+
+/// `datasets.upload`'s inputs, typed.
+struct UploadInputs {
+    dataset: NewDataset,
+    files: Vec<Text>,
+    concurrency: usize,
+    v2: bool,
+    allow_empty: bool,
+}
+
+impl UploadInputs {
+    fn read(inputs: &Inputs) -> Result<Self, ActionError> {
+        let protocol = inputs.text(&PROTOCOL)?.map(|t| t.shown());
+        Ok(UploadInputs {
+            dataset: NewDataset::read(inputs, &NAME, &SLUG)?,
+            files: inputs.texts(&FILES)?,
+            concurrency: inputs
+                .count(&CONCURRENCY)?
+                .unwrap_or(8)
+                .clamp(1, MAX_CONCURRENT) as usize,
+            v2: protocol.as_deref() != Some("legacy"),
+            allow_empty: inputs.flag(&ALLOW_EMPTY)?,
+        })
+    }
+
+    fn resolve(&self) -> Result<Vec<(PathBuf, String)>, ActionError> {
+        let patterns: Vec<String> = self.files.iter().map(Text::shown).collect();
+        let files = resolve_files(&patterns, self.allow_empty)?;
+        Ok(with_keys(files))
+    }
+
+    fn presign(
+        &self,
+        endpoint: &Endpoint,
+        key: &str,
+        size: Option<u64>,
+        session: &str,
+    ) -> HttpRequest {
+        let mut body = json!({
+            "dataset_name": self.dataset.name.shown(),
+            "file_path_in_dataset": key,
+            "content_length": size,
+        });
+        if self.v2 {
+            body["upload_protocol_version"] = json!(2);
+            body["dataset_upload_uid"] = json!(session);
+        }
+        HttpRequest::to(
+            Method::Post,
+            endpoint.at("/datasets/manual-upload/file-upload-url", &[]),
+        )
+        .with_body(Body::Json(body))
+    }
+
+    fn finalize(&self, endpoint: &Endpoint, session: &str) -> HttpRequest {
+        let mut body = self.dataset.body();
+        if self.v2 {
+            body.insert("dataset_upload_uid".into(), json!(session));
+        }
+        HttpRequest::to(Method::Post, endpoint.at("/datasets/manual-upload", &[]))
+            .with_body(Body::Json(Value::Object(body)))
+    }
+}
+
+/// Each file with its path in the dataset: relative to the folder all of them share.
+fn with_keys(files: Vec<PathBuf>) -> Vec<(PathBuf, String)> {
+    let common: Option<PathBuf> = files
+        .iter()
+        .map(|p| p.parent().unwrap_or(Path::new("")).to_path_buf())
+        .reduce(|a, b| {
+            a.ancestors()
+                .find(|anc| b.starts_with(anc))
+                .unwrap_or(Path::new(""))
+                .to_path_buf()
+        });
+    files
+        .into_iter()
+        .map(|p| {
+            let key = common
+                .as_deref()
+                .and_then(|c| p.strip_prefix(c).ok())
+                .unwrap_or(&p)
+                .to_string_lossy()
+                .replace('\\', "/");
+            (p, key)
+        })
+        .collect()
+}
+
+impl Action for DatasetsUpload {
+    const SPEC: &'static ActionSpec = &ActionSpec {
+        name: "datasets.upload",
+        summary: "Today's upload: presign each file, send it to storage, finalize into a new dataset, wait until created.",
+        inputs: &[
+            NAME,
+            SLUG,
+            FILES,
+            super::datasets::DATA_TYPE,
+            super::datasets::VISIBILITY,
+            CONCURRENCY,
+            PROTOCOL,
+            ALLOW_EMPTY,
+            super::datasets::WAIT,
+            super::datasets::WAIT_TIMEOUT,
+        ],
+        one_of: &[],
+        outputs: &[
+            ("dataset", "The dataset, as the server describes it."),
+            ("id", "Its id."),
+            ("files", "List of `{path, key, bytes, sha256, stored}` (`stored: false`: it was already there)."),
+            ("count", "Files."),
+            ("bytes", "Bytes sent."),
+        ],
+        changes_server: true,
+    };
+
+    fn plan(inputs: &Inputs, endpoint: &Endpoint) -> Result<ActionPlan, ActionError> {
+        needs_current(endpoint, "datasets.upload", "the presigned upload flow")?;
+        plan(&UploadInputs::read(inputs)?, endpoint)
+    }
+
+    async fn run(inputs: &Inputs, ctx: &RunCtx<'_>) -> ActionResult {
+        needs_current(
+            ctx.client.endpoint(),
+            "datasets.upload",
+            "the presigned upload flow",
+        )?;
+        run(UploadInputs::read(inputs)?, ctx).await
+    }
+}
+
+fn plan(inputs: &UploadInputs, endpoint: &Endpoint) -> Result<ActionPlan, ActionError> {
+    let session = "<a new upload id>";
+    let mut requests = vec![HttpRequest::to(
+        Method::Get,
+        endpoint.at("/datasets/manual-upload/quota", &[]),
+    )];
+    let unknown = inputs.files.iter().any(|f| f.known().is_none());
+    let mut notes = vec![format!(
+        "each file: presign, then send it to the storage URL of the answer (without the API key), {} at a time",
+        inputs.concurrency
+    )];
+    if unknown {
+        let shown: Vec<String> = inputs.files.iter().map(Text::shown).collect();
+        requests.push(inputs.presign(endpoint, &shown.join(", "), None, session));
+        notes.push("the files are known after run: the presign is shown once".into());
+    } else {
+        for (path, key) in inputs.resolve()? {
+            let size = std::fs::metadata(&path).map(|m| m.len()).ok();
+            requests.push(inputs.presign(endpoint, &key, size, session));
+        }
+    }
+    requests.push(inputs.finalize(endpoint, session));
+    if inputs.dataset.wait {
+        let uid = Text::Later(Later::whole("the new dataset's uid"));
+        requests.push(HttpRequest::to(
+            Method::Get,
+            endpoint.at("/datasets/{}", &[&uid]),
+        ));
+    }
+    Ok(ActionPlan {
+        requests,
+        repeats: inputs.dataset.repeats(),
+        notes,
+    })
+}
+
+/// A client-chosen id for a v2 upload session.
+fn new_session() -> String {
+    format!(
+        "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
+        fastrand::u32(..),
+        fastrand::u16(..),
+        fastrand::u16(..0x1000),
+        fastrand::u16(0x8000..0xc000),
+        fastrand::u64(..1 << 48)
+    )
+}
+
+async fn run(inputs: UploadInputs, ctx: &RunCtx<'_>) -> ActionResult {
+    let files = inputs.resolve()?;
+    let session = new_session();
+    let sizes: Vec<u64> = files
+        .iter()
+        .map(|(p, _)| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+        .collect();
+    check_quota(ctx, sizes.iter().sum()).await?;
+    let label = format!(
+        "upload {} file{}",
+        files.len(),
+        if files.len() == 1 { "" } else { "s" }
+    );
+    let planned: u64 = sizes.iter().sum();
+    let mut uploads = Vec::with_capacity(files.len());
+    for (path, key) in &files {
+        uploads.push(upload_one(&inputs, ctx, path, key, &session));
+    }
+    let mut results = stream::iter(uploads).buffered(inputs.concurrency);
+    let (mut out, mut total, mut throttle) = (
+        Vec::with_capacity(files.len()),
+        0u64,
+        super::Throttle::new(),
+    );
+    while let Some(r) = results.next().await {
+        let v = r?;
+        total += v["bytes"].as_u64().unwrap_or(0);
+        out.push(v);
+        if throttle.ready(out.len() == files.len()) {
+            (ctx.progress)(&label, total, Some(planned.max(total)));
+        }
+    }
+    let endpoint = ctx.client.endpoint();
+    let created = ctx
+        .client
+        .send_json(&inputs.finalize(endpoint, &session), &ctx.call, None)
+        .await?
+        .body;
+    let dataset = if inputs.dataset.wait {
+        wait_created(&created, inputs.dataset.timeout.unwrap_or_default(), ctx).await?
+    } else {
+        created
+    };
+    Ok(json!({
+        "id": dataset.get("id").cloned().unwrap_or(Value::Null),
+        "dataset": dataset,
+        "files": out,
+        "count": files.len(),
+        "bytes": total,
+    }))
+}
+
+/// Refuses before sending anything when the files would exceed the upload quota.
+async fn check_quota(ctx: &RunCtx<'_>, bytes: u64) -> Result<(), ActionError> {
+    let req = HttpRequest::to(
+        Method::Get,
+        ctx.client
+            .endpoint()
+            .at("/datasets/manual-upload/quota", &[]),
+    );
+    let quota = ctx.client.send_json(&req, &ctx.call, None).await?.body;
+    let (used, limit) = (quota["used"].as_u64(), quota["limit"].as_u64());
+    if let (Some(used), Some(limit)) = (used, limit) {
+        if used.saturating_add(bytes) > limit {
+            return Err(ActionError::Other(format!(
+                "the upload quota would be exceeded: {bytes} bytes to upload, {used} of {limit} bytes used"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// One file: presign, store, complete; a fresh presign for each attempt.
+async fn upload_one(
+    inputs: &UploadInputs,
+    ctx: &RunCtx<'_>,
+    path: &Path,
+    key: &str,
+    session: &str,
+) -> Result<Value, ActionError> {
+    let (size, sha256) = hash_file(path, &ctx.call.cancel).await?;
+    let max_attempts = ctx.call.retry.max_attempts.max(1);
+    let mut attempt = 0;
+    let stored = loop {
+        attempt += 1;
+        match store(inputs, ctx, path, key, size, session).await {
+            Ok(stored) => break stored,
+            Err(e) if attempt < max_attempts && retry_with_fresh_presign(&e) => {
+                let wait = crate::api::retry::backoff(&ctx.call.retry, attempt);
+                tracing::warn!(step = %ctx.call.step, "uploading {}: {e}; presigning again in {:.1}s (attempt {} of {max_attempts})", path.display(), wait.as_secs_f64(), attempt + 1);
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = ctx.call.cancel.cancelled() => return Err(ActionError::Interrupted(format!("while uploading {}", path.display()))),
+                }
+            }
+            Err(e) => return Err(quota_or(e, path)),
+        }
+    };
+    Ok(
+        json!({"path": path.display().to_string(), "key": key, "bytes": size, "sha256": sha256, "stored": stored}),
+    )
+}
+
+/// 408, 429 and 5xx (from the API or from storage) are worth a fresh presign.
+fn retry_with_fresh_presign(e: &ActionError) -> bool {
+    matches!(e, ActionError::Api(ApiError { kind: ErrorKind::Status, status: Some(s), .. }) if *s == 408 || *s == 429 || *s >= 500)
+}
+
+/// A 413 from the presign is the quota: say so.
+fn quota_or(e: ActionError, path: &Path) -> ActionError {
+    match e {
+        ActionError::Api(mut api) if api.status == Some(413) => {
+            api.message = format!(
+                "the upload quota is exceeded ({}); {} was not stored",
+                api.message,
+                path.display()
+            );
+            ActionError::Api(api)
+        }
+        other => other,
+    }
+}
+
+/// Sends one file as the presign answer says. `Ok(false)`: it was already stored.
+async fn store(
+    inputs: &UploadInputs,
+    ctx: &RunCtx<'_>,
+    path: &Path,
+    key: &str,
+    size: u64,
+    session: &str,
+) -> Result<bool, ActionError> {
+    let presign = inputs.presign(ctx.client.endpoint(), key, Some(size), session);
+    let answer = ctx.client.send_json(&presign, &ctx.call, None).await?.body;
+    if answer["complete"] == json!(true) {
+        return Ok(false);
+    }
+    let upload_uid = answer["upload_uid"].as_str().map(str::to_string);
+    let stored = match answer["method"].as_str() {
+        Some("POST") => post_form(ctx, &answer, path).await?,
+        Some("PUT") => put_file(ctx, &answer, path, size).await?,
+        Some("MULTIPART") => put_parts(ctx, &answer, path, size).await?,
+        other => {
+            return Err(ActionError::Other(format!(
+                "POST /datasets/manual-upload/file-upload-url/: unknown upload method {}",
+                other.map_or("(none)".to_string(), |m| format!("`{m}`"))
+            )))
+        }
+    };
+    if let Some(uid) = upload_uid {
+        complete(ctx, &uid).await?;
+    }
+    Ok(stored)
+}
+
+/// The URL and headers of a storage request, from the server's answer.
+fn storage_request(method: Method, answer: &Value) -> Result<HttpRequest, ActionError> {
+    let url = answer["url"]
+        .as_str()
+        .ok_or_else(|| ActionError::Other("the presign answer has no storage `url`".into()))?;
+    let headers = answer["headers"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(k, _)| {
+            !k.eq_ignore_ascii_case("content-length")
+                && !k.eq_ignore_ascii_case(crate::api::KEY_HEADER)
+        })
+        .map(|(k, v)| (k.clone(), crate::api::request::query_text(v)))
+        .collect();
+    Ok(HttpRequest::new(method, url.to_string()).to_storage(headers))
+}
+
+/// The legacy POST form: every field, then the file as the part `file`.
+async fn post_form(ctx: &RunCtx<'_>, answer: &Value, path: &Path) -> Result<bool, ActionError> {
+    let mut parts: Vec<Part> = answer["fields"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| Part::Text {
+            field: k.clone(),
+            value: crate::api::request::query_text(v),
+        })
+        .collect();
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "file".into());
+    let size = std::fs::metadata(path).map(|m| m.len()).ok();
+    parts.push(Part::File {
+        field: "file".into(),
+        path: path.to_path_buf(),
+        content_type: answer["fields"]["Content-Type"]
+            .as_str()
+            .unwrap_or(content_type(&file_name))
+            .to_string(),
+        file_name,
+        size,
+    });
+    let req = HttpRequest {
+        body: Body::Multipart(parts),
+        ..storage_request(Method::Post, answer)?
+    };
+    ctx.client.send_json(&req, &ctx.call, None).await?;
+    Ok(true)
+}
+
+/// A v2 PUT of the whole file; 412 means storage already has it.
+async fn put_file(
+    ctx: &RunCtx<'_>,
+    answer: &Value,
+    path: &Path,
+    size: u64,
+) -> Result<bool, ActionError> {
+    let req = storage_request(Method::Put, answer)?.with_body(Body::File {
+        path: path.to_path_buf(),
+        offset: 0,
+        len: Some(size),
+    });
+    let resp = ctx.client.send_json(&req, &ctx.call, Some(&STORED)).await?;
+    Ok(resp.status != 412)
+}
+
+/// Statuses of a storage PUT that are answers: stored, or already there (412).
+const STORED: [u16; 5] = [200, 201, 202, 204, 412];
+
+/// A v2 multipart session: sign and PUT each part not yet uploaded.
+async fn put_parts(
+    ctx: &RunCtx<'_>,
+    answer: &Value,
+    path: &Path,
+    size: u64,
+) -> Result<bool, ActionError> {
+    let uid = answer["upload_uid"]
+        .as_str()
+        .ok_or_else(|| ActionError::Other("a multipart upload without `upload_uid`".into()))?;
+    let part_size = answer["part_size"]
+        .as_u64()
+        .filter(|&n| n > 0)
+        .ok_or_else(|| ActionError::Other("a multipart upload without `part_size`".into()))?;
+    let count = answer["part_count"]
+        .as_u64()
+        .unwrap_or(size.div_ceil(part_size));
+    let done: Vec<u64> = answer["uploaded_parts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p["part_number"].as_u64())
+        .collect();
+    let mut sent_any = false;
+    for n in (1..=count).filter(|n| !done.contains(n)) {
+        let sign = HttpRequest::to(
+            Method::Post,
+            ctx.client.endpoint().at(
+                "/datasets/manual-upload/uploads/{}/parts",
+                &[&Text::Known(uid.to_string())],
+            ),
+        )
+        .with_body(Body::Json(json!({"part_numbers": [n]})));
+        let signed = ctx.client.send_json(&sign, &ctx.call, None).await?.body;
+        let part = signed["parts"]
+            .as_array()
+            .and_then(|ps| ps.iter().find(|p| p["part_number"].as_u64() == Some(n)))
+            .ok_or_else(|| {
+                ActionError::Other(format!("part {n} of {} was not signed", path.display()))
+            })?;
+        let offset = (n - 1) * part_size;
+        let len = part_size.min(size.saturating_sub(offset));
+        let req = storage_request(Method::Put, part)?.with_body(Body::File {
+            path: path.to_path_buf(),
+            offset,
+            len: Some(len),
+        });
+        ctx.client.send_json(&req, &ctx.call, None).await?;
+        sent_any = true;
+    }
+    Ok(sent_any || done.is_empty())
+}
+
+/// `POST /datasets/manual-upload/uploads/{upload_uid}/complete/`.
+async fn complete(ctx: &RunCtx<'_>, upload_uid: &str) -> Result<(), ActionError> {
+    let req = HttpRequest::to(
+        Method::Post,
+        ctx.client.endpoint().at(
+            "/datasets/manual-upload/uploads/{}/complete",
+            &[&Text::Known(upload_uid.to_string())],
+        ),
+    )
+    .with_body(Body::Json(json!({})));
+    ctx.client.send_json(&req, &ctx.call, None).await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_paths_under_the_shared_folder() {
+        let keys = with_keys(vec![
+            PathBuf::from("data/a/1.jpg"),
+            PathBuf::from("data/b/2.jpg"),
+        ]);
+        assert_eq!(keys[0].1, "a/1.jpg");
+        assert_eq!(keys[1].1, "b/2.jpg");
+        let one = with_keys(vec![PathBuf::from("data/a/1.jpg")]);
+        assert_eq!(one[0].1, "1.jpg");
+    }
+}

@@ -669,6 +669,8 @@ async fn the_plan_is_what_a_run_sends() {
                 .args(if dry { &["--dry-run"][..] } else { &[][..] })
                 .current_dir(dir.path())
                 .env("AVALA_API_KEY", KEY)
+                // The file's flavour, else the binary's default: as the emulator's above.
+                .env_remove("AVALA_API_FLAVOR")
                 .scan_dir(dir.path())
                 .run_async()
         };

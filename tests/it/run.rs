@@ -482,6 +482,8 @@ async fn every_example_pipeline_runs_with_the_emulator() {
             .arg(&file)
             .args(["--emulator", "--format", "json"])
             .current_dir(dir.path())
+            // Each file as a user runs it: its own flavour, else the binary's default.
+            .env_remove("AVALA_API_FLAVOR")
             .scan_dir(dir.path())
             .run_async()
             .await;

@@ -29,6 +29,7 @@ use serde_json::{json, Value};
 
 use crate::support::{avala_pipe, partial_files, sha256_file, start_emulator, write, Cmd, Output};
 
+mod hostile;
 mod input;
 mod retries;
 mod security;

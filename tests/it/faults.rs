@@ -2,7 +2,9 @@
 //! emulator with scripted faults, one test per case of the issue (`caseNN_...`), plus the
 //! cases the suite found on the way (`case15` on). This file holds the suite's helpers;
 //! the cases live in `faults/`: `retries` (1-5, 15, 16), `transfers` (6-9), `signals`
-//! (10), `security` (11, 13, 14) and `input` (12). Run them alone with
+//! (10), `security` (11, 13, 14) and `input` (12); `hostile` and `hostile_b` hold issue
+//! 16's groups A and B (`hostileNN_...`, `hostile_bNN_...`, NN the item of the issue).
+//! Run them alone with
 //! `cargo nextest run -E 'test(/faults::/)'`.
 //!
 //! Every test checks both sides: the server (the emulator's journal of requests, what it
@@ -30,6 +32,7 @@ use serde_json::{json, Value};
 use crate::support::{avala_pipe, partial_files, sha256_file, start_emulator, write, Cmd, Output};
 
 mod hostile;
+mod hostile_b;
 mod input;
 mod retries;
 mod security;

@@ -213,7 +213,7 @@ fn endpoint(
             "base URL `{base_url}`: templates are not rendered in a base URL; give the URL itself (https://, or plain http:// to a loopback host only)"
         )));
     }
-    check_base_url(&base_url).map_err(invalid)?;
+    check_base_url(&base_url).map_err(|e| invalid(e.to_string()))?;
     let Ok(url) = reqwest::Url::parse(&base_url) else {
         return Err(invalid(format!("invalid base URL `{base_url}`")));
     };

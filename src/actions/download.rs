@@ -147,27 +147,7 @@ async fn run(inputs: DownloadInputs, ctx: &RunCtx<'_>) -> ActionResult {
                         )));
                     }
                 }
-                super::keep_permissions(&tmp, &real);
-                // Without overwrite, the file goes in place only if none is there even
-                // now (link or rename without replace): of several iterations writing one
-                // file, exactly one wins.
-                let placed = match inputs.overwrite {
-                    true => tmp.persist(&real),
-                    false => tmp.persist_noclobber(&real),
-                };
-                placed.map_err(|e| match e.error.kind() {
-                    std::io::ErrorKind::AlreadyExists if !inputs.overwrite => {
-                        ActionError::Other(format!(
-                            "{} already exists and overwrite is false: it appeared during the download (another step or iteration wrote it first); this download was discarded",
-                            dest.display()
-                        ))
-                    }
-                    _ => ActionError::Other(format!(
-                        "cannot move the download into {}: {}",
-                        dest.display(),
-                        e.error
-                    )),
-                })?;
+                place(tmp, &real, &dest, inputs.overwrite)?;
                 return Ok(json!({
                     "path": dest.display().to_string(),
                     "bytes": bytes,
@@ -203,6 +183,40 @@ async fn run(inputs: DownloadInputs, ctx: &RunCtx<'_>) -> ActionResult {
     }
 }
 
+/// Renames the whole download into place (over `real`, the file `dest` names). Without
+/// overwrite, it goes in place only if none is there even now (link or rename without
+/// replace): of several iterations writing one file, exactly one wins.
+fn place(
+    tmp: tempfile::NamedTempFile,
+    real: &Path,
+    dest: &Path,
+    overwrite: bool,
+) -> Result<(), ActionError> {
+    super::keep_permissions(&tmp, real);
+    let placed = match overwrite {
+        true => tmp.persist(real),
+        false => tmp.persist_noclobber(real),
+    };
+    placed.map(|_| ()).map_err(|e| match e.error.kind() {
+        std::io::ErrorKind::AlreadyExists if !overwrite => ActionError::Other(format!(
+            "{} already exists and overwrite is false: it appeared during the download (another step or iteration wrote it first); this download was discarded",
+            dest.display()
+        )),
+        _ => ActionError::Other(format!(
+            "cannot move the download into {}: {}",
+            dest.display(),
+            e.error
+        )),
+    })
+}
+
+/// A failure to write the temporary file: not worth another attempt.
+fn write_failed(e: impl std::fmt::Display) -> FetchError {
+    FetchError::Fatal(ActionError::Other(format!(
+        "writing the download failed: {e}"
+    )))
+}
+
 enum FetchError {
     /// The body was cut short or could not be written: worth a fresh attempt.
     Body(String),
@@ -218,29 +232,35 @@ struct Fetched {
     scratch: super::scratch::Registered,
 }
 
-async fn fetch_once(
-    ctx: &RunCtx<'_>,
-    req: &HttpRequest,
-    dir: &Path,
-) -> Result<Fetched, FetchError> {
+/// The response to the download's GET, when it is a success (2xx).
+async fn answered(ctx: &RunCtx<'_>, req: &HttpRequest) -> Result<reqwest::Response, FetchError> {
     let resp = ctx
         .client
         .send(req, &ctx.call, false)
         .await
         .map_err(|e| FetchError::Fatal(e.into()))?;
     let status = resp.status().as_u16();
-    if !(200..300).contains(&status) {
-        let message = crate::api::error_body_message(resp).await;
-        return Err(FetchError::Fatal(ActionError::Api(ApiError {
-            kind: ErrorKind::Status,
-            method: req.method,
-            path: display_path(&req.url),
-            status: Some(status),
-            message,
-            attempts: ctx.call.attempts.load(std::sync::atomic::Ordering::Relaxed),
-            maybe_applied: false,
-        })));
+    if (200..300).contains(&status) {
+        return Ok(resp);
     }
+    let message = crate::api::error_body_message(resp).await;
+    Err(FetchError::Fatal(ActionError::Api(ApiError {
+        kind: ErrorKind::Status,
+        method: req.method,
+        path: display_path(&req.url),
+        status: Some(status),
+        message,
+        attempts: ctx.call.attempts.load(std::sync::atomic::Ordering::Relaxed),
+        maybe_applied: false,
+    })))
+}
+
+async fn fetch_once(
+    ctx: &RunCtx<'_>,
+    req: &HttpRequest,
+    dir: &Path,
+) -> Result<Fetched, FetchError> {
+    let resp = answered(ctx, req).await?;
     let expected_len = resp.content_length();
     let tmp = super::temp_beside(dir).map_err(|e| {
         FetchError::Fatal(ActionError::Other(format!(
@@ -249,16 +269,11 @@ async fn fetch_once(
         )))
     })?;
     let scratch = super::scratch::register(tmp.path());
-    let std_file = tmp.reopen().map_err(|e| {
-        FetchError::Fatal(ActionError::Other(format!(
-            "cannot write the temporary file: {e}"
-        )))
-    })?;
-    let mut writeback = std_file.try_clone().map(Writeback::new).map_err(|e| {
-        FetchError::Fatal(ActionError::Other(format!(
-            "cannot write the temporary file: {e}"
-        )))
-    })?;
+    let std_file = tmp.reopen().map_err(write_failed)?;
+    let mut writeback = std_file
+        .try_clone()
+        .map(Writeback::new)
+        .map_err(write_failed)?;
     let mut file =
         tokio::io::BufWriter::with_capacity(1 << 20, tokio::fs::File::from_std(std_file));
     let mut hasher = Hasher::start();
@@ -278,16 +293,8 @@ async fn fetch_once(
         if throttle.ready(Some(bytes) == expected_len) {
             (ctx.progress)(&label, bytes, expected_len);
         }
-        file.write_all(&chunk).await.map_err(|e| {
-            FetchError::Fatal(ActionError::Other(format!(
-                "writing the download failed: {e}"
-            )))
-        })?;
-        writeback.progress(bytes).await.map_err(|e| {
-            FetchError::Fatal(ActionError::Other(format!(
-                "writing the download failed: {e}"
-            )))
-        })?;
+        file.write_all(&chunk).await.map_err(write_failed)?;
+        writeback.progress(bytes).await.map_err(write_failed)?;
     }
     if let Some(len) = expected_len {
         if len != bytes {
@@ -296,21 +303,9 @@ async fn fetch_once(
             )));
         }
     }
-    file.flush().await.map_err(|e| {
-        FetchError::Fatal(ActionError::Other(format!(
-            "writing the download failed: {e}"
-        )))
-    })?;
-    writeback.finish().await.map_err(|e| {
-        FetchError::Fatal(ActionError::Other(format!(
-            "writing the download failed: {e}"
-        )))
-    })?;
-    file.into_inner().sync_all().await.map_err(|e| {
-        FetchError::Fatal(ActionError::Other(format!(
-            "writing the download failed: {e}"
-        )))
-    })?;
+    file.flush().await.map_err(write_failed)?;
+    writeback.finish().await.map_err(write_failed)?;
+    file.into_inner().sync_all().await.map_err(write_failed)?;
     let digest = hasher.finish().await.map_err(|e| {
         FetchError::Fatal(ActionError::Other(format!(
             "hashing the download failed: {e}"

@@ -415,72 +415,21 @@ impl Client {
                     req, &path, attempt, sent_at, &outcome,
                 )));
             }
-            let wait = match outcome {
-                Ok(resp) => {
-                    let status = resp.status().as_u16();
-                    if let Some(ticket) = ticket {
-                        self.pacer.observe(resp.headers(), ticket);
-                    }
-                    if !retry::retryable_status(req.method, status)
-                        || expect.is_some_and(|e| e.contains(&status))
-                    {
-                        return Ok((resp, attempt));
-                    }
-                    let retry_after = retry::retry_after(resp.headers());
-                    let message = read_error_message(resp).await;
-                    if let Some(wait) = retry_after {
-                        // Checked before pausing the pacer: a wait this step will not make
-                        // must not hold up every other request of the run either.
-                        if wait > self.cfg.endpoint.retry_after_cap {
-                            return Err(fail(
-                                ErrorKind::RetryAfterTooLong,
-                                Some(status),
-                                format!(
-                                    "the server asked to retry after {}s, more than the {}s this run waits; giving up",
-                                    wait.as_secs(),
-                                    self.cfg.endpoint.retry_after_cap.as_secs()
-                                ),
-                                attempt,
-                                false,
-                            ));
-                        }
-                    }
-                    if attempt >= ctx.retry.max_attempts {
-                        return Err(fail(
-                            ErrorKind::Status,
-                            Some(status),
-                            message,
-                            attempt,
-                            false,
-                        ));
-                    }
-                    if let (429, Some(wait), true) = (status, retry_after, to_api) {
-                        self.pacer.pause(wait);
-                    }
-                    let cause = match retry_after {
-                        Some(_) => WaitCause::RetryAfter,
-                        None => WaitCause::Backoff,
-                    };
-                    let wait = retry_after.unwrap_or_else(|| retry::backoff(&ctx.retry, attempt));
-                    log_retry(ctx, req, &format!("answered {status}"), wait, attempt);
-                    (wait, cause)
-                }
-                Err(e) => {
-                    let before_sending = e.is_connect();
-                    let retryable = before_sending || req.method.is_safe();
-                    let message = transport_message(&e);
-                    if !retryable {
-                        return Err(fail(ErrorKind::Transport, None, message, attempt, true));
-                    }
-                    if attempt >= ctx.retry.max_attempts {
-                        return Err(fail(ErrorKind::Transport, None, message, attempt, false));
-                    }
-                    let wait = retry::backoff(&ctx.retry, attempt);
-                    log_retry(ctx, req, &format!("failed: {message}"), wait, attempt);
-                    (wait, WaitCause::Backoff)
-                }
+            let (wait, cause) = match outcome {
+                Ok(resp) => match self
+                    .on_answer(req, ctx, resp, attempt, ticket, expect)
+                    .await
+                {
+                    Next::Done(resp) => return Ok((resp, attempt)),
+                    Next::Fail(e) => return Err(e),
+                    Next::Wait(wait, cause) => (wait, cause),
+                },
+                Err(e) => match on_transport_error(req, ctx, &e, attempt) {
+                    Next::Wait(wait, cause) => (wait, cause),
+                    Next::Fail(e) => return Err(e),
+                    Next::Done(resp) => return Ok((resp, attempt)),
+                },
             };
-            let (wait, cause) = wait;
             let waiting = Instant::now();
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
@@ -490,6 +439,58 @@ impl Client {
             }
             ctx.waited(cause, waiting);
         }
+    }
+
+    /// What to do after an answer: hand it over, fail, or wait and try again.
+    async fn on_answer(
+        &self,
+        req: &HttpRequest,
+        ctx: &CallCtx,
+        resp: reqwest::Response,
+        attempt: u32,
+        ticket: Option<pacer::Ticket>,
+        expect: Option<&[u16]>,
+    ) -> Next {
+        let status = resp.status().as_u16();
+        if let Some(ticket) = ticket {
+            self.pacer.observe(resp.headers(), ticket);
+        }
+        if !retry::retryable_status(req.method, status)
+            || expect.is_some_and(|e| e.contains(&status))
+        {
+            return Next::Done(resp);
+        }
+        let fail = |kind, message| {
+            Next::Fail(call_error(req, kind, Some(status), message, attempt, false))
+        };
+        let retry_after = retry::retry_after(resp.headers());
+        let message = read_error_message(resp).await;
+        let cap = self.cfg.endpoint.retry_after_cap;
+        // Checked before pausing the pacer: a wait this step will not make must not hold
+        // up every other request of the run either.
+        if let Some(wait) = retry_after.filter(|w| *w > cap) {
+            return fail(
+                ErrorKind::RetryAfterTooLong,
+                format!(
+                    "the server asked to retry after {}s, more than the {}s this run waits; giving up",
+                    wait.as_secs(),
+                    cap.as_secs()
+                ),
+            );
+        }
+        if attempt >= ctx.retry.max_attempts {
+            return fail(ErrorKind::Status, message);
+        }
+        if let (429, Some(wait), true) = (status, retry_after, self.is_api_origin(&req.url)) {
+            self.pacer.pause(wait);
+        }
+        let cause = match retry_after {
+            Some(_) => WaitCause::RetryAfter,
+            None => WaitCause::Backoff,
+        };
+        let wait = retry_after.unwrap_or_else(|| retry::backoff(&ctx.retry, attempt));
+        log_retry(ctx, req, &format!("answered {status}"), wait, attempt);
+        Next::Wait(wait, cause)
     }
 
     /// Waits for the rate-limit pacer, telling the timeline when that took a while.
@@ -724,6 +725,63 @@ fn attempt_record(
         bytes_received,
         file,
     }
+}
+
+/// What follows one attempt.
+enum Next {
+    Done(reqwest::Response),
+    Fail(ApiError),
+    Wait(Duration, WaitCause),
+}
+
+/// A failed call of `req`.
+fn call_error(
+    req: &HttpRequest,
+    kind: ErrorKind,
+    status: Option<u16>,
+    message: String,
+    attempts: u32,
+    maybe_applied: bool,
+) -> ApiError {
+    ApiError {
+        kind,
+        method: req.method,
+        path: request::display_path(&req.url),
+        status,
+        message,
+        attempts,
+        maybe_applied,
+    }
+}
+
+/// What to do after a transport error: a GET goes again, another method only when the
+/// connection failed before anything was sent (it is never applied twice).
+fn on_transport_error(req: &HttpRequest, ctx: &CallCtx, e: &reqwest::Error, attempt: u32) -> Next {
+    let retryable = e.is_connect() || req.method.is_safe();
+    let message = transport_message(e);
+    if !retryable {
+        return Next::Fail(call_error(
+            req,
+            ErrorKind::Transport,
+            None,
+            message,
+            attempt,
+            true,
+        ));
+    }
+    if attempt >= ctx.retry.max_attempts {
+        return Next::Fail(call_error(
+            req,
+            ErrorKind::Transport,
+            None,
+            message,
+            attempt,
+            false,
+        ));
+    }
+    let wait = retry::backoff(&ctx.retry, attempt);
+    log_retry(ctx, req, &format!("failed: {message}"), wait, attempt);
+    Next::Wait(wait, WaitCause::Backoff)
 }
 
 /// The largest JSON (or text) response read into memory; larger is an error, not an

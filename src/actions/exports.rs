@@ -68,7 +68,22 @@ impl Action for ExportsCreate {
 
     async fn run(inputs: &Inputs, ctx: &RunCtx<'_>) -> ActionResult {
         let req = create_request(inputs, ctx.client.endpoint())?;
+        // An earlier attempt (same inputs) created an export but was cut short before the
+        // step ended: re-attach to that export instead of creating another.
+        if let Some(id) = ctx.journal.export() {
+            let get = HttpRequest::to(
+                Method::Get,
+                ctx.client.endpoint().at("/exports/{}", &[&Text::Known(id)]),
+            );
+            let resp = ctx.client.send_json(&get, &ctx.call, None).await?;
+            if resp.body.is_object() {
+                return Ok(resp.body);
+            }
+        }
         let resp = ctx.client.send_json(&req, &ctx.call, None).await?;
+        if let Some(id) = resp.body["id"].as_str().or(resp.body["uid"].as_str()) {
+            ctx.journal.export_created(id);
+        }
         match resp.body {
             Value::Object(_) => Ok(resp.body),
             other => Err(ActionError::Other(format!(

@@ -233,7 +233,11 @@ fn new_session() -> String {
 
 async fn run(inputs: UploadInputs, ctx: &RunCtx<'_>) -> ActionResult {
     let files = inputs.resolve()?;
-    let session = new_session();
+    // A resumed attempt continues the earlier attempt's session: the server answers
+    // `complete: true` for the files it already holds, and the finalize covers them all.
+    let resumed = ctx.journal.session();
+    let session = resumed.clone().unwrap_or_else(new_session);
+    ctx.journal.session_started(&session);
     let sizes: Vec<u64> = files
         .iter()
         .map(|(p, _)| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
@@ -247,7 +251,14 @@ async fn run(inputs: UploadInputs, ctx: &RunCtx<'_>) -> ActionResult {
     let planned: u64 = sizes.iter().sum();
     let mut uploads = Vec::with_capacity(files.len());
     for (path, key) in &files {
-        uploads.push(upload_one(&inputs, ctx, path, key, &session));
+        uploads.push(upload_one(
+            &inputs,
+            ctx,
+            path,
+            key,
+            &session,
+            resumed.is_some(),
+        ));
     }
     let mut results = stream::iter(uploads).buffered(inputs.concurrency);
     let (mut out, mut total, mut throttle) = (
@@ -310,8 +321,13 @@ async fn upload_one(
     path: &Path,
     key: &str,
     session: &str,
+    resumed: bool,
 ) -> Result<Value, ActionError> {
     let (size, sha256) = hash_file(path, &ctx.call.cancel).await?;
+    let shown = path.display().to_string();
+    if let Some(entry) = ctx.journal.stored(&shown, &sha256).filter(|_| resumed) {
+        return Ok(entry);
+    }
     let max_attempts = ctx.call.retry.max_attempts.max(1);
     let mut attempt = 0;
     let stored = loop {
@@ -329,9 +345,10 @@ async fn upload_one(
             Err(e) => return Err(quota_or(e, path)),
         }
     };
-    Ok(
-        json!({"path": path.display().to_string(), "key": key, "bytes": size, "sha256": sha256, "stored": stored}),
-    )
+    let entry =
+        json!({"path": shown, "key": key, "bytes": size, "sha256": sha256, "stored": stored});
+    ctx.journal.file_stored(&shown, size, &sha256, &entry);
+    Ok(entry)
 }
 
 /// 408, 429 and 5xx (from the API or from storage) are worth a fresh presign.

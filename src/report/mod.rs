@@ -278,6 +278,15 @@ pub fn report_json(name: &str, started_at: &str, result: &RunResult, redactor: &
             step.insert("id".into(), json!(s.id));
             step.insert("action".into(), json!(s.action));
             step.insert("status".into(), json!(s.status));
+            // `reused`: taken from the journal of an earlier run (`--resume`).
+            step.insert(
+                "run".into(),
+                json!(match (s.reused, s.status) {
+                    (true, _) => "reused",
+                    (false, crate::execute::StepStatus::Skipped) => "not run",
+                    (false, _) => "ran",
+                }),
+            );
             step.insert("attempts".into(), json!(s.attempts));
             step.insert("duration_ms".into(), json!(s.duration_ms));
             // One plain clone: outputs can hold every item of a big list.

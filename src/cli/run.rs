@@ -346,7 +346,9 @@ async fn execute_run(
         journal: journal.as_ref().map(|(_, j)| j.clone()),
     };
     let result = execute::run(p.clone(), settings, tx).await;
-    if let Some((writer, _)) = journal {
+    if let Some((writer, senders)) = journal {
+        // The writer stops once every sender is gone.
+        drop(senders);
         if let Err(e) = writer.close().await {
             console::error(&prepared.redactor.text(&e));
         }

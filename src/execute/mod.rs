@@ -659,10 +659,15 @@ async fn from_journal(
             }
         }
     }
+    let (written, on_disk) = tokio::sync::oneshot::channel();
     journal.sink.send(Record::Started {
         step: step.id.clone(),
         inputs: fingerprint,
+        written: Some(written),
     });
+    // Nothing is sent before the journal knows the step started (an error writing it
+    // drops the sender: the run goes on without the guarantee rather than hanging).
+    let _ = on_disk.await;
     Ok(Err(StepLog {
         step: step.id.clone(),
         prior,

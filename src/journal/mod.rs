@@ -116,9 +116,13 @@ pub struct IterRec {
 pub enum Record {
     /// A step starts (it was not reused): `inputs` is its fingerprint. Remote work recorded
     /// under another fingerprint is forgotten (it was done for other inputs).
+    /// `written` is told once the start is on disk: the step's requests wait for it, so a
+    /// journal never lacks the start of a step whose work reached the server (a resume
+    /// then knows to look for work the journal could not record).
     Started {
         step: String,
         inputs: String,
+        written: Option<tokio::sync::oneshot::Sender<()>>,
     },
     FileStored {
         step: String,
@@ -358,13 +362,20 @@ async fn write_loop(
         } else {
             rx.recv().await
         };
-        let Some(record) = next else { break };
+        let Some(mut record) = next else { break };
+        let ack = match &mut record {
+            Record::Started { written, .. } => written.take(),
+            _ => None,
+        };
         let urgent = apply(&mut doc, record, &redactor);
         dirty = true;
         if urgent || last.elapsed() >= DEBOUNCE {
             tokio::task::block_in_place(|| write(&doc))?;
             dirty = false;
             last = Instant::now();
+        }
+        if let Some(ack) = ack {
+            let _ = ack.send(());
         }
     }
     if dirty {
@@ -384,7 +395,7 @@ fn masked(redactor: &Redactor, mut v: Value) -> (Value, bool) {
 /// Applies a record; true when it should be written at once (a step's end).
 fn apply(doc: &mut Doc, record: Record, redactor: &Redactor) -> bool {
     match record {
-        Record::Started { step, inputs } => {
+        Record::Started { step, inputs, .. } => {
             let rec = doc.steps.entry(step).or_default();
             if rec.inputs.as_deref() != Some(inputs.as_str()) {
                 *rec = StepRec::default();

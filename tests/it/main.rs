@@ -3,6 +3,7 @@ mod ci;
 mod dry_run;
 mod emulator;
 mod faults;
+mod resume;
 mod run;
 mod support;
 mod validate;

@@ -148,6 +148,10 @@ impl Progress {
             return;
         }
         match r.status {
+            StepStatus::Succeeded if r.reused && !self.quiet => self.line(&format!(
+                "✔ {} reused: done in an earlier run (journal)",
+                r.id
+            )),
             StepStatus::Succeeded if !self.quiet => {
                 self.line(&format!("✔ {} succeeded in {took}", r.id))
             }

@@ -433,3 +433,92 @@ steps:
     assert_eq!(report["steps"][1]["run"], "ran", "{report:#}");
     emu.shutdown().await;
 }
+
+/// Today's flow (`datasets.upload`, current flavour): a run killed mid-way, then resumed,
+/// makes one dataset holding each file once; the resume continues the upload session.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_presigned_upload_resumes_in_its_session_in_the_current_flavour() {
+    use avala_pipe::emulator::{Flavor, Origin};
+    const FILES: usize = 60;
+    let storage_puts = |emu: &avala_pipe::emulator::Emulator| {
+        emu.requests()
+            .iter()
+            .filter(|r| r.origin == Origin::Storage && r.method == "PUT")
+            .count()
+    };
+    for after in [0usize, 13, 41] {
+        let emu = start_emulator(
+            Some(KEY),
+            EmulatorOptions {
+                flavor: Flavor::Current,
+                latency: Some(3),
+                ..EmulatorOptions::default()
+            },
+        )
+        .await;
+        let dir = tempfile::tempdir().unwrap();
+        for i in 0..FILES {
+            write(
+                dir.path(),
+                &format!("data/f{i:03}.txt"),
+                &format!("file {i}\n"),
+            );
+        }
+        write(
+            dir.path(),
+            "today.yaml",
+            "version: 1\napi:\n  flavor: current\nsteps:\n  - id: up\n    action: datasets.upload\n    with:\n      name: Resumed\n      files: data/*.txt\n      concurrency: 4\n",
+        );
+        let base = emu.base_url();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_avala-pipe"))
+            .args(["run", "today.yaml", "--base-url", &base])
+            .current_dir(dir.path())
+            .env("AVALA_API_KEY", KEY)
+            .env("NO_COLOR", "1")
+            .env_remove("AVALA_API_FLAVOR")
+            .env_remove("AVALA_BASE_URL")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let started = Instant::now();
+        while storage_puts(&emu) < after.max(1) {
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "the run ended before the kill"
+            );
+            assert!(started.elapsed() < Duration::from_secs(30));
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+
+        let out = run_in(
+            dir.path(),
+            &base,
+            &["today.yaml", "--resume", "--format", "json"],
+        )
+        .await;
+        out.success();
+        let mut names: Vec<String> = emu.uploads().into_iter().map(|u| u.name).collect();
+        names.sort();
+        let expected: Vec<String> = (0..FILES).map(|i| format!("f{i:03}.txt")).collect();
+        assert_eq!(
+            names, expected,
+            "killed after {after} PUTs: each file exactly once"
+        );
+        let puts = storage_puts(&emu);
+        assert!(puts <= FILES + 4, "{puts} PUTs to storage in all");
+        let finalizes = emu
+            .requests()
+            .iter()
+            .filter(|r| {
+                r.method == "POST"
+                    && r.path.trim_end_matches('/') == "/api/v1/datasets/manual-upload"
+            })
+            .count();
+        assert_eq!(finalizes, 1);
+        emu.shutdown().await;
+    }
+}

@@ -467,7 +467,7 @@ async fn a_killed_presigned_upload_resumes_in_its_session_in_the_current_flavour
         write(
             dir.path(),
             "today.yaml",
-            "version: 1\napi:\n  flavor: current\nsteps:\n  - id: up\n    action: datasets.upload\n    with:\n      name: Resumed\n      files: data/*.txt\n      concurrency: 4\n",
+            "version: 1\napi:\n  flavor: current\nsteps:\n  - id: up\n    action: datasets.upload\n    with:\n      name: Resumed\n      files: data/*.txt\n      concurrency: 4\n      wait: false\n",
         );
         let base = emu.base_url();
         let mut child = Command::new(env!("CARGO_BIN_EXE_avala-pipe"))

@@ -522,3 +522,62 @@ async fn a_killed_presigned_upload_resumes_in_its_session_in_the_current_flavour
         emu.shutdown().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_for_each_resumes_from_the_iteration_that_failed() {
+    let emu = start_emulator(Some(KEY), EmulatorOptions::default()).await;
+    emu.add_fault(
+        Fault::new("GET", "/api/v1/datasets/ds_0002", FaultEffect::status(503))
+            .named("second fails")
+            .when(Trigger::Nth(1)),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "each.yaml",
+        r#"version: 1
+steps:
+  - id: each
+    action: request
+    for_each: [ds_0001, ds_0002, ds_0003]
+    max_parallel: 1
+    retry: { max_attempts: 1 }
+    with:
+      path: "/datasets/{{ item }}"
+  - id: after
+    action: request
+    with:
+      path: "/datasets/{{ steps.each.outputs.results[2].body.id }}/items"
+"#,
+    );
+    let base = emu.base_url();
+    run_in(dir.path(), &base, &["each.yaml"]).await.code(1);
+    assert_eq!(emu.fault_delivered("second fails"), 1);
+    let before = emu.requests().len();
+    let out = run_in(
+        dir.path(),
+        &base,
+        &["each.yaml", "--resume", "--format", "json"],
+    )
+    .await;
+    out.success();
+    let paths: Vec<String> = emu.requests()[before..]
+        .iter()
+        .map(|r| r.path.clone())
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            "/api/v1/datasets/ds_0002",
+            "/api/v1/datasets/ds_0003",
+            "/api/v1/datasets/ds_0003/items"
+        ]
+    );
+    let report = out.json();
+    assert_eq!(report["steps"][0]["outputs"]["count"], 3);
+    assert_eq!(
+        report["steps"][0]["outputs"]["results"][0]["body"]["id"], "ds_0001",
+        "the reused iteration's output is restored"
+    );
+    emu.shutdown().await;
+}

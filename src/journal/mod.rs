@@ -412,6 +412,8 @@ fn apply(doc: &mut Doc, record: Record, redactor: &Redactor) -> bool {
             mut file,
         } => {
             file.entry = masked(redactor, file.entry).0;
+            // A path holding a secret is kept masked (that file is then sent again).
+            let path = redactor.text(&path);
             doc.steps.entry(step).or_default().files.insert(path, file);
             false
         }

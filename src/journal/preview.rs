@@ -99,8 +99,30 @@ pub async fn decide(inputs: &JournalInputs) -> Result<(Vec<String>, Vec<Value>),
             out[i] = Some(decision(false, "runs: its inputs changed".into()));
             continue;
         }
+        // An upload that runs again sends only the files not stored yet.
+        let files = once
+            .as_ref()
+            .filter(|_| is_upload(s.action))
+            .and_then(|inp| upload_files(rec, inp))
+            .map(|(skipped, sent)| {
+                // A finished `datasets.upload` that runs again makes a new dataset: all sent.
+                if s.action == crate::actions::ActionKind::DatasetsUpload
+                    && rec.status == "succeeded"
+                {
+                    (Vec::new(), skipped.into_iter().chain(sent).collect())
+                } else {
+                    (skipped, sent)
+                }
+            });
+        let with_files = |mut d: Value| {
+            if let Some((skipped, sent)) = &files {
+                d["files_skipped"] = json!(skipped);
+                d["files_sent"] = json!(sent);
+            }
+            d
+        };
         if rec.status != "succeeded" {
-            let mut d = decision(
+            let mut d = with_files(decision(
                 false,
                 format!(
                     "runs again: it {} in the earlier run",
@@ -109,28 +131,7 @@ pub async fn decide(inputs: &JournalInputs) -> Result<(Vec<String>, Vec<Value>),
                         other => other,
                     }
                 ),
-            );
-            if let Some(inp) = &once {
-                if let Ok(files) = crate::actions::upload::files_of(inp) {
-                    let (mut skipped, mut sent) = (Vec::new(), Vec::new());
-                    for f in files {
-                        let shown = f.display().to_string();
-                        let same = rec
-                            .files
-                            .get(&shown)
-                            .is_some_and(|r| sha256_of(&f).as_deref() == Some(r.sha256.as_str()));
-                        if same {
-                            skipped.push(shown)
-                        } else {
-                            sent.push(shown)
-                        }
-                    }
-                    if is_upload(s.action) {
-                        d["files_skipped"] = json!(skipped);
-                        d["files_sent"] = json!(sent);
-                    }
-                }
-            }
+            ));
             if rec.export.is_some() {
                 d["why"] = json!(format!(
                     "{}; re-attaches to the export it created",
@@ -148,7 +149,7 @@ pub async fn decide(inputs: &JournalInputs) -> Result<(Vec<String>, Vec<Value>),
             continue;
         };
         if let Some(why) = resume::still_valid(s.action, once.as_ref(), outputs, &cancel).await {
-            out[i] = Some(decision(false, format!("runs: {why}")));
+            out[i] = Some(with_files(decision(false, format!("runs: {why}"))));
             continue;
         }
         reused[i] = true;
@@ -169,6 +170,29 @@ pub async fn decide(inputs: &JournalInputs) -> Result<(Vec<String>, Vec<Value>),
             .position(|s| Some(s.id.as_str()) == d["step"].as_str())
     });
     Ok((opened.notes, decisions))
+}
+
+/// The files an upload names now: those the journal has with the same sha256 (skipped),
+/// and the others (sent).
+fn upload_files(
+    rec: &super::StepRec,
+    inputs: &crate::actions::Inputs,
+) -> Option<(Vec<String>, Vec<String>)> {
+    let files = crate::actions::upload::files_of(inputs).ok()?;
+    let (mut skipped, mut sent) = (Vec::new(), Vec::new());
+    for f in files {
+        let shown = f.display().to_string();
+        let same = rec
+            .files
+            .get(&shown)
+            .is_some_and(|r| sha256_of(&f).as_deref() == Some(r.sha256.as_str()));
+        if same {
+            skipped.push(shown)
+        } else {
+            sent.push(shown)
+        }
+    }
+    Some((skipped, sent))
 }
 
 fn is_upload(action: crate::actions::ActionKind) -> bool {
@@ -244,6 +268,16 @@ pub fn to_text(journal: &std::path::Path, notes: &[String], decisions: &[Value])
             }
             if skipped.len() > 10 {
                 out.push_str(&format!("        … and {} more\n", skipped.len() - 10));
+            }
+            let sent = d["files_sent"].as_array().cloned().unwrap_or_default();
+            for f in sent.iter().take(10) {
+                out.push_str(&format!(
+                    "        send {}\n",
+                    f.as_str().unwrap_or_default()
+                ));
+            }
+            if sent.len() > 10 {
+                out.push_str(&format!("        … and {} more\n", sent.len() - 10));
             }
         }
     }

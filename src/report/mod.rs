@@ -218,6 +218,12 @@ impl Progress {
             count(StepStatus::Failed),
             count(StepStatus::Skipped)
         );
+        let reused = result.steps.iter().filter(|r| r.reused).count();
+        if reused > 0 {
+            line.push_str(&format!(
+                " ({reused} of them reused from the journal of an earlier run)"
+            ));
+        }
         if result.status == crate::execute::RunStatus::Interrupted {
             line.push_str(&interruption_detail(result));
         }

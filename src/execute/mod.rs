@@ -622,7 +622,9 @@ async fn from_journal(
             let mut rendered = Vec::with_capacity(items.len());
             for (index, item) in items.iter().enumerate() {
                 let ctx = step::item_context(base, item, index);
-                rendered.push(resume::inputs_json(&eval.inputs(&ctx, false)?));
+                // An iteration whose inputs do not render fails when it runs, with its
+                // index in the error, as without a journal.
+                rendered.push(resume::iteration_inputs(eval.inputs(&ctx, false).ok()));
             }
             (Some(items.as_slice()), rendered, None)
         }

@@ -223,8 +223,7 @@ fn evaluate(
             let mut rendered = Vec::new();
             for (index, item) in items.iter().enumerate() {
                 let ctx = step::item_context(base, item, index);
-                let inp = eval.inputs(&ctx, false).map_err(|e| e.to_string())?;
-                rendered.push(resume::inputs_json(&inp));
+                rendered.push(resume::iteration_inputs(eval.inputs(&ctx, false).ok()));
             }
             Ok((
                 resume::step_fingerprint(&opened.fp, eval.step, Some(&items), &rendered),

@@ -209,6 +209,11 @@ pub fn inputs_json(inputs: &Inputs) -> Value {
     )
 }
 
+/// One iteration's rendered inputs for its step's fingerprint (`None`: they did not render).
+pub fn iteration_inputs(inputs: Option<Inputs>) -> Value {
+    inputs.map_or_else(|| json!({"not rendered": true}), |i| inputs_json(&i))
+}
+
 /// Why a recorded success cannot stand for a run now (`None`: it can).
 pub async fn still_valid(
     action: ActionKind,

@@ -395,7 +395,7 @@ steps:
     outputs:
       token: "{{ secrets.TOKEN }}"
       label: "{{ vars.label }}"
-      b64: "{{ secrets.TOKEN | urlencode }}"
+      pct: "{{ secrets.TOKEN | urlencode }}"
 "#,
     );
     let base = emu.base_url();

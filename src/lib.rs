@@ -9,6 +9,8 @@
 //! text/JSON).
 //! `emulator` is a local stand-in for the Avala API, used by `run --emulator` and the tests.
 //! `cli` is the only module that reads the process environment or arguments.
+//!
+//! Must not: exit the process or print from below `cli` (the executor emits events).
 
 pub mod actions;
 pub mod api;

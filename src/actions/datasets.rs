@@ -451,10 +451,7 @@ pub async fn wait_created(dataset: &Value, timeout: Duration, ctx: &RunCtx<'_>) 
                 format_duration(timeout)
             )));
         }
-        tokio::select! {
-            _ = tokio::time::sleep(interval) => {}
-            _ = ctx.call.cancel.cancelled() => return Err(ActionError::Interrupted("while waiting for the dataset".into())),
-        }
+        super::poll_pause(ctx, interval, "while waiting for the dataset").await?;
         interval = next_interval(interval, Duration::from_secs(10));
         current = ctx.client.send_json(&req, &ctx.call, None).await?.body;
     }

@@ -213,10 +213,7 @@ async fn run_wait(inputs: WaitInputs, ctx: &RunCtx<'_>) -> ActionResult {
                     )));
                 }
                 tracing::debug!(step = %ctx.call.step, "export {id} is {status}; polling again in {}", format_duration(interval));
-                tokio::select! {
-                    _ = tokio::time::sleep(interval) => {}
-                    _ = ctx.call.cancel.cancelled() => return Err(ActionError::Interrupted("while waiting for the export".into())),
-                }
+                super::poll_pause(ctx, interval, "while waiting for the export").await?;
                 interval = next_interval(interval, max);
             }
         }

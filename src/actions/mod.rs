@@ -470,6 +470,22 @@ pub fn local_path(text: &str) -> PathBuf {
     PathBuf::from(text)
 }
 
+/// The pause between two polls: `interval`, cut short by an interrupt (`what`: what was
+/// being waited for, "while polling"); recorded as a poll wait for the run's timeline.
+pub async fn poll_pause(
+    ctx: &RunCtx<'_>,
+    interval: Duration,
+    what: &str,
+) -> Result<(), ActionError> {
+    let waiting = std::time::Instant::now();
+    tokio::select! {
+        _ = tokio::time::sleep(interval) => {}
+        _ = ctx.call.cancel.cancelled() => return Err(ActionError::Interrupted(what.to_string())),
+    }
+    ctx.call.waited(crate::api::WaitCause::Poll, waiting);
+    Ok(())
+}
+
 /// Poll interval growth: ×1.5 per poll, capped.
 pub fn next_interval(current: Duration, max: Duration) -> Duration {
     current.mul_f64(1.5).min(max).max(Duration::from_millis(10))

@@ -389,10 +389,7 @@ async fn run(inputs: RequestInputs, ctx: &RunCtx<'_>) -> ActionResult {
                 format_duration(timeout)
             )));
         }
-        tokio::select! {
-            _ = tokio::time::sleep(interval) => {}
-            _ = ctx.call.cancel.cancelled() => return Err(ActionError::Interrupted("while polling".into())),
-        }
+        super::poll_pause(ctx, interval, "while polling").await?;
         interval = next_interval(interval, max_interval);
     }
 }

@@ -357,10 +357,7 @@ async fn wait_tasks(wait: WaitInputs, ctx: &RunCtx<'_>) -> ActionResult {
                 format_duration(timeout)
             )));
         }
-        tokio::select! {
-            _ = tokio::time::sleep(interval) => {}
-            _ = ctx.call.cancel.cancelled() => return Err(ActionError::Interrupted("while waiting for tasks".into())),
-        }
+        super::poll_pause(ctx, interval, "while waiting for tasks").await?;
         interval = next_interval(interval, max);
     }
 }

@@ -15,7 +15,7 @@ pub mod shapes;
 use std::fmt;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, CONTENT_TYPE, LOCATION, USER_AGENT};
 use reqwest::Url;
@@ -137,13 +137,80 @@ impl fmt::Display for ApiError {
 
 impl std::error::Error for ApiError {}
 
-/// Per-call context: retry policy, cancellation, and a counter of attempts made.
+/// Per-call context: retry policy, cancellation, a counter of attempts made, and who
+/// hears of each attempt and wait (the run report's timeline).
 #[derive(Clone)]
 pub struct CallCtx {
     pub retry: RetryPolicy,
     pub cancel: CancellationToken,
     pub attempts: Arc<AtomicU32>,
     pub step: String,
+    /// The `for_each` iteration these calls belong to.
+    pub iteration: Option<usize>,
+    observer: Option<Observer>,
+}
+
+/// Hears every attempt and wait of the calls made with a [`CallCtx`].
+pub type Observer = Arc<dyn Fn(&CallCtx, CallEvent) + Send + Sync>;
+
+/// What a call did, for the timeline: an HTTP attempt, or a wait and its cause.
+#[derive(Clone, Debug)]
+pub enum CallEvent {
+    Attempt(AttemptRecord),
+    Wait(WaitRecord),
+}
+
+/// One HTTP attempt: until the response's headers came (or the attempt failed).
+#[derive(Clone, Debug)]
+pub struct AttemptRecord {
+    pub method: Method,
+    /// Path of the URL, never its query (presigned URLs carry signatures there).
+    pub path: String,
+    /// 1 for the first attempt of a request.
+    pub attempt: u32,
+    pub status: Option<u16>,
+    /// A transport failure, in words.
+    pub error: Option<String>,
+    pub started: Instant,
+    pub duration: Duration,
+    /// The body's size when it is known before sending.
+    pub bytes_sent: Option<u64>,
+    /// The response's `Content-Length`, when it gave one.
+    pub bytes_received: Option<u64>,
+    /// The file a multipart body streams (an upload).
+    pub file: Option<String>,
+}
+
+/// Why a call waited.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WaitCause {
+    /// Exponential backoff before a retry.
+    Backoff,
+    /// The server's `Retry-After`.
+    RetryAfter,
+    /// The client's rate-limit pacer (the window was spent, or a 429 paused every request).
+    RateLimit,
+    /// The interval between two polls.
+    Poll,
+}
+
+impl WaitCause {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WaitCause::Backoff => "backoff",
+            WaitCause::RetryAfter => "retry_after",
+            WaitCause::RateLimit => "rate_limit",
+            WaitCause::Poll => "poll",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct WaitRecord {
+    pub cause: WaitCause,
+    pub started: Instant,
+    pub duration: Duration,
 }
 
 impl CallCtx {
@@ -153,7 +220,38 @@ impl CallCtx {
             cancel,
             attempts: Arc::new(AtomicU32::new(0)),
             step: step.to_string(),
+            iteration: None,
+            observer: None,
         }
+    }
+
+    /// Tells `observer` of every attempt and wait.
+    pub fn observed(mut self, observer: Observer) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
+    /// The same context for one `for_each` iteration (attempts are still counted together).
+    pub fn for_iteration(&self, index: usize) -> Self {
+        CallCtx {
+            iteration: Some(index),
+            ..self.clone()
+        }
+    }
+
+    fn tell(&self, event: CallEvent) {
+        if let Some(observer) = &self.observer {
+            observer(self, event);
+        }
+    }
+
+    /// Records a wait that has just ended (begun at `started`).
+    pub fn waited(&self, cause: WaitCause, started: Instant) {
+        self.tell(CallEvent::Wait(WaitRecord {
+            cause,
+            started,
+            duration: started.elapsed(),
+        }));
     }
 }
 
@@ -287,18 +385,24 @@ impl Client {
                 ));
             }
             let to_api = self.is_api_origin(&req.url);
-            let (ticket, outcome) = tokio::select! {
+            let (ticket, outcome, sent_at) = tokio::select! {
                 r = async {
                     let ticket = match to_api {
-                        true => Some(self.pacer.acquire().await),
+                        true => Some(self.paced(ctx).await),
                         false => None,
                     };
-                    (ticket, self.send_once(req, api_call).await)
+                    let sent_at = Instant::now();
+                    (ticket, self.send_once(req, api_call).await, sent_at)
                 } => r,
                 _ = ctx.cancel.cancelled() => {
                     return Err(fail(ErrorKind::Cancelled, None, "interrupted".into(), attempt, !req.method.is_safe()));
                 }
             };
+            if ctx.observer.is_some() {
+                ctx.tell(CallEvent::Attempt(attempt_record(
+                    req, &path, attempt, sent_at, &outcome,
+                )));
+            }
             let wait = match outcome {
                 Ok(resp) => {
                     let status = resp.status().as_u16();
@@ -341,9 +445,13 @@ impl Client {
                     if let (429, Some(wait), true) = (status, retry_after, to_api) {
                         self.pacer.pause(wait);
                     }
+                    let cause = match retry_after {
+                        Some(_) => WaitCause::RetryAfter,
+                        None => WaitCause::Backoff,
+                    };
                     let wait = retry_after.unwrap_or_else(|| retry::backoff(&ctx.retry, attempt));
                     log_retry(ctx, req, &format!("answered {status}"), wait, attempt);
-                    wait
+                    (wait, cause)
                 }
                 Err(e) => {
                     let before_sending = e.is_connect();
@@ -357,16 +465,29 @@ impl Client {
                     }
                     let wait = retry::backoff(&ctx.retry, attempt);
                     log_retry(ctx, req, &format!("failed: {message}"), wait, attempt);
-                    wait
+                    (wait, WaitCause::Backoff)
                 }
             };
+            let (wait, cause) = wait;
+            let waiting = Instant::now();
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
                 _ = ctx.cancel.cancelled() => {
                     return Err(fail(ErrorKind::Cancelled, None, "interrupted".into(), attempt, false));
                 }
             }
+            ctx.waited(cause, waiting);
         }
+    }
+
+    /// Waits for the rate-limit pacer, telling the timeline when that took a while.
+    async fn paced(&self, ctx: &CallCtx) -> pacer::Ticket {
+        let waiting = Instant::now();
+        let ticket = self.pacer.acquire().await;
+        if waiting.elapsed() >= PACED {
+            ctx.waited(WaitCause::RateLimit, waiting);
+        }
+        ticket
     }
 
     /// One attempt, following same-method redirects by hand (GET/HEAD only); the key
@@ -504,12 +625,14 @@ impl Client {
             }
             let wait = retry::backoff(&ctx.retry, attempt);
             log_retry(ctx, req, &message, wait, attempt);
+            let waiting = Instant::now();
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
                 _ = ctx.cancel.cancelled() => {
                     return Err(error(ErrorKind::Cancelled, None, "interrupted".into(), attempt));
                 }
             }
+            ctx.waited(WaitCause::Backoff, waiting);
             used = attempt;
         };
         let ok = match expect {
@@ -545,6 +668,54 @@ impl Client {
             headers,
             body,
         })
+    }
+}
+
+/// A pacer wait shorter than this is the lock, not the rate limit (its sleeps are longer).
+const PACED: Duration = Duration::from_millis(2);
+
+/// The timeline's record of one attempt.
+fn attempt_record(
+    req: &HttpRequest,
+    path: &str,
+    attempt: u32,
+    started: Instant,
+    outcome: &Result<reqwest::Response, reqwest::Error>,
+) -> AttemptRecord {
+    let (bytes_sent, file) = match &req.body {
+        Body::None => (None, None),
+        Body::Json(v) => (serde_json::to_vec(v).ok().map(|b| b.len() as u64), None),
+        Body::Multipart(parts) => {
+            let mut total = Some(0u64);
+            let mut file = None;
+            for part in parts {
+                match part {
+                    Part::Text { value, .. } => total = total.map(|t| t + value.len() as u64),
+                    Part::File { path, size, .. } => {
+                        total = total.zip(*size).map(|(t, s)| t + s);
+                        file.get_or_insert_with(|| path.display().to_string());
+                    }
+                }
+            }
+            (total, file)
+        }
+        Body::File { path, len, .. } => (*len, Some(path.display().to_string())),
+    };
+    let (status, error, bytes_received) = match outcome {
+        Ok(resp) => (Some(resp.status().as_u16()), None, resp.content_length()),
+        Err(e) => (None, Some(transport_message(e)), None),
+    };
+    AttemptRecord {
+        method: req.method,
+        path: path.to_string(),
+        attempt,
+        status,
+        error,
+        started,
+        duration: started.elapsed(),
+        bytes_sent,
+        bytes_received,
+        file,
     }
 }
 

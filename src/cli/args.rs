@@ -15,6 +15,7 @@ Examples:
   avala-pipe graph nightly.yaml --format mermaid
 
 Exit codes: 0 success, 1 the run failed, 2 invalid pipeline or invocation,
+3 the plan changed (diff and --dry-run --diff, with --detailed-exitcode only),
 130/143 interrupted by SIGINT/SIGTERM.";
 
 #[derive(Parser, Debug)]
@@ -58,6 +59,14 @@ pub enum Command {
   avala-pipe validate pipelines/*.yaml
   avala-pipe validate nightly.yaml --format json | jq '.files[].diagnostics'")]
     Validate(ValidateArgs),
+    /// Show what changed between two saved plans (steps, requests, bodies, files).
+    #[command(after_help = "Examples:
+  avala-pipe run nightly.yaml --dry-run --out old.json     # on the base branch
+  avala-pipe run nightly.yaml --dry-run --out new.json     # on the head branch
+  avala-pipe diff old.json new.json
+  avala-pipe diff old.json new.json --format markdown > comment.md
+  avala-pipe diff old.json new.json --detailed-exitcode    # exit 3 when the plan changed")]
+    Diff(DiffArgs),
     /// Print the dependency graph of a pipeline.
     #[command(after_help = "Examples:
   avala-pipe graph nightly.yaml                  # Mermaid, renders in GitHub Markdown
@@ -114,6 +123,10 @@ pub struct RunArgs {
     /// Write the run report (JSON) to FILE.
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
+    /// Write the run report as one self-contained HTML page to FILE: a timeline of the
+    /// steps, each request and wait, transfers, the graph and the failures.
+    #[arg(long, value_name = "FILE", conflicts_with = "dry_run")]
+    pub html: Option<PathBuf>,
     /// Write a JUnit XML report to FILE (one testcase per step).
     #[arg(long, value_name = "FILE")]
     pub junit: Option<PathBuf>,
@@ -136,6 +149,41 @@ pub struct RunArgs {
     #[arg(long, value_name = "force", num_args = 0..=1, require_equals = true,
           default_missing_value = "on", value_parser = ["on", "force"], conflicts_with = "no_journal")]
     pub resume: Option<String>,
+    /// With --dry-run: also save the plan (JSON, secrets masked) to FILE, for `diff`.
+    #[arg(long, value_name = "FILE", requires = "dry_run")]
+    pub out: Option<PathBuf>,
+    /// With --dry-run: print what changed since the plan saved in OLD instead of the plan.
+    #[arg(long, value_name = "OLD", requires = "dry_run")]
+    pub diff: Option<PathBuf>,
+    /// The format of --diff (default: text, or json with --format json).
+    #[arg(long, value_enum, value_name = "FORMAT", requires = "diff")]
+    pub diff_format: Option<DiffFormat>,
+    /// With --diff: exit 3 when the plan changed (0 when it did not).
+    #[arg(long, requires = "diff")]
+    pub detailed_exitcode: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct DiffArgs {
+    /// The plan before (`run FILE --dry-run --out OLD.json`, or `--dry-run --format json`).
+    pub old: PathBuf,
+    /// The plan after.
+    pub new: PathBuf,
+    /// text for people, json for tools, markdown for a pull-request comment (always
+    /// within GitHub's 65,535-character limit).
+    #[arg(long, value_enum, default_value_t = DiffFormat::Text)]
+    pub format: DiffFormat,
+    /// Exit 3 when the plan changed (0 when it did not), like Terraform's
+    /// -detailed-exitcode.
+    #[arg(long)]
+    pub detailed_exitcode: bool,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DiffFormat {
+    Text,
+    Json,
+    Markdown,
 }
 
 #[derive(Args, Debug, Clone)]

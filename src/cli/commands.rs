@@ -4,7 +4,11 @@ use std::io::Write as _;
 
 use clap::CommandFactory;
 
-use super::args::{Cli, Command, GraphArgs, GraphFormat, OutputFormat, ValidateArgs};
+use std::path::Path;
+
+use super::args::{
+    Cli, Command, DiffArgs, DiffFormat, GraphArgs, GraphFormat, OutputFormat, RunArgs, ValidateArgs,
+};
 use super::console;
 use super::ExitCode;
 use crate::pipeline::{self, schema};
@@ -30,6 +34,7 @@ pub fn dispatch(cli: Cli, color: bool) -> ExitCode {
     match cli.command {
         Command::Validate(args) => validate(args),
         Command::Graph(args) => graph(args),
+        Command::Diff(args) => diff(args),
         Command::Schema => {
             console::stdout_text(&schema::schema_text());
             ExitCode::Success
@@ -147,4 +152,81 @@ fn graph(args: GraphArgs) -> ExitCode {
     };
     console::stdout_text(&text);
     ExitCode::Success
+}
+
+/// A saved plan, read as JSON.
+fn read_plan(path: &Path) -> Result<serde_json::Value, ExitCode> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        console::error(&format!("cannot read the plan {}: {e}", path.display()));
+        ExitCode::Invalid
+    })?;
+    serde_json::from_str(&text).map_err(|e| {
+        console::error(&format!(
+            "{}: not a JSON plan ({e}); save one with `avala-pipe run FILE --dry-run --out PLAN.json`",
+            path.display()
+        ));
+        ExitCode::Invalid
+    })
+}
+
+/// Prints the diff of two plans; exit 3 for a change only when asked.
+fn print_diff(
+    old: &serde_json::Value,
+    new: &serde_json::Value,
+    format: DiffFormat,
+    detailed: bool,
+) -> ExitCode {
+    use crate::plan::diff;
+    let d = match diff::diff(old, new) {
+        Ok(d) => d,
+        Err(e) => {
+            console::error(&e.to_string());
+            return ExitCode::Invalid;
+        }
+    };
+    let text = match format {
+        DiffFormat::Text => diff::to_text(&d),
+        DiffFormat::Json => diff::to_json(&d),
+        DiffFormat::Markdown => diff::to_markdown(&d),
+    };
+    console::stdout_text(&text);
+    if detailed && d.changed {
+        ExitCode::Changed
+    } else {
+        ExitCode::Success
+    }
+}
+
+fn diff(args: DiffArgs) -> ExitCode {
+    let old = match read_plan(&args.old) {
+        Ok(v) => v,
+        Err(code) => return code,
+    };
+    let new = match read_plan(&args.new) {
+        Ok(v) => v,
+        Err(code) => return code,
+    };
+    print_diff(&old, &new, args.format, args.detailed_exitcode)
+}
+
+/// A dry-run's `--out` and `--diff`, given its plan as JSON (masked): `None` when the
+/// plan is to be printed as usual.
+pub(super) fn dry_run_extras(plan: &serde_json::Value, args: &RunArgs) -> Option<ExitCode> {
+    if let Some(path) = &args.out {
+        let text = serde_json::to_string_pretty(plan).unwrap_or_default() + "\n";
+        if let Err(e) = std::fs::write(path, text) {
+            console::error(&format!("cannot write the plan to {}: {e}", path.display()));
+            return Some(ExitCode::Invalid);
+        }
+    }
+    let old_path = args.diff.as_ref()?;
+    let old = match read_plan(old_path) {
+        Ok(v) => v,
+        Err(code) => return Some(code),
+    };
+    let format = args.diff_format.unwrap_or(match args.format {
+        OutputFormat::Json => DiffFormat::Json,
+        OutputFormat::Text => DiffFormat::Text,
+    });
+    Some(print_diff(&old, plan, format, args.detailed_exitcode))
 }

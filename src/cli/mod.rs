@@ -1,6 +1,8 @@
 //! Command-line layer: clap definitions (`args`), logging setup, and one function per
 //! command. This is the only module that reads the process environment; exit codes are
 //! chosen here, in [`ExitCode`].
+//!
+//! Must not: hold the logic of a stage (it resolves settings and calls into the stages).
 
 pub mod args;
 mod commands;
@@ -18,6 +20,8 @@ pub enum ExitCode {
     Success = 0,
     RunFailed = 1,
     Invalid = 2,
+    /// `--detailed-exitcode`: the plan changed (like Terraform's exit 2, which is taken here).
+    Changed = 3,
     Interrupted = 130,
     Terminated = 143,
 }

@@ -1,5 +1,8 @@
 //! `run` and `emulator`: settings resolution (flags > env > file > default), the
 //! preflight plan, the async runtime, signals, and the exit code of a run.
+//!
+//! Takes: parsed arguments. Gives: an exit code.
+//! Must not: evaluate steps or send requests itself (the step layer and the scheduler do).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -261,6 +264,13 @@ fn print_plan(plan: &Plan, args: &RunArgs, prepared: &Prepared) -> ExitCode {
         ));
     }
     let redactor = &prepared.redactor;
+    if args.out.is_some() || args.diff.is_some() {
+        let mut doc = serde_json::to_value(plan).unwrap_or_default();
+        redactor.json(&mut doc);
+        if let Some(code) = super::commands::dry_run_extras(&doc, args) {
+            return code;
+        }
+    }
     match args.format {
         OutputFormat::Json => {
             let mut doc = serde_json::to_value(plan).unwrap_or_default();
@@ -327,11 +337,17 @@ async fn execute_run(
         ui.progress,
         ui.quiet,
     );
+    // The timeline (every attempt and wait) is kept only for the reports that draw it.
+    let mut timeline = report::timeline::Timeline::new();
+    let keep_timeline = args.html.is_some() || ui.step_summary.is_some();
     let printer = tokio::spawn(async move {
         while let Some(event) = rx.recv().await {
             progress.event(&event);
+            if keep_timeline {
+                timeline.record(&event);
+            }
         }
-        progress
+        (progress, timeline)
     });
     let journal = match open_journal(&prepared, args) {
         Ok(j) => j,
@@ -353,11 +369,11 @@ async fn execute_run(
             console::error(&prepared.redactor.text(&e));
         }
     }
-    let Ok(mut progress) = printer.await else {
+    let Ok((mut progress, timeline)) = printer.await else {
         return ExitCode::RunFailed;
     };
     progress.summary(&result);
-    write_reports(&prepared, args, ui, &result);
+    write_reports(&prepared, args, ui, &result, &timeline);
     match (result.status, signal.load(Ordering::SeqCst)) {
         (RunStatus::Interrupted, 15) => ExitCode::Terminated,
         (RunStatus::Interrupted, _) => ExitCode::Interrupted,
@@ -435,8 +451,19 @@ fn write_reports(
     args: &RunArgs,
     ui: &UiSettings,
     result: &execute::RunResult,
+    timeline: &report::timeline::Timeline,
 ) {
     let (p, redactor) = (&prepared.p, &prepared.redactor);
+    let started_at = &prepared.environment.started_at;
+    if let Some(path) = &args.html {
+        let page = report::html::to_html(p, started_at, result, timeline, redactor);
+        if let Err(e) = std::fs::write(path, page) {
+            console::error(&format!(
+                "cannot write the HTML report to {}: {e}",
+                path.display()
+            ));
+        }
+    }
     // The report is built only when asked for: outputs may hold big lists.
     let wants_report = args.report.is_some() || args.format == OutputFormat::Json;
     let report = wants_report
@@ -458,7 +485,7 @@ fn write_reports(
             ));
         }
     }
-    publish_to_github(ui, p, result, redactor);
+    publish_to_github(ui, p, result, timeline, redactor);
     if let (OutputFormat::Json, Some(report)) = (args.format, &report) {
         console::stdout_text(&(serde_json::to_string_pretty(report).unwrap_or_default() + "\n"));
     }
@@ -471,6 +498,7 @@ fn publish_to_github(
     ui: &UiSettings,
     p: &Pipeline,
     result: &execute::RunResult,
+    timeline: &report::timeline::Timeline,
     redactor: &Redactor,
 ) {
     use std::io::Write as _;
@@ -496,7 +524,7 @@ fn publish_to_github(
     if let Some(path) = &ui.step_summary {
         append(
             path,
-            report::github::step_summary(&p.name, result, redactor),
+            report::github::step_summary(p, result, timeline, redactor),
             "step summary",
         );
     }

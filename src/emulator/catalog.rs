@@ -27,7 +27,20 @@ pub(crate) struct DatasetInfo {
     pub visibility: String,
     pub seeded_items: usize,
     pub created_at: u64,
+    /// `owner_name` of the current flavour: the `{owner}` of owner/slug paths.
+    pub owner: String,
+    /// What item ids of this dataset are built from: `item_{stem}_0001`.
+    pub stem: String,
 }
+
+/// The username (and owner of every seeded dataset) of the emulator's one user.
+pub(crate) const OWNER: &str = "demo";
+/// The examples of Avala's REST page use these ids: they always exist, in both flavours, but
+/// stay out of lists so `--datasets N` lists exactly N.
+pub(crate) const EXAMPLE_DATASET: &str = "dataset_abc123";
+pub(crate) const EXAMPLE_PROJECT: &str = "project_abc123";
+/// Position given to the example dataset (far beyond any generated or created one).
+const EXAMPLE_INDEX: usize = 1 << 40;
 
 /// A dataset item, seeded or uploaded.
 #[derive(Clone, Debug)]
@@ -160,11 +173,30 @@ impl Catalog {
     }
 
     pub(crate) fn find_dataset(&self, id: &str) -> Option<DatasetInfo> {
+        if id == EXAMPLE_DATASET {
+            return Some(example_dataset(self.items_per_dataset));
+        }
         match &self.datasets {
             Datasets::Generated(n) => {
                 parse_seeded_id(id, "ds_", *n).and_then(|index| self.dataset_at(index))
             }
             Datasets::Listed { by_id, .. } => by_id.get(id).and_then(|&i| self.dataset_at(i)),
+        }
+    }
+
+    /// The seeded dataset with this slug (all belong to [`OWNER`]).
+    pub(crate) fn find_dataset_by_slug(&self, slug: &str) -> Option<DatasetInfo> {
+        if slug == "example-dataset" {
+            return self.find_dataset(EXAMPLE_DATASET);
+        }
+        match &self.datasets {
+            Datasets::Generated(n) => {
+                let number: usize = slug.strip_prefix("demo-dataset-")?.parse().ok()?;
+                (number >= 1 && number <= *n && format!("demo-dataset-{number}") == slug)
+                    .then(|| self.dataset_at(number - 1))
+                    .flatten()
+            }
+            Datasets::Listed { list, .. } => list.iter().find(|d| d.slug == slug).cloned(),
         }
     }
 
@@ -185,7 +217,7 @@ impl Catalog {
         };
         let size = 1_000 + (dataset.index * 7_919 + number * 104_729) % 900_000;
         ItemRecord {
-            id: item_id(dataset.index, number),
+            id: format!("item_{}_{number:04}", dataset.stem),
             key: format!("{stem}_{number:04}.{ext}"),
             metadata: json!({ "size": size, "index": number }),
             created_at: dataset.created_at + 60 * number as u64,
@@ -213,6 +245,14 @@ impl Catalog {
     }
 
     pub(crate) fn find_project(&self, id: &str) -> Option<ProjectInfo> {
+        if id == EXAMPLE_PROJECT {
+            return Some(ProjectInfo {
+                id: EXAMPLE_PROJECT.into(),
+                name: "Example project".into(),
+                status: "active".into(),
+                created_at: SEED_EPOCH + 900,
+            });
+        }
         match &self.projects {
             Projects::Generated(n) => {
                 parse_seeded_id(id, "prj_", *n).and_then(|index| self.project_at(index))
@@ -222,9 +262,10 @@ impl Catalog {
     }
 }
 
-/// `item_0001_0021`: dataset position and item number, both 1-based and zero-padded.
-pub(crate) fn item_id(dataset_index: usize, number: usize) -> String {
-    format!("item_{:04}_{number:04}", dataset_index + 1)
+/// `item_0001_0021`: the dataset's stem (its 1-based position, zero-padded) and the item
+/// number.
+pub(crate) fn item_id(dataset: &DatasetInfo, number: usize) -> String {
+    format!("item_{}_{number:04}", dataset.stem)
 }
 
 /// `ds_0001`, `prj_0012`, `exp_0003`: the prefix and a number zero-padded to 4 digits.
@@ -238,9 +279,27 @@ pub(crate) fn parse_seeded_id(id: &str, prefix: &str, count: usize) -> Option<us
     (number >= 1 && number <= count && seeded_id(prefix, number) == id).then(|| number - 1)
 }
 
+/// The dataset of the REST page's examples.
+fn example_dataset(items: usize) -> DatasetInfo {
+    DatasetInfo {
+        index: EXAMPLE_INDEX,
+        id: EXAMPLE_DATASET.into(),
+        name: "Example dataset".into(),
+        slug: "example-dataset".into(),
+        data_type: "image".into(),
+        visibility: "private".into(),
+        seeded_items: items,
+        created_at: SEED_EPOCH,
+        owner: OWNER.into(),
+        stem: "abc123".into(),
+    }
+}
+
 fn generated_dataset(index: usize, items: usize) -> DatasetInfo {
     let number = index + 1;
     DatasetInfo {
+        owner: OWNER.into(),
+        stem: format!("{number:04}"),
         index,
         id: seeded_id("ds_", number),
         name: format!("Demo dataset {number}"),
@@ -258,16 +317,16 @@ fn listed_datasets(seeds: Vec<SeedDataset>, items_per_dataset: usize) -> Result<
     let mut by_id = HashMap::new();
     for (index, seed) in seeds.into_iter().enumerate() {
         let base = generated_dataset(index, seed.item_count.unwrap_or(items_per_dataset));
-        let id = seed.id.unwrap_or(base.id);
+        let id = seed.id.clone().unwrap_or_else(|| base.id.clone());
         if by_id.insert(id.clone(), index).is_some() {
             return Err(format!("dataset id {id} appears twice"));
         }
-        let name = seed.name.unwrap_or(base.name);
+        let name = seed.name.clone().unwrap_or_else(|| base.name.clone());
         let explicit = seed.items.map(|list| {
             list.into_iter()
                 .enumerate()
                 .map(|(j, item)| ItemRecord {
-                    id: item.id.unwrap_or_else(|| item_id(index, j + 1)),
+                    id: item.id.unwrap_or_else(|| item_id(&base, j + 1)),
                     key: item.key,
                     metadata: item.metadata.unwrap_or_else(|| json!({})),
                     created_at: base.created_at + 60 * (j as u64 + 1),
@@ -283,6 +342,8 @@ fn listed_datasets(seeds: Vec<SeedDataset>, items_per_dataset: usize) -> Result<
             visibility: seed.visibility.unwrap_or(base.visibility),
             seeded_items: explicit.as_ref().map_or(base.seeded_items, Vec::len),
             created_at: base.created_at,
+            owner: base.owner,
+            stem: base.stem,
         });
         items.push(explicit);
     }

@@ -36,6 +36,8 @@ pub(crate) enum Problem {
     RateLimited { retry_after: u64 },
     /// Any status without a specific message (faults, `--fail-rate`).
     Status(StatusCode),
+    /// 405 for a route that exists with other methods.
+    MethodNotAllowed { method: String },
 }
 
 /// A problem with the flavour to render it in: what handlers return as their error.
@@ -67,20 +69,42 @@ impl Flavor {
     }
 
     pub(crate) fn dataset(self, d: &DatasetInfo, item_count: usize) -> Value {
+        self.dataset_in(d, item_count, "created")
+    }
+
+    /// A dataset with its status; the current flavour adds `owner_name`.
+    pub(crate) fn dataset_in(self, d: &DatasetInfo, item_count: usize, status: &str) -> Value {
         let created = iso8601(d.created_at);
-        self.object(
+        let mut value = self.object(
             &d.id,
             vec![
                 ("name", json!(d.name)),
                 ("slug", json!(d.slug)),
                 ("item_count", json!(item_count)),
-                ("status", json!("created")),
+                ("status", json!(status)),
                 ("data_type", json!(d.data_type)),
                 ("visibility", json!(d.visibility)),
                 ("created_at", json!(created)),
                 ("updated_at", json!(created)),
             ],
-        )
+        );
+        if self == Flavor::Current {
+            value["owner_name"] = json!(d.owner);
+        }
+        value
+    }
+
+    /// An item with the current flavour's extra fields (`dataset_owner_name`,
+    /// `dataset_slug`, `updated_at`).
+    pub(crate) fn item_of(self, d: &DatasetInfo, item: &ItemRecord, storage_origin: &str) -> Value {
+        let mut value = self.item(&d.id, item, storage_origin);
+        if self == Flavor::Current {
+            value["dataset_owner_name"] = json!(d.owner);
+            value["dataset_slug"] = json!(d.slug);
+            value["updated_at"] = json!(iso8601(item.created_at));
+            value["is_hidden"] = json!(false);
+        }
+        value
     }
 
     pub(crate) fn item(self, dataset_id: &str, item: &ItemRecord, storage_origin: &str) -> Value {
@@ -100,14 +124,18 @@ impl Flavor {
     }
 
     pub(crate) fn project(self, p: &ProjectInfo) -> Value {
-        self.object(
+        let mut value = self.object(
             &p.id,
             vec![
                 ("name", json!(p.name)),
                 ("status", json!(p.status)),
                 ("created_at", json!(iso8601(p.created_at))),
             ],
-        )
+        );
+        if self == Flavor::Current {
+            value["updated_at"] = json!(iso8601(p.created_at));
+        }
+        value
     }
 
     /// An export's status in this flavour's words: a running export moves one status on per
@@ -256,6 +284,12 @@ fn describe(problem: &Problem) -> (StatusCode, String, String, Option<&'static s
             StatusCode::TOO_MANY_REQUESTS,
             "rate_limited".into(),
             format!("Too many requests; retry after {retry_after} s"),
+            None,
+        ),
+        Problem::MethodNotAllowed { method } => (
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed".into(),
+            format!("Method \"{method}\" not allowed."),
             None,
         ),
         Problem::Status(status) => {

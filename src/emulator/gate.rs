@@ -1,11 +1,14 @@
-//! The middleware in front of every route of both listeners: it journals the request, applies
-//! `--latency`, `--rate-limit`, scripted faults, `--fail-rate` and the API key check, in that
-//! order, then lets the route answer.
+//! The middleware in front of every route of both listeners: it reads small request bodies
+//! up front (so no answer leaves unread bytes on a kept-alive connection), journals the
+//! request, applies `--latency`, `--rate-limit` (and sends `X-RateLimit-*` on every API
+//! response), scripted faults, `--fail-rate` and the API key check, in that order, then lets
+//! the route answer; a body-less 405 gets the flavour's JSON error.
 //!
 //! It takes a request and gives the response actually sent (possibly a fault's). The
 //! rate-limit, fail-rate, latency and key checks apply to the API listener only; scripted
-//! faults and the journal apply to both. It must not log header values (keys are secrets)
-//! and must not know what any route does.
+//! faults and the journal apply to both; on the storage listener any request carrying the
+//! API key is refused with 400, counted and logged loudly (a leak). It must not log header
+//! values (keys are secrets) and must not know what any route does.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -21,6 +24,9 @@ use serde_json::Value;
 use super::faults::{CutBody, FaultEffect};
 use super::flavor::{json_response, Problem};
 use super::state::{Origin, RecordedRequest, Shared};
+
+/// The window reported in `X-RateLimit-*` when `--rate-limit` is not given.
+pub(crate) const UNLIMITED: u32 = 1_000_000;
 
 /// The header that carries the API key.
 pub(crate) const KEY_HEADER: &str = "x-avala-api-key";
@@ -42,9 +48,27 @@ impl Gate {
     }
 }
 
+/// Request bodies up to this size are read before anything answers, so a response that
+/// ignores the body (a 404, a 405, a fault) never leaves unread bytes on a kept-alive
+/// connection. Larger unread bodies close the connection (`Connection: close`).
+const BUFFERED_BODY: u64 = 1024 * 1024;
+
 pub(crate) async fn gate(State(gate): State<Gate>, request: Request, next: Next) -> Response {
     let method = request.method().as_str().to_owned();
     let path = request.uri().path().to_owned();
+    if gate.origin == Origin::Storage && request.headers().contains_key(KEY_HEADER) {
+        let leaks = gate.shared.count_key_leak();
+        tracing::error!(
+            %method,
+            %path,
+            leaks,
+            "KEY LEAK: a request to the storage origin carried X-Avala-Api-Key; refused with 400"
+        );
+        eprintln!(
+            "avala emulator: KEY LEAK: {method} {path} on the storage origin carried X-Avala-Api-Key (refused with 400; {leaks} so far)"
+        );
+    }
+    let (request, body_pending) = read_small_body(request).await;
     let seq = gate.shared.record(RecordedRequest {
         origin: gate.origin,
         method: method.clone(),
@@ -53,11 +77,38 @@ pub(crate) async fn gate(State(gate): State<Gate>, request: Request, next: Next)
         headers: journal_headers(request.headers()),
         status: 0,
     });
-    let response = answer(&gate, &method, &path, request, next).await;
+    let mut response = answer(&gate, &method, &path, request, next).await;
+    if body_pending && !response.status().is_success() {
+        set_header(&mut response, header::CONNECTION, "close".into());
+    }
     let status = response.status().as_u16();
     gate.shared.set_status(seq, status);
     tracing::debug!(origin = ?gate.origin, %method, %path, status, "emulator request");
     response
+}
+
+/// Reads a small request body up front (see [`BUFFERED_BODY`]); the flag says a body is
+/// left to stream (large or of unknown length).
+async fn read_small_body(request: Request) -> (Request, bool) {
+    let length = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let chunked = request.headers().contains_key(header::TRANSFER_ENCODING);
+    match length {
+        Some(0) => (request, false),
+        Some(n) if n <= BUFFERED_BODY && !chunked => {
+            let (parts, body) = request.into_parts();
+            match axum::body::to_bytes(body, n as usize).await {
+                Ok(bytes) => (Request::from_parts(parts, Body::from(bytes)), false),
+                // A body shorter or longer than announced: let the route see the failure.
+                Err(_) => (Request::from_parts(parts, Body::empty()), true),
+            }
+        }
+        None if !chunked => (request, false),
+        _ => (request, true),
+    }
 }
 
 async fn answer(gate: &Gate, method: &str, path: &str, request: Request, next: Next) -> Response {
@@ -67,12 +118,11 @@ async fn answer(gate: &Gate, method: &str, path: &str, request: Request, next: N
     if let Some(ms) = options.latency.filter(|_| api) {
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
-    let rate = options
-        .rate_limit
-        .filter(|_| api)
-        .map(|limit| shared.take_rate_slot(limit));
+    // Without --rate-limit the headers still come, describing a window the emulator never
+    // exhausts (UNLIMITED requests per second), so clients that pace themselves never wait.
+    let rate = api.then(|| shared.take_rate_slot(options.rate_limit.unwrap_or(UNLIMITED)));
     let mut response = match rate {
-        Some(slot) if !slot.allowed => {
+        Some(slot) if !slot.allowed && options.rate_limit.is_some() => {
             let mut response = options
                 .flavor
                 .problem(Problem::RateLimited { retry_after: 1 });
@@ -160,6 +210,13 @@ async fn faulted(
 /// `--fail-rate` and the key check (API listener only), then the route.
 async fn checked(gate: &Gate, request: Request, next: Next) -> Response {
     let options = &gate.shared.options;
+    if gate.origin == Origin::Storage && request.headers().contains_key(KEY_HEADER) {
+        return super::storage::s3_error(
+            StatusCode::BAD_REQUEST,
+            "InvalidRequest",
+            "This is object storage: never send X-Avala-Api-Key here (the key leaked).",
+        );
+    }
     if gate.origin == Origin::Api {
         if options.fail_rate > 0.0 && fastrand::f64() < options.fail_rate {
             return options
@@ -178,7 +235,20 @@ async fn checked(gate: &Gate, request: Request, next: Next) -> Response {
             return options.flavor.problem(problem);
         }
     }
-    next.run(request).await
+    let method = request.method().as_str().to_owned();
+    let response = next.run(request).await;
+    // The router's own 405 has no body: give it the flavour's JSON error, keeping `Allow`.
+    if response.status() == StatusCode::METHOD_NOT_ALLOWED
+        && response.body().size_hint().exact() == Some(0)
+    {
+        let allow = response.headers().get(header::ALLOW).cloned();
+        let mut json = options.flavor.problem(Problem::MethodNotAllowed { method });
+        if let Some(allow) = allow {
+            json.headers_mut().insert(header::ALLOW, allow);
+        }
+        return json;
+    }
+    response
 }
 
 /// The response of a `status` fault (other effects give a 500 here; they never get here).

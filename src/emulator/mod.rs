@@ -20,13 +20,22 @@
 //!   "status"}]}` (every field optional; a bare list of datasets also works). Its datasets
 //!   replace the generated ones; its projects, when given, replace the generated projects.
 //!
-//! # Routes (each with and without a trailing slash)
-//! API (key in `X-Avala-Api-Key`; any non-empty key, or exactly `--key`):
+//! - The examples of Avala's REST page: `dataset_abc123` and `project_abc123` exist in both
+//!   flavours (reachable by id, kept out of lists).
+//!
+//! # Routes (each with and without a trailing slash; `docs/emulator.md` has the full list)
+//! API (key in `X-Avala-Api-Key`; any non-empty key, or exactly `--key`). Documented flavour:
 //! `GET /datasets`, `GET /datasets/{id}`, `GET|POST /datasets/{id}/items` (multipart, part
 //! `file`), `GET|POST /exports`, `GET /exports/{id}` (each GET is a poll that moves the export
 //! one stage on; after `--export-polls` polls it is done), `GET /projects`,
-//! `GET /projects/{id}`, `GET /users/me/projects`. Lists take `limit` (1..=1000, default 100)
-//! and an opaque `cursor`. Storage (no key): `GET /exports/{file}?X-Amz-Signature=…`.
+//! `GET /projects/{id}`, `GET /users/me/projects`. Current flavour (`today`): today's routes
+//! as Avala's SDK calls them — `/users/me/`, datasets (filters, create, by owner/slug), items
+//! by owner/slug, the manual-upload routes (`manual`), projects, tasks, exports, fleet
+//! recording uploads (`fleet`) — and every other SDK resource group from one table
+//! (`resources`). Lists take `limit` (1..=1000,
+//! default 100) and an opaque `cursor`. Storage (no key; a request with the key is refused
+//! with 400 and counted by `storage_key_leaks()`): export files, item bytes, the presigned
+//! POST form and PUTs (`storage`), fleet recording PUTs (`fleet`).
 //!
 //! # Fault plan (`--faults FILE`, `Emulator::add_fault`)
 //! A JSON list of faults (or `{"faults": [...]}`), each `{"name"?, "method"?, "path", "when"?,
@@ -49,12 +58,16 @@
 mod catalog;
 mod faults;
 mod flavor;
+mod fleet;
 mod gate;
+mod manual;
 mod options;
 mod paging;
+mod resources;
 mod routes;
 mod state;
 mod storage;
+mod today;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -185,9 +198,19 @@ impl Emulator {
         self.shared.requests()
     }
 
-    /// Every file stored by `POST /datasets/{id}/items`, in order.
+    /// Every file that became a dataset item, in order: stored by `POST /datasets/{id}/items`
+    /// (documented), or uploaded to the storage origin and finalized by `POST
+    /// /datasets/manual-upload/` (current; `name` is the `file_path_in_dataset`).
     pub fn uploads(&self) -> Vec<StoredUpload> {
         self.shared.uploads()
+    }
+
+    /// How many requests reached the storage origin carrying `X-Avala-Api-Key` (each was
+    /// refused with 400 and logged loudly): anything but 0 means a client leaked its key.
+    pub fn storage_key_leaks(&self) -> u64 {
+        self.shared
+            .key_leaks
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// The sha256 (lowercase hex) of the file the storage origin serves for an export. This
@@ -246,11 +269,12 @@ pub async fn serve(options: EmulatorOptions) -> Result<(), EmulatorError> {
     };
     let emulator = Emulator::start(options).await?;
     let (base, key) = (emulator.base_url(), emulator.demo_key());
+    let slash = if flavor == "current" { "/" } else { "" };
     println!("Avala API emulator ({flavor} flavour)");
     println!("  base URL:       {base}");
     println!("  storage origin: {}", emulator.storage_origin());
     println!("  API key:        {key}");
-    println!("  try:            curl -H \"X-Avala-Api-Key: {key}\" {base}/datasets");
+    println!("  try:            curl -H \"X-Avala-Api-Key: {key}\" {base}/datasets{slash}");
     println!("Stop with Ctrl-C.");
     wait_for_stop_signal().await?;
     emulator.shutdown().await;

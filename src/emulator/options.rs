@@ -54,8 +54,10 @@ pub struct EmulatorOptions {
     /// Items generated in each demo dataset.
     #[arg(long, value_name = "N", default_value_t = 20)]
     pub items_per_dataset: usize,
-    /// Size in bytes of each export file (generated and streamed: gigabytes cost no memory).
-    #[arg(long, value_name = "N", default_value_t = 65536)]
+    /// Size in bytes of each export file: the export's JSON document padded with spaces to
+    /// this size (streamed: gigabytes cost no memory). 0 (the default) serves the document as
+    /// it is; a document larger than N is served whole.
+    #[arg(long, value_name = "N", default_value_t = 0)]
     pub export_bytes: u64,
     /// Polls of `GET /exports/{id}` until an export is done.
     #[arg(long, value_name = "N", default_value_t = 2)]
@@ -82,6 +84,26 @@ pub struct EmulatorOptions {
     /// (About 1 KiB each; 0 keeps none.)
     #[arg(long, value_name = "N", default_value_t = 10_000)]
     pub journal_limit: usize,
+    /// Current flavour: files larger than this many bytes get a v2 MULTIPART upload session
+    /// (parts of 5 to 128 MiB) instead of a single PUT.
+    #[arg(long, value_name = "BYTES", default_value_t = 100 * 1024 * 1024)]
+    pub multipart_threshold: u64,
+    /// Current flavour: the storage quota of `GET /datasets/manual-upload/quota/`; a presign
+    /// that would exceed it gets 413.
+    #[arg(long, value_name = "BYTES", default_value_t = 1 << 40)]
+    pub upload_quota: u64,
+    /// Current flavour: GETs of a new dataset until its status moves from `creating` to
+    /// `created`.
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    pub dataset_polls: u32,
+    /// Current flavour: GETs of a task (alone or in a list) until it is `completed`
+    /// (`pending`, then `in_progress`, then `completed`).
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    pub task_polls: u32,
+    /// Current flavour, transitional: also serve the documented item routes
+    /// (`GET /datasets/{uid}/items/`, the multipart items POST) that today's API no longer has.
+    #[arg(long)]
+    pub legacy_item_routes: bool,
 }
 
 impl Default for EmulatorOptions {

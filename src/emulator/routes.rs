@@ -12,10 +12,11 @@ use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::middleware;
 use axum::response::Response;
-use axum::routing::{get, MethodRouter};
+use axum::routing::{get, post, put, MethodRouter};
 use axum::{Extension, Router};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt as _;
 
 use super::catalog;
 use super::flavor::{json_response, Problem, Rejection};
@@ -25,10 +26,56 @@ use super::paging::ListQuery;
 use super::state::{ExportRecord, ExportSpec, ExportStage, Origin, Shared};
 use super::storage;
 
-type Reply = Result<Response, Rejection>;
+pub(crate) type Reply = Result<Response, Rejection>;
 
-/// The router of the API listener.
+/// The router of the API listener: the flavour's routes; in the current flavour every other
+/// path goes to the table-driven resources of `resources`.
 pub(crate) fn api_router(shared: Arc<Shared>) -> Router {
+    let router = match shared.options.flavor {
+        Flavor::Documented => documented_routes(),
+        Flavor::Current => current_routes(shared.options.legacy_item_routes),
+    };
+    router
+        .fallback(fallback)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(
+            Gate::new(shared.clone(), Origin::Api),
+            gate::gate,
+        ))
+        .with_state(shared)
+}
+
+/// Paths no route matched: the table-driven resources (current flavour), else 404. Only a
+/// table path reads the body (bounded), so a large body to an unknown path is still a 404.
+async fn fallback(State(shared): State<Arc<Shared>>, request: axum::extract::Request) -> Response {
+    let flavor = shared.options.flavor;
+    if flavor == Flavor::Current && super::resources::knows(request.uri().path()) {
+        let (parts, body) = request.into_parts();
+        let Ok(body) = axum::body::to_bytes(body, RESOURCE_BODY_LIMIT).await else {
+            return flavor.problem(Problem::Status(StatusCode::PAYLOAD_TOO_LARGE));
+        };
+        let (method, uri, headers) = (&parts.method, &parts.uri, &parts.headers);
+        if let Some(response) = super::resources::dispatch(&shared, method, uri, headers, &body) {
+            return response;
+        }
+    }
+    flavor.problem(Problem::NotFound { what: "Route" })
+}
+
+/// The largest JSON body the table-driven resources read.
+const RESOURCE_BODY_LIMIT: usize = 2 * 1024 * 1024;
+
+async fn method_not_allowed(
+    State(shared): State<Arc<Shared>>,
+    method: axum::http::Method,
+) -> Response {
+    shared.options.flavor.problem(Problem::MethodNotAllowed {
+        method: method.to_string(),
+    })
+}
+
+/// The routes of Avala's REST-over-HTTP page.
+fn documented_routes() -> Router<Arc<Shared>> {
     let routes = [
         ("/api/v1/datasets", get(list_datasets)),
         ("/api/v1/datasets/{id}", get(get_dataset)),
@@ -45,34 +92,116 @@ pub(crate) fn api_router(shared: Arc<Shared>) -> Router {
         ("/api/v1/users/me/projects", get(list_projects)),
     ];
     with_slashes(routes)
-        .fallback(|State(shared): State<Arc<Shared>>| async move {
-            shared
-                .options
-                .flavor
-                .problem(Problem::NotFound { what: "Route" })
-        })
-        .layer(middleware::from_fn_with_state(
-            Gate::new(shared.clone(), Origin::Api),
-            gate::gate,
-        ))
-        .with_state(shared)
+}
+
+/// The pipeline routes of today's API (`API.md`, "Today's API in detail"). There is no
+/// `GET /datasets/{uid}/items/` and no multipart items POST here: today's API has neither.
+fn current_routes(legacy_item_routes: bool) -> Router<Arc<Shared>> {
+    use super::today;
+    let upload = "/api/v1/datasets/manual-upload";
+    let routes = [
+        ("/api/v1/users/me", get(today::users_me)),
+        (
+            "/api/v1/datasets",
+            get(today::list_datasets).post(today::create_dataset),
+        ),
+        ("/api/v1/datasets/{id}", get(today::get_dataset)),
+        (
+            "/api/v1/datasets/{owner}/{slug}",
+            get(today::get_dataset_by_slug),
+        ),
+        (
+            "/api/v1/datasets/{owner}/{slug}/items",
+            get(today::list_items),
+        ),
+        (
+            "/api/v1/datasets/{owner}/{slug}/items/{item}",
+            get(today::get_item),
+        ),
+        (upload, post(today::finalize)),
+        ("/api/v1/datasets/manual-upload/quota", get(today::quota)),
+        (
+            "/api/v1/datasets/manual-upload/allowed-mimes",
+            get(today::allowed_mimes),
+        ),
+        (
+            "/api/v1/datasets/manual-upload/file-upload-url",
+            post(today::presign),
+        ),
+        (
+            "/api/v1/datasets/manual-upload/uploads/{upload}/parts",
+            post(today::sign_parts),
+        ),
+        (
+            "/api/v1/datasets/manual-upload/uploads/{upload}/complete",
+            post(today::complete),
+        ),
+        ("/api/v1/exports", get(list_exports).post(create_export)),
+        ("/api/v1/exports/{id}", get(get_export)),
+        ("/api/v1/projects", get(list_projects)),
+        ("/api/v1/projects/{id}", get(get_project)),
+        ("/api/v1/users/me/projects", get(list_projects)),
+        ("/api/v1/users/me/projects/{id}", get(get_project)),
+        ("/api/v1/tasks", get(today::list_tasks)),
+        ("/api/v1/tasks/{id}", get(today::get_task)),
+        (
+            "/api/v1/fleet/recordings/{recording}/upload/init",
+            post(super::fleet::init),
+        ),
+        (
+            "/api/v1/fleet/recordings/{recording}/upload/urls",
+            post(super::fleet::urls),
+        ),
+        (
+            "/api/v1/fleet/recordings/{recording}/upload/confirm",
+            post(super::fleet::confirm),
+        ),
+        (
+            "/api/v1/fleet/recordings/{recording}/upload/finalize",
+            post(super::fleet::finalize),
+        ),
+        (
+            "/api/v1/fleet/recordings/{recording}/upload/status",
+            get(super::fleet::status),
+        ),
+    ];
+    let router = with_slashes(routes);
+    if !legacy_item_routes {
+        return router;
+    }
+    router.merge(with_slashes([(
+        "/api/v1/datasets/{owner}/items",
+        get(list_items)
+            .post(upload_item)
+            .layer(DefaultBodyLimit::disable()),
+    )]))
 }
 
 /// The router of the storage listener (no key needed).
 pub(crate) fn storage_router(shared: Arc<Shared>) -> Router {
-    with_slashes([("/exports/{file}", get(storage::download))])
-        .fallback(|| async {
-            storage::s3_error(
-                StatusCode::NOT_FOUND,
-                "NoSuchKey",
-                "The specified key does not exist.",
-            )
-        })
-        .layer(middleware::from_fn_with_state(
-            Gate::new(shared.clone(), Origin::Storage),
-            gate::gate,
-        ))
-        .with_state(shared)
+    with_slashes([
+        ("/exports/{file}", get(storage::download)),
+        ("/items/{dataset}/{item}", get(storage::item_bytes)),
+        (
+            "/bucket",
+            post(storage::form_upload).layer(DefaultBodyLimit::disable()),
+        ),
+        ("/bucket/{object}", put(storage::put_upload)),
+    ])
+    // A catch-all route: object keys of fleet uploads, slashes and all.
+    .route("/fleet/{*key}", put(super::fleet::put))
+    .fallback(|| async {
+        storage::s3_error(
+            StatusCode::NOT_FOUND,
+            "NoSuchKey",
+            "The specified key does not exist.",
+        )
+    })
+    .layer(middleware::from_fn_with_state(
+        Gate::new(shared.clone(), Origin::Storage),
+        gate::gate,
+    ))
+    .with_state(shared)
 }
 
 fn with_slashes<const N: usize>(
@@ -160,13 +289,28 @@ async fn upload_item(
         let name = field.file_name().map(str::to_owned);
         let content_type = field.content_type().map(str::to_owned);
         let (mut hasher, mut size) = (Sha256::new(), 0u64);
+        // The bytes go to a file of the storage origin, so the item's `url` serves them.
+        let path = storage::new_blob_path(&shared);
+        let mut file = tokio::fs::File::create(&path)
+            .await
+            .map_err(|e| bad(e.to_string()))?;
         while let Some(chunk) = field.chunk().await.map_err(|e| bad(e.body_text()))? {
             hasher.update(&chunk);
             size += chunk.len() as u64;
+            file.write_all(&chunk)
+                .await
+                .map_err(|e| bad(e.to_string()))?;
         }
-        received = Some((name, content_type, size, hex::encode(hasher.finalize())));
+        file.flush().await.map_err(|e| bad(e.to_string()))?;
+        received = Some((
+            name,
+            content_type,
+            size,
+            hex::encode(hasher.finalize()),
+            path,
+        ));
     }
-    let Some((name, content_type, size, sha256)) = received else {
+    let Some((name, content_type, size, sha256, path)) = received else {
         return Err(Rejection(
             flavor,
             Problem::Validation {
@@ -177,6 +321,12 @@ async fn upload_item(
     };
     let name = name.unwrap_or_else(|| "upload".into());
     let item = shared.add_upload(&dataset, name, size, sha256, content_type);
+    shared
+        .manual
+        .lock()
+        .expect("manual lock")
+        .item_files
+        .insert(item.id.clone(), (size, vec![path]));
     Ok(json_response(
         StatusCode::CREATED,
         &flavor.item(&dataset.id, &item, &shared.storage_origin),
@@ -344,16 +494,20 @@ fn ok(body: Value) -> Response {
 fn find_dataset(shared: &Shared, id: &str) -> Result<catalog::DatasetInfo, Rejection> {
     let flavor = shared.options.flavor;
     let not_found = || Rejection(flavor, Problem::NotFound { what: "Dataset" });
-    shared.catalog.find_dataset(id).ok_or_else(not_found)
+    shared.find_dataset(id).ok_or_else(not_found)
 }
 
-fn list_query(shared: &Shared, uri: &Uri, headers: &HeaderMap) -> Result<ListQuery, Rejection> {
+pub(crate) fn list_query(
+    shared: &Shared,
+    uri: &Uri,
+    headers: &HeaderMap,
+) -> Result<ListQuery, Rejection> {
     ListQuery::parse(uri, headers, &shared.api_origin)
         .map_err(|problem| Rejection(shared.options.flavor, problem))
 }
 
 /// The page response; counts a `repeat_cursor` fault when the page really repeated its cursor.
-fn page(
+pub(crate) fn page(
     shared: &Shared,
     query: &ListQuery,
     objects: Vec<Value>,

@@ -7,11 +7,19 @@
 //! uploads are recorded as name, size and digest only.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::{Mutex, RwLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use serde_json::{json, Value};
 
 use super::catalog::{self, Catalog, DatasetInfo, ItemRecord};
 use super::faults::FaultBook;
 use super::options::EmulatorOptions;
+
+/// Most items one export document lists (the rest are counted, not listed).
+const MAX_EXPORT_ITEMS: usize = 10_000;
+/// Most datasets of a project one export document covers.
+const MAX_EXPORT_DATASETS: usize = 1_000;
 
 /// Which listener a request reached.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -68,8 +76,10 @@ pub(crate) struct ExportRecord {
     pub updated_at: u64,
     /// Polls of `GET /exports/{id}` so far.
     pub polls: u32,
-    /// Size of the generated file.
+    /// Size of the served file: the document, padded with spaces to `--export-bytes`.
     pub bytes: u64,
+    /// The export document (JSON), fixed when the export was requested.
+    pub document: Arc<Vec<u8>>,
 }
 
 impl ExportRecord {
@@ -117,6 +127,20 @@ pub(crate) struct Shared {
     exports: Mutex<Vec<ExportRecord>>,
     journal: Mutex<Journal>,
     rate_window: Mutex<(u64, u32)>,
+    /// Datasets made by `POST /datasets/` or a manual-upload finalize, with their GET count.
+    created: RwLock<Vec<(DatasetInfo, u32)>>,
+    /// Polls of each task so far.
+    task_polls: Mutex<HashMap<String, u32>>,
+    /// Presign sessions and the objects on the storage origin.
+    pub manual: Mutex<super::manual::Manual>,
+    /// Fleet recording upload sessions (current flavour).
+    pub fleet: Mutex<super::fleet::FleetUploads>,
+    /// Objects of the table-driven resources (current flavour).
+    pub resources: Mutex<super::resources::Store>,
+    /// Requests on the storage origin that carried the API key header.
+    pub key_leaks: AtomicU64,
+    /// Where the storage origin keeps object bytes (removed with the emulator).
+    pub blob_dir: tempfile::TempDir,
 }
 
 #[derive(Default)]
@@ -163,7 +187,143 @@ impl Shared {
             exports: Mutex::default(),
             journal: Mutex::new(journal),
             rate_window: Mutex::default(),
+            created: RwLock::default(),
+            task_polls: Mutex::default(),
+            manual: Mutex::default(),
+            resources: Mutex::default(),
+            fleet: Mutex::default(),
+            key_leaks: AtomicU64::new(0),
+            blob_dir: tempfile::Builder::new()
+                .prefix("avala-emulator-storage-")
+                .tempdir()
+                .expect("a temporary directory for the storage origin"),
         }
+    }
+
+    // ---- datasets ----------------------------------------------------------------------
+
+    /// A seeded or created dataset by id.
+    pub(crate) fn find_dataset(&self, id: &str) -> Option<DatasetInfo> {
+        self.catalog.find_dataset(id).or_else(|| {
+            let created = self.created.read().expect("created lock");
+            created
+                .iter()
+                .find(|(d, _)| d.id == id)
+                .map(|(d, _)| d.clone())
+        })
+    }
+
+    /// A seeded or created dataset by owner and slug.
+    pub(crate) fn find_dataset_by_slug(&self, owner: &str, slug: &str) -> Option<DatasetInfo> {
+        let created = self.created.read().expect("created lock");
+        if let Some((d, _)) = created
+            .iter()
+            .find(|(d, _)| d.owner == owner && d.slug == slug)
+        {
+            return Some(d.clone());
+        }
+        drop(created);
+        (owner == catalog::OWNER)
+            .then(|| self.catalog.find_dataset_by_slug(slug))
+            .flatten()
+    }
+
+    /// Seeded datasets, then created ones.
+    pub(crate) fn dataset_count(&self) -> usize {
+        self.catalog.dataset_count() + self.created.read().expect("created lock").len()
+    }
+
+    pub(crate) fn dataset_at(&self, index: usize) -> Option<DatasetInfo> {
+        let seeded = self.catalog.dataset_count();
+        match index.checked_sub(seeded) {
+            None => self.catalog.dataset_at(index),
+            Some(k) => {
+                let created = self.created.read().expect("created lock");
+                created.get(k).map(|(d, _)| d.clone())
+            }
+        }
+    }
+
+    /// Creates a dataset (status `creating`); `None` when the owner already has that slug.
+    pub(crate) fn create_dataset(
+        &self,
+        name: &str,
+        slug: &str,
+        data_type: &str,
+        visibility: &str,
+    ) -> Option<DatasetInfo> {
+        if self.find_dataset_by_slug(catalog::OWNER, slug).is_some() {
+            return None;
+        }
+        let mut created = self.created.write().expect("created lock");
+        if created.iter().any(|(d, _)| d.slug == slug) {
+            return None;
+        }
+        let index = self.catalog.dataset_count() + created.len();
+        let number = index + 1;
+        let info = DatasetInfo {
+            index,
+            id: catalog::seeded_id("ds_", number),
+            name: name.to_owned(),
+            slug: slug.to_owned(),
+            data_type: data_type.to_owned(),
+            visibility: visibility.to_owned(),
+            seeded_items: 0,
+            created_at: catalog::now(),
+            owner: catalog::OWNER.to_owned(),
+            stem: format!("{number:04}"),
+        };
+        created.push((info.clone(), 0));
+        Some(info)
+    }
+
+    /// `creating` for a created dataset polled fewer than `--dataset-polls` times, else
+    /// `created`. With `poll`, this call counts as one poll.
+    pub(crate) fn dataset_status(&self, dataset: &DatasetInfo, poll: bool) -> &'static str {
+        if dataset.index < self.catalog.dataset_count() || dataset.seeded_items > 0 {
+            return "created";
+        }
+        if !poll {
+            let created = self.created.read().expect("created lock");
+            return match created.iter().find(|(d, _)| d.id == dataset.id) {
+                Some((_, polls)) if *polls < self.options.dataset_polls => "creating",
+                _ => "created",
+            };
+        }
+        let mut created = self.created.write().expect("created lock");
+        let Some((_, polls)) = created.iter_mut().find(|(d, _)| d.id == dataset.id) else {
+            return "created";
+        };
+        if *polls >= self.options.dataset_polls {
+            return "created";
+        }
+        if poll {
+            *polls += 1;
+        }
+        "creating"
+    }
+
+    // ---- tasks -------------------------------------------------------------------------
+
+    /// Counts one poll of a task and gives its status after it.
+    pub(crate) fn poll_task(&self, id: &str) -> &'static str {
+        let mut polls = self.task_polls.lock().expect("task lock");
+        let count = polls.entry(id.to_owned()).or_insert(0);
+        *count = count.saturating_add(1);
+        let limit = self.options.task_polls;
+        if *count > limit {
+            "completed"
+        } else if *count * 2 > limit {
+            "in_progress"
+        } else {
+            "pending"
+        }
+    }
+
+    // ---- storage -----------------------------------------------------------------------
+
+    pub(crate) fn count_key_leak(&self) -> u64 {
+        self.key_leaks.fetch_add(1, Ordering::SeqCst) + 1
     }
 
     // ---- items -------------------------------------------------------------------------
@@ -207,6 +367,37 @@ impl Shared {
         (items, total)
     }
 
+    /// A seeded or uploaded item of a dataset by id.
+    pub(crate) fn find_item(&self, dataset: &DatasetInfo, id: &str) -> Option<ItemRecord> {
+        let prefix = format!("item_{}_", dataset.stem);
+        if let Some(number) = id
+            .strip_prefix(&prefix)
+            .and_then(|n| n.parse::<usize>().ok())
+        {
+            if (1..=dataset.seeded_items).contains(&number) {
+                let item = self.catalog.seeded_item(dataset, number - 1);
+                if item.id == id {
+                    return Some(item);
+                }
+            }
+        }
+        if dataset.seeded_items <= 10_000 {
+            if let Some(item) = (0..dataset.seeded_items)
+                .map(|p| self.catalog.seeded_item(dataset, p))
+                .find(|item| item.id == id)
+            {
+                return Some(item);
+            }
+        }
+        let uploads = self.uploads.read().expect("uploads lock");
+        let uploaded = uploads.by_dataset.get(&dataset.index)?;
+        uploaded
+            .iter()
+            .map(|&k| &uploads.log[k].item)
+            .find(|item| item.id == id)
+            .cloned()
+    }
+
     /// Records an upload as a new item of the dataset and returns that item.
     pub(crate) fn add_upload(
         &self,
@@ -222,7 +413,7 @@ impl Shared {
         uploaded.push(position);
         let number = dataset.seeded_items + uploaded.len();
         let item = ItemRecord {
-            id: catalog::item_id(dataset.index, number),
+            id: catalog::item_id(dataset, number),
             key: name,
             metadata: serde_json::json!({
                 "size": size,
@@ -259,15 +450,20 @@ impl Shared {
 
     /// Stores a new export with the next `exp_NNNN` id and the configured size.
     pub(crate) fn add_export(&self, spec: ExportSpec) -> ExportRecord {
+        // The document is built under the exports lock (it takes the uploads and created
+        // locks, never the other way round), so ids stay in creation order.
         let mut exports = self.exports.lock().expect("exports lock");
+        let id = catalog::seeded_id("exp_", exports.len() + 1);
         let now = catalog::now();
+        let document = self.export_document(&id, &spec, now);
         let export = ExportRecord {
-            id: catalog::seeded_id("exp_", exports.len() + 1),
+            id,
+            bytes: self.options.export_bytes.max(document.len() as u64),
+            document: Arc::new(document),
             spec,
             created_at: now,
             updated_at: now,
             polls: 0,
-            bytes: self.options.export_bytes,
         };
         exports.push(export.clone());
         export
@@ -284,10 +480,102 @@ impl Shared {
         Some(export.clone())
     }
 
+    /// A page of exports, newest first.
     pub(crate) fn exports_page(&self, offset: usize, limit: usize) -> (Vec<ExportRecord>, usize) {
         let exports = self.exports.lock().expect("exports lock");
-        let page = exports.iter().skip(offset).take(limit).cloned().collect();
+        let page = exports
+            .iter()
+            .rev()
+            .skip(offset)
+            .take(limit)
+            .cloned()
+            .collect();
         (page, exports.len())
+    }
+
+    /// The datasets an export covers: its datasets, then those of its projects (project
+    /// number k of P covers the seeded datasets at positions k-1, k-1+P, …; the example
+    /// project covers the example dataset).
+    fn export_datasets(&self, spec: &ExportSpec) -> (Vec<DatasetInfo>, Vec<Value>) {
+        let mut datasets: Vec<DatasetInfo> = spec
+            .datasets
+            .iter()
+            .filter_map(|id| self.find_dataset(id))
+            .collect();
+        let mut projects = Vec::new();
+        let count = self.catalog.project_count().max(1);
+        for id in &spec.projects {
+            let Some(project) = self.catalog.find_project(id) else {
+                continue;
+            };
+            projects.push(json!({"uid": project.id, "name": project.name}));
+            if project.id == catalog::EXAMPLE_PROJECT {
+                datasets.extend(self.catalog.find_dataset(catalog::EXAMPLE_DATASET));
+                continue;
+            }
+            let position = (0..self.catalog.project_count())
+                .find(|&i| {
+                    self.catalog
+                        .project_at(i)
+                        .is_some_and(|p| p.id == project.id)
+                })
+                .unwrap_or(0);
+            let mut i = position;
+            while i < self.catalog.dataset_count() && datasets.len() < MAX_EXPORT_DATASETS {
+                datasets.extend(self.catalog.dataset_at(i));
+                i += count;
+            }
+        }
+        datasets.dedup_by(|a, b| a.id == b.id);
+        (datasets, projects)
+    }
+
+    /// The JSON export document: the datasets an export covers with their items (seeded and
+    /// uploaded), at most [`MAX_EXPORT_ITEMS`] items in all (`truncated` says when cut).
+    fn export_document(&self, id: &str, spec: &ExportSpec, now: u64) -> Vec<u8> {
+        let (datasets, projects) = self.export_datasets(spec);
+        let mut budget = MAX_EXPORT_ITEMS;
+        let mut truncated = false;
+        let mut listed = Vec::with_capacity(datasets.len());
+        for dataset in &datasets {
+            let (items, total) = self.items_page(dataset, 0, budget);
+            budget -= items.len();
+            truncated |= items.len() < total;
+            let items: Vec<Value> = items
+                .iter()
+                .map(|item| {
+                    json!({
+                        "uid": item.id,
+                        "key": item.key,
+                        "url": format!("{}/items/{}/{}", self.storage_origin, dataset.id, item.id),
+                        "metadata": item.metadata,
+                        "created_at": catalog::iso8601(item.created_at),
+                        "annotations": [],
+                    })
+                })
+                .collect();
+            listed.push(json!({
+                "uid": dataset.id,
+                "name": dataset.name,
+                "slug": dataset.slug,
+                "owner_name": dataset.owner,
+                "data_type": dataset.data_type,
+                "item_count": total,
+                "items": items,
+            }));
+        }
+        let document = json!({
+            "export": id,
+            "format": spec.format,
+            "created_at": catalog::iso8601(now),
+            "projects": projects,
+            "slices": spec.slices,
+            "datasets": listed,
+            "truncated": truncated,
+        });
+        let mut bytes = serde_json::to_vec_pretty(&document).expect("JSON values serialize");
+        bytes.push(b'\n');
+        bytes
     }
 
     /// Where an export stands after its polls so far.

@@ -22,7 +22,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::actions::{self, ActionError, RunCtx};
-use crate::api::{CallCtx, Client};
+use crate::api::{CallCtx, CallEvent, Client};
 use crate::graph::Graph;
 use crate::journal::resume::{self, RunJournal};
 use crate::journal::{Record, StepLog};
@@ -39,6 +39,8 @@ pub enum Event {
     StepStarted {
         id: String,
         action: &'static str,
+        /// When the scheduler started it (the timeline's clock: the reader may lag).
+        at: Instant,
     },
     /// The step's result without its `outputs` (they can be large: a listed dataset's
     /// items; the [`RunResult`] has them).
@@ -49,6 +51,13 @@ pub enum Event {
         label: String,
         done: u64,
         total: Option<u64>,
+    },
+    /// An HTTP attempt or a wait of a step (`iteration`: its `for_each` iteration), for
+    /// the run report's timeline.
+    Call {
+        step: String,
+        iteration: Option<usize>,
+        event: CallEvent,
     },
 }
 
@@ -274,6 +283,7 @@ impl Scheduler {
             let _ = self.shared.events.send(Event::StepStarted {
                 id: step.id.clone(),
                 action: step.action.name(),
+                at: Instant::now(),
             });
             let steps_value = self.steps_value.clone();
             let shared = self.shared.clone();
@@ -504,7 +514,16 @@ async fn run_step(
     deps_reused: bool,
 ) -> StepResult {
     let started = Instant::now();
-    let call = CallCtx::new(step.retry, shared.cancel.clone(), &step.id);
+    let events = shared.events.clone();
+    let call = CallCtx::new(step.retry, shared.cancel.clone(), &step.id).observed(Arc::new(
+        move |ctx: &CallCtx, event: CallEvent| {
+            let _ = events.send(Event::Call {
+                step: ctx.step.clone(),
+                iteration: ctx.iteration,
+                event,
+            });
+        },
+    ));
     let work = execute_step(shared, step, steps_value, &call, deps_reused);
     let outcome = match step.timeout {
         Some(limit) => match tokio::time::timeout(limit, work).await {
@@ -710,7 +729,14 @@ async fn for_each(
             if let Some(output) = reused_iteration(journaled, index, fingerprint.as_deref()) {
                 return Some((started.elapsed(), Ok(output)));
             }
-            let r = run_once(shared, eval, &ctx, call, journaled.log).await;
+            let r = run_once(
+                shared,
+                eval,
+                &ctx,
+                &call.for_iteration(index),
+                journaled.log,
+            )
+            .await;
             if let (Some(j), Some(fingerprint)) = (&shared.journal, fingerprint) {
                 j.sink.send(Record::Iteration {
                     step: eval.step.id.clone(),

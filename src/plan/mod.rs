@@ -10,6 +10,7 @@
 //! Takes: a checked pipeline, its graph, the globals, an [`Endpoint`]. Gives: [`Plan`].
 //! Must not: open a network connection, or read anything but the files a step uploads.
 
+pub mod diff;
 mod text;
 
 use std::collections::BTreeMap;

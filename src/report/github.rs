@@ -1,13 +1,17 @@
 //! GitHub Actions integration: `::error` workflow commands that annotate the pipeline file
-//! at a failed step's line, the Markdown summary table for `$GITHUB_STEP_SUMMARY`, and
+//! at a failed step's line, the Markdown summary for `$GITHUB_STEP_SUMMARY` (diagrams from
+//! [`super::mermaid`], a table cut to GitHub's 1 MiB limit), and
 //! pipeline outputs in the `$GITHUB_OUTPUT` format.
 //!
 //! Must not: read the environment (the CLI decides whether GitHub Actions is in use).
 
 use std::fmt::Write as _;
 
+use super::mermaid;
+use super::timeline::Timeline;
 use super::Redactor;
 use crate::execute::{RunResult, RunStatus, StepStatus};
+use crate::pipeline::model::Pipeline;
 
 /// Escapes a workflow command's message (`%`, CR, LF).
 fn escape_data(text: &str) -> String {
@@ -59,8 +63,19 @@ fn cell(text: &str) -> String {
     text.replace('|', "\\|").replace('\n', " ")
 }
 
-/// The Markdown summary of a run: a table of step, status, duration, attempts.
-pub fn step_summary(pipeline: &str, result: &RunResult, redactor: &Redactor) -> String {
+/// GitHub refuses a step summary over 1 MiB; this leaves room for other steps' output.
+pub const SUMMARY_BUDGET: usize = 900 * 1024;
+
+/// The Markdown summary of a run: a Mermaid Gantt of the steps in their concurrency
+/// lanes, the dependency graph coloured by status, and a table of step, status, duration,
+/// attempts. Whatever the run's size it stays within [`SUMMARY_BUDGET`]: each diagram is
+/// cut to what Mermaid renders, the table to what fits, and each cut says so.
+pub fn step_summary(
+    p: &Pipeline,
+    result: &RunResult,
+    timeline: &Timeline,
+    redactor: &Redactor,
+) -> String {
     let icon = |s: StepStatus| match s {
         StepStatus::Succeeded => "✅ succeeded",
         StepStatus::Failed => "❌ failed",
@@ -72,26 +87,67 @@ pub fn step_summary(pipeline: &str, result: &RunResult, redactor: &Redactor) -> 
         RunStatus::Interrupted => "was interrupted",
     };
     let mut out = format!(
-        "### avala-pipe: `{}` {status} in {:.1}s\n\n| step | action | status | duration | attempts | error |\n|---|---|---|---|---|---|\n",
-        cell(pipeline),
+        "### avala-pipe: `{}` {status} in {:.1}s\n\n",
+        cell(&p.name),
         result.duration.as_secs_f64()
     );
-    for s in &result.steps {
-        let error = s
-            .error
-            .as_deref()
-            .or(s.reason.as_deref())
-            .map(|e| redactor.text(e))
-            .unwrap_or_default();
+    out.push_str(&redactor.text(&mermaid::gantt(result, timeline)));
+    out.push_str(&redactor.text(&mermaid::status_graph(p, result)));
+    let head =
+        "| step | action | status | duration | attempts | error |\n|---|---|---|---|---|---|\n";
+    let rows: Vec<String> = result
+        .steps
+        .iter()
+        .map(|s| {
+            let error = s
+                .error
+                .as_deref()
+                .or(s.reason.as_deref())
+                .map(|e| redactor.text(e))
+                .unwrap_or_default();
+            format!(
+                "| `{}` | {} | {} | {:.1}s | {} | {} |\n",
+                cell(&s.id),
+                s.action,
+                icon(s.status),
+                s.duration_ms as f64 / 1000.0,
+                s.attempts,
+                cell(&api_short(&error))
+            )
+        })
+        .collect();
+    // Failed steps first, then the others in order, while they fit; shown in order.
+    let mut room = SUMMARY_BUDGET.saturating_sub(out.len() + head.len() + 200);
+    let mut shown = vec![false; rows.len()];
+    let failed_first = result
+        .steps
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.status == StepStatus::Failed)
+        .chain(
+            result
+                .steps
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| s.status != StepStatus::Failed),
+        );
+    for (i, _) in failed_first {
+        if rows[i].len() > room {
+            break;
+        }
+        room -= rows[i].len();
+        shown[i] = true;
+    }
+    out.push_str(head);
+    for (row, _) in rows.iter().zip(&shown).filter(|(_, s)| **s) {
+        out.push_str(row);
+    }
+    let hidden = shown.iter().filter(|s| !**s).count();
+    if hidden > 0 {
         let _ = writeln!(
             out,
-            "| `{}` | {} | {} | {:.1}s | {} | {} |",
-            cell(&s.id),
-            s.action,
-            icon(s.status),
-            s.duration_ms as f64 / 1000.0,
-            s.attempts,
-            cell(&api_short(&error))
+            "\n_{hidden} of {} steps not listed: GitHub limits a step summary to 1 MiB (failed steps are listed first). `--report` or `--html` has them all._",
+            rows.len()
         );
     }
     out.push('\n');

@@ -4,7 +4,10 @@
 //! Must not: run anything; it only reads events and results.
 
 pub mod github;
+pub mod html;
 pub mod junit;
+mod mermaid;
+pub mod timeline;
 
 use std::time::Duration;
 
@@ -75,7 +78,7 @@ impl Progress {
 
     pub fn event(&mut self, event: &Event) {
         match event {
-            Event::StepStarted { id, action } => self.started(id, action),
+            Event::StepStarted { id, action, .. } => self.started(id, action),
             Event::StepFinished(r) => self.finished(r),
             Event::Transfer {
                 step,
@@ -83,6 +86,8 @@ impl Progress {
                 done,
                 total,
             } => self.transfer(step, label, *done, *total),
+            // Attempts and waits are for the timeline; retries are logged where they happen.
+            Event::Call { .. } => {}
         }
     }
 

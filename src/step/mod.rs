@@ -264,3 +264,119 @@ pub fn maybe_skipped_by<'p>(
         .map(|&d| &p.steps[d])
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::pipeline::check::check_source;
+
+    fn pipeline(yaml: &str) -> Pipeline {
+        check_source(std::path::Path::new("t.yaml"), yaml).expect("a valid pipeline")
+    }
+
+    fn globals(p: &Pipeline) -> Globals {
+        Globals::new(p, &Environment::default(), &[]).unwrap()
+    }
+
+    const SOURCE: &str = "version: 1\nvars:\n  ids: [a, b]\nsteps:\n  - id: list\n    action: datasets.list\n  - id: each\n    action: exports.create\n    if: \"{{ steps.list.outputs.count > 0 }}\"\n    for_each: \"{{ vars.ids }}\"\n    with: { dataset_id: \"{{ item }}\" }\n  - id: poll\n    action: request\n    with:\n      path: \"/exports/{{ steps.list.outputs.items[0].id }}\"\n      poll: { until: \"{{ response.body.done }}\", interval: 1s }\n";
+
+    #[test]
+    fn preview_leaves_what_depends_on_earlier_steps_undecided_and_run_decides_it() {
+        let p = pipeline(SOURCE);
+        let g = globals(&p);
+        let unknown: BTreeMap<String, Value> = p
+            .steps
+            .iter()
+            .map(|s| (s.id.clone(), unknown_entry(&s.id)))
+            .collect();
+        let preview_ctx = g.context(&Value::from(unknown), &[]);
+        let each = Eval::new(&p.steps[1], Mode::Preview);
+        assert_eq!(
+            each.condition(&preview_ctx).unwrap(),
+            Some(Decision::Undecided)
+        );
+        // The list is known now: two iterations, each rendering its own item.
+        let Iterations::Each(items) = each.iterations(&preview_ctx).unwrap() else {
+            panic!("a known list");
+        };
+        assert_eq!(items.len(), 2);
+        let inputs = each
+            .inputs(&item_context(&preview_ctx, &items[1], 1), false)
+            .unwrap();
+        assert_eq!(inputs.values()["dataset_id"], Rendered::Json("b".into()));
+
+        let entries = Arc::new(StepEntries::default());
+        entries.insert(
+            "list".into(),
+            step_entry(
+                &serde_json::json!({"count": 0, "items": [{"id": "x"}]}),
+                "succeeded",
+            ),
+        );
+        let run_ctx = g.context(&Value::from_dyn_object(entries), &[]);
+        let run = Eval::new(&p.steps[1], Mode::Run);
+        assert_eq!(run.condition(&run_ctx).unwrap(), Some(Decision::Skip));
+    }
+
+    #[test]
+    fn late_inputs_are_left_for_each_response_and_the_rest_is_rendered() {
+        let p = pipeline(SOURCE);
+        let g = globals(&p);
+        let entries = Arc::new(StepEntries::default());
+        entries.insert(
+            "list".into(),
+            step_entry(
+                &serde_json::json!({"count": 1, "items": [{"id": "exp 1"}]}),
+                "succeeded",
+            ),
+        );
+        let ctx = g.context(&Value::from_dyn_object(entries), &[]);
+        let inputs = Eval::new(&p.steps[2], Mode::Run)
+            .inputs(&ctx, false)
+            .unwrap();
+        assert_eq!(
+            inputs.values()["path"],
+            Rendered::Json("/exports/exp 1".into())
+        );
+        // `until` waits for a response; `interval` is rendered now.
+        assert_eq!(
+            inputs.values()["poll"],
+            Rendered::Json(serde_json::json!({"interval": "1s"}))
+        );
+        let late = LateInputs::new(ctx);
+        let until = match p.steps[2].input("poll") {
+            Some(TValue::Map(m)) => m["until"].clone(),
+            other => panic!("{other:?}"),
+        };
+        let done = late
+            .render_with(
+                &until,
+                "poll.until",
+                &serde_json::json!({"response": {"body": {"done": true}}}),
+            )
+            .unwrap();
+        assert_eq!(done, serde_json::json!(true));
+    }
+
+    #[test]
+    fn the_skip_rule_is_one_rule_for_the_plan_and_the_run() {
+        let p = pipeline("version: 1\nsteps:\n  - id: a\n    action: datasets.list\n  - id: b\n    action: datasets.list\n    needs: [a]\n  - id: c\n    action: datasets.list\n    if: \"{{ steps.a.status == 'skipped' }}\"\n");
+        let (b, c) = (&p.steps[1], &p.steps[2]);
+        assert!(matches!(
+            skip_cause(&p, b, |_| DepState::Failed),
+            Some(SkipCause::Failed(dep)) if dep.id == "a"
+        ));
+        assert!(matches!(
+            skip_cause(&p, b, |_| DepState::Skipped),
+            Some(SkipCause::Skipped(_))
+        ));
+        // `c` tests `a`'s status: a skipped `a` does not skip it.
+        assert!(skip_cause(&p, c, |_| DepState::Skipped).is_none());
+        assert!(skip_cause(&p, b, |_| DepState::Succeeded).is_none());
+        assert_eq!(maybe_skipped_by(&p, b, |_| DepState::MaybeSkipped).len(), 1);
+        assert!(maybe_skipped_by(&p, c, |_| DepState::MaybeSkipped).is_empty());
+    }
+}

@@ -719,13 +719,19 @@ async fn the_plan_is_what_a_run_sends() {
             }
         }
         assert!(compared > 0, "{}: nothing to compare", file.display());
-        // Planned parts: the files stored, with their sizes.
-        let mut planned: Vec<(String, u64)> = plan["steps"]
-            .as_array()
-            .unwrap()
+        // Planned files: the files stored, with their sizes (multipart parts of
+        // `items.upload`; presigned files of `datasets.upload`).
+        let requests_of = |action: &str| -> Vec<Value> {
+            plan["steps"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|s| s["action"] == action)
+                .flat_map(|s| s["requests"].as_array().unwrap().clone())
+                .collect()
+        };
+        let mut planned: Vec<(String, u64)> = requests_of("items.upload")
             .iter()
-            .filter(|s| s["action"] == "items.upload")
-            .flat_map(|s| s["requests"].as_array().unwrap().clone())
             .map(|r| {
                 let p = &r["multipart"][0];
                 (
@@ -734,6 +740,13 @@ async fn the_plan_is_what_a_run_sends() {
                 )
             })
             .collect();
+        planned.extend(requests_of("datasets.upload").iter().filter_map(|r| {
+            let body = &r["body"];
+            Some((
+                body["file_path_in_dataset"].as_str()?.to_string(),
+                body["content_length"].as_u64()?,
+            ))
+        }));
         let mut stored: Vec<(String, u64)> = emu
             .uploads()
             .into_iter()

@@ -301,6 +301,7 @@ async fn current_objects_carry_every_field_the_sdks_validate() {
             "uid",
             "name",
             "slug",
+            "owner_name",
             "item_count",
             "status",
             "data_type",
@@ -309,13 +310,39 @@ async fn current_objects_carry_every_field_the_sdks_validate() {
             "updated_at",
         ],
     );
-    let item = &api.get("/datasets/ds_0001/items/").await.body["results"][0];
+    let item = &api.get("/datasets/demo/demo-dataset-1/items/").await.body["results"][0];
     has(
         item,
-        &["uid", "key", "dataset", "url", "metadata", "created_at"],
+        &[
+            "uid",
+            "key",
+            "dataset",
+            "url",
+            "metadata",
+            "created_at",
+            "updated_at",
+        ],
     );
     let project = &api.get("/users/me/projects/").await.body["results"][0];
-    has(project, &["uid", "name", "status", "created_at"]);
+    has(
+        project,
+        &["uid", "name", "status", "created_at", "updated_at"],
+    );
+    let task = &api.get("/tasks/").await.body["results"][0];
+    has(
+        task,
+        &[
+            "uid",
+            "type",
+            "name",
+            "status",
+            "project",
+            "created_at",
+            "updated_at",
+        ],
+    );
+    let me = api.get("/users/me/").await.body;
+    has(&me, &["uid", "username", "email"]);
     let export = api
         .post_json("/exports/", json!({"project": "prj_0001"}))
         .await;
@@ -812,7 +839,11 @@ async fn delay_faults_wait_then_answer_normally() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn cut_faults_drop_the_connection_short_of_the_promised_length() {
-    let api = Api::documented().await;
+    let api = Api::start(EmulatorOptions {
+        export_bytes: 65_536,
+        ..Default::default()
+    })
+    .await;
     let export = api.finished_export(json!({"project_id": "prj_0002"})).await;
     let url = export["download_url"].as_str().unwrap();
     api.emu.add_fault(
@@ -891,14 +922,22 @@ async fn repeat_cursor_faults_send_the_current_cursor_again() {
             ..Default::default()
         })
         .await;
+        // Today's API lists items by owner/slug; the documented page by id.
+        let (pattern, items) = match flavor {
+            Flavor::Documented => ("/api/v1/datasets/*/items", "/datasets/ds_0001/items"),
+            Flavor::Current => (
+                "/api/v1/datasets/*/*/items",
+                "/datasets/demo/demo-dataset-1/items",
+            ),
+        };
         api.emu.add_fault(
-            Fault::new("GET", "/api/v1/datasets/*/items", FaultEffect::RepeatCursor)
+            Fault::new("GET", pattern, FaultEffect::RepeatCursor)
                 .named("loop")
                 .when(Trigger::Always),
         );
         let cursor = URL_SAFE_NO_PAD.encode(r#"{"o":5}"#);
         let page = api
-            .get(&format!("/datasets/ds_0001/items/?limit=5&cursor={cursor}"))
+            .get(&format!("{items}/?limit=5&cursor={cursor}"))
             .await
             .body;
         let next = match flavor {
@@ -908,8 +947,7 @@ async fn repeat_cursor_faults_send_the_current_cursor_again() {
         assert!(next.ends_with(&cursor), "{next}");
         // The last page has no next cursor to repeat: not counted as delivered.
         let last = URL_SAFE_NO_PAD.encode(r#"{"o":15}"#);
-        api.get(&format!("/datasets/ds_0001/items?limit=5&cursor={last}"))
-            .await;
+        api.get(&format!("{items}?limit=5&cursor={last}")).await;
         assert_eq!(api.emu.fault_delivered("loop"), 1);
     }
 }
@@ -1149,4 +1187,730 @@ print(json.dumps([d["id"] for d in list_all_datasets()]))
     assert_eq!(ids, expected);
     let pages = api.emu.requests().len();
     assert_eq!(pages, 3);
+}
+
+// ---- today's API (current flavour) ------------------------------------------------------
+
+impl Api {
+    async fn send_raw(&self, request: reqwest::RequestBuilder) -> Reply {
+        self.send(request).await
+    }
+
+    async fn post_key(&self, path: &str, body: Value) -> Reply {
+        self.post_json(path, body).await
+    }
+}
+
+/// Reads one HTTP/1.1 response (status line, headers, Content-Length body) from a stream.
+async fn read_response(
+    stream: &mut tokio::io::BufReader<tokio::net::TcpStream>,
+) -> Option<(u16, Vec<(String, String)>, Vec<u8>)> {
+    use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _};
+    let mut line = String::new();
+    if stream.read_line(&mut line).await.ok()? == 0 {
+        return None;
+    }
+    let status: u16 = line.split(' ').nth(1)?.parse().ok()?;
+    let mut headers = Vec::new();
+    loop {
+        let mut line = String::new();
+        stream.read_line(&mut line).await.ok()?;
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        let (name, value) = line.split_once(':')?;
+        headers.push((name.to_ascii_lowercase(), value.trim().to_owned()));
+    }
+    let length: usize = headers
+        .iter()
+        .find(|(n, _)| n == "content-length")
+        .map_or(0, |(_, v)| v.parse().unwrap());
+    let mut body = vec![0; length];
+    stream.read_exact(&mut body).await.ok()?;
+    Some((status, headers, body))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn three_thousand_404s_with_bodies_never_drop_the_kept_alive_connection() {
+    use tokio::io::AsyncWriteExt as _;
+    for flavor in [Flavor::Current, Flavor::Documented] {
+        let api = Api::start(EmulatorOptions {
+            flavor,
+            journal_limit: 0,
+            ..Default::default()
+        })
+        .await;
+        let authority = api
+            .base
+            .trim_start_matches("http://")
+            .split('/')
+            .next()
+            .unwrap()
+            .to_owned();
+        let tcp = tokio::net::TcpStream::connect(&authority).await.unwrap();
+        let mut stream = tokio::io::BufReader::new(tcp);
+        let body =
+            r#"{"name": "a body nobody reads", "padding": "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}"#;
+        let slash = if flavor == Flavor::Current { "/" } else { "" };
+        let (mut not_found, mut ok) = (0, 0);
+        for i in 0..3000 {
+            // A 404 with a body (and every tenth pair a 405 with a body), then a valid GET.
+            let wrong = if i % 10 == 9 {
+                format!("DELETE /api/v1/datasets{slash} HTTP/1.1\r\n")
+            } else {
+                format!("POST /api/v1/no-such-route/{i}{slash} HTTP/1.1\r\n")
+            };
+            let request = format!(
+                "{wrong}Host: {authority}\r\nX-Avala-Api-Key: {key}\r\nContent-Type: application/json\r\nContent-Length: {len}\r\n\r\n{body}\
+                 GET /api/v1/datasets{slash}?limit=1 HTTP/1.1\r\nHost: {authority}\r\nX-Avala-Api-Key: {key}\r\n\r\n",
+                key = api.key,
+                len = body.len(),
+            );
+            stream
+                .get_mut()
+                .write_all(request.as_bytes())
+                .await
+                .unwrap();
+            let (status, headers, error) = read_response(&mut stream)
+                .await
+                .unwrap_or_else(|| panic!("{flavor:?}: connection dropped at pair {i}"));
+            assert!(status == 404 || status == 405, "{status}");
+            assert!(
+                !headers
+                    .iter()
+                    .any(|(n, v)| n == "connection" && v == "close"),
+                "{flavor:?}: the server closes at pair {i}"
+            );
+            let error: Value = serde_json::from_slice(&error).expect("a JSON error body");
+            assert!(error.is_object());
+            not_found += 1;
+            let (status, _, _) = read_response(&mut stream)
+                .await
+                .unwrap_or_else(|| panic!("{flavor:?}: connection dropped after pair {i}'s error"));
+            assert_eq!(status, 200);
+            ok += 1;
+        }
+        assert_eq!((not_found, ok), (3000, 3000));
+        api.emu.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_405_has_a_json_body_in_each_flavour() {
+    for flavor in [Flavor::Documented, Flavor::Current] {
+        let api = Api::start(EmulatorOptions {
+            flavor,
+            ..Default::default()
+        })
+        .await;
+        let reply = api
+            .send_raw(
+                api.http
+                    .delete(api.url("/datasets/ds_0001"))
+                    .header("X-Avala-Api-Key", &api.key),
+            )
+            .await;
+        assert_eq!(reply.status, 405, "{flavor:?}");
+        match flavor {
+            Flavor::Documented => assert_eq!(reply.body["error"]["code"], "method_not_allowed"),
+            Flavor::Current => assert!(reply.body["detail"].as_str().unwrap().contains("DELETE")),
+        }
+        assert_eq!(header(&reply.headers, "content-type"), "application/json");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rate_limit_headers_come_on_every_api_response_without_the_option() {
+    let api = Api::current().await;
+    let reply = api.get("/datasets/").await;
+    let limit: u64 = header(&reply.headers, "x-ratelimit-limit").parse().unwrap();
+    let remaining: u64 = header(&reply.headers, "x-ratelimit-remaining")
+        .parse()
+        .unwrap();
+    assert!(limit >= 1000 && remaining < limit, "{limit} {remaining}");
+    assert!(
+        header(&reply.headers, "x-ratelimit-reset")
+            .parse::<u64>()
+            .unwrap()
+            > 1_700_000_000
+    );
+    let missing = api.get("/datasets/nope/").await;
+    assert_eq!(missing.status, 404);
+    assert!(missing.headers.contains_key("x-ratelimit-remaining"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_storage_origin_refuses_any_request_carrying_the_key() {
+    let api = Api::current().await;
+    let export = api.finished_export(json!({"dataset": "ds_0001"})).await;
+    let url = export["download_url"].as_str().unwrap().to_owned();
+    let leaked = api
+        .send_raw(api.http.get(&url).header("X-Avala-Api-Key", &api.key))
+        .await;
+    assert_eq!(leaked.status, 400);
+    assert!(leaked.body.as_str().unwrap().contains("X-Avala-Api-Key"));
+    assert_eq!(api.emu.storage_key_leaks(), 1);
+    let clean = api.send_raw(api.http.get(&url)).await;
+    assert_eq!(clean.status, 200);
+    assert_eq!(api.emu.storage_key_leaks(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn exports_are_listed_newest_first_and_are_real_documents() {
+    let api = Api::current().await;
+    for dataset in ["ds_0001", "ds_0002", "ds_0003"] {
+        api.post_key("/exports/", json!({ "dataset": dataset }))
+            .await;
+    }
+    let listed: Vec<String> = api.get("/exports/").await.body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(id_of)
+        .collect();
+    assert_eq!(listed, ["exp_0003", "exp_0002", "exp_0001"]);
+    let export = api.finished_export(json!({"project": "prj_0001"})).await;
+    let file = api
+        .send_raw(api.http.get(export["download_url"].as_str().unwrap()))
+        .await;
+    assert_eq!(file.status, 200);
+    // Project 1 of 2 covers datasets 1 and 3 (its seeded items all listed).
+    let datasets: Vec<&str> = file.body["datasets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["uid"].as_str().unwrap())
+        .collect();
+    assert_eq!(datasets, ["ds_0001", "ds_0003"]);
+    assert_eq!(
+        file.body["datasets"][0]["items"].as_array().unwrap().len(),
+        20
+    );
+    assert_eq!(file.body["projects"][0]["uid"], "prj_0001");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn documented_uploads_appear_in_exports_and_item_urls_serve_bytes() {
+    let api = Api::documented().await;
+    let bytes = b"{\"frame\": 1}\n".repeat(100);
+    let item = api
+        .upload("ds_0002", "scene.jsonl", bytes.clone())
+        .await
+        .body;
+    let served = api
+        .http
+        .get(item["url"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(served.status(), 200);
+    assert_eq!(served.bytes().await.unwrap().as_ref(), bytes.as_slice());
+    let seeded = &api.get("/datasets/ds_0001/items?limit=1").await.body["items"][0];
+    let served = api
+        .http
+        .get(seeded["url"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(served.status(), 200);
+    assert_eq!(
+        served.bytes().await.unwrap().len() as u64,
+        seeded["metadata"]["size"].as_u64().unwrap()
+    );
+    let export = api.finished_export(json!({"dataset_id": "ds_0002"})).await;
+    let file = api
+        .send_raw(api.http.get(export["download_url"].as_str().unwrap()))
+        .await;
+    let keys: Vec<&str> = file.body["datasets"][0]["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys.len(), 21);
+    assert_eq!(keys[20], "scene.jsonl");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn current_datasets_filter_create_and_become_created_after_polls() {
+    let api = Api::current().await;
+    let uids = |reply: &Reply| -> Vec<String> {
+        reply.body["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(id_of)
+            .collect()
+    };
+    assert_eq!(
+        uids(&api.get("/datasets/?data_type=lidar").await),
+        ["ds_0003"]
+    );
+    assert_eq!(uids(&api.get("/datasets/?name=SET%202").await), ["ds_0002"]);
+    assert_eq!(
+        uids(&api.get("/datasets/?visibility=public").await).len(),
+        0
+    );
+    let body = json!({"name": "Cats", "slug": "cats", "data_type": "image",
+                      "visibility": "private", "create_metadata": true});
+    let created = api.post_key("/datasets/", body.clone()).await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    assert_eq!(created.body["status"], "creating");
+    assert_eq!(created.body["owner_name"], "demo");
+    let uid = id_of(&created.body);
+    assert_eq!(
+        uids(&api.get("/datasets/?status=creating").await),
+        std::slice::from_ref(&uid)
+    );
+    let taken = api.post_key("/datasets/", body).await;
+    assert_eq!(taken.status, 400);
+    assert_eq!(
+        taken.body,
+        json!({"slug": ["dataset with this slug already exists."]})
+    );
+    let statuses: Vec<Value> = [
+        api.get(&format!("/datasets/{uid}/")).await,
+        api.get("/datasets/demo/cats/").await,
+        api.get(&format!("/datasets/{uid}/")).await,
+    ]
+    .iter()
+    .map(|r| r.body["status"].clone())
+    .collect();
+    assert_eq!(statuses, ["creating", "creating", "created"]);
+    // Today's API has no items route by uid.
+    assert_eq!(api.get("/datasets/ds_0001/items/").await.status, 404);
+    let items = api
+        .get("/datasets/demo/demo-dataset-1/items/?limit=2")
+        .await;
+    let first = id_of(&items.body["results"][0]);
+    let item = api
+        .get(&format!("/datasets/demo/demo-dataset-1/items/{first}/"))
+        .await;
+    assert_eq!(item.status, 200);
+    assert_eq!(item.body["key"], "image_0001.jpg");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn presigned_puts_parts_quota_and_finalize() {
+    let api = Api::start(EmulatorOptions {
+        flavor: Flavor::Current,
+        multipart_threshold: 1024,
+        upload_quota: 20 * 1024 * 1024,
+        ..Default::default()
+    })
+    .await;
+    let presign = |path: &str, size: usize| {
+        json!({"dataset_name": "Robots", "file_path_in_dataset": path, "content_length": size,
+               "upload_protocol_version": 2, "dataset_upload_uid": "batch-1"})
+    };
+    let url = "/datasets/manual-upload/file-upload-url/";
+    // A small file: one PUT, whose Content-Length must match; a second PUT is 412.
+    let small = b"0123456789".to_vec();
+    let target = api.post_key(url, presign("a.txt", small.len())).await.body;
+    assert_eq!(target["method"], "PUT", "{target}");
+    let put_url = target["url"].as_str().unwrap().to_owned();
+    let short = api
+        .http
+        .put(&put_url)
+        .body(small[..5].to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(short.status(), 400);
+    let sent = api
+        .http
+        .put(&put_url)
+        .body(small.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sent.status(), 200);
+    let again = api
+        .http
+        .put(&put_url)
+        .body(small.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 412);
+    let tampered = put_url.replace("X-Amz-Signature=", "X-Amz-Signature=0");
+    assert_eq!(
+        api.http
+            .put(tampered)
+            .body(small.clone())
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
+    let upload = target["upload_uid"].as_str().unwrap().to_owned();
+    let done = api
+        .post_key(
+            &format!("/datasets/manual-upload/uploads/{upload}/complete/"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(done.body["complete"], true);
+    assert_eq!(
+        api.post_key(url, presign("a.txt", small.len())).await.body["complete"],
+        true
+    );
+
+    // A large file: MULTIPART, parts signed one by one; completing early is refused.
+    let big: Vec<u8> = (0..6 * 1024 * 1024u32).map(|i| (i % 253) as u8).collect();
+    let session = api.post_key(url, presign("big.bin", big.len())).await.body;
+    assert_eq!(session["method"], "MULTIPART", "{session}");
+    let part_size = session["part_size"].as_u64().unwrap() as usize;
+    assert_eq!(part_size, 5 * 1024 * 1024);
+    assert_eq!(session["part_count"], 2);
+    let upload = session["upload_uid"].as_str().unwrap().to_owned();
+    let complete = format!("/datasets/manual-upload/uploads/{upload}/complete/");
+    assert_eq!(api.post_key(&complete, json!({})).await.status, 400);
+    for (n, chunk) in big.chunks(part_size).enumerate() {
+        let signed = api
+            .post_key(
+                &format!("/datasets/manual-upload/uploads/{upload}/parts/"),
+                json!({"part_numbers": [n + 1]}),
+            )
+            .await
+            .body;
+        let part = &signed["parts"][0];
+        assert_eq!(part["part_number"], n + 1);
+        let sent = api
+            .http
+            .put(part["url"].as_str().unwrap())
+            .body(chunk.to_vec())
+            .send()
+            .await;
+        assert_eq!(sent.unwrap().status(), 200);
+    }
+    // A resumed presign lists the uploaded parts.
+    let resumed = api.post_key(url, presign("big.bin", big.len())).await.body;
+    assert_eq!(resumed["uploaded_parts"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        api.post_key(&complete, json!({})).await.body["complete"],
+        true
+    );
+
+    // Over the quota: 413 with the numbers.
+    let quota = api.get("/datasets/manual-upload/quota/").await.body;
+    assert_eq!(quota["limit"], 20 * 1024 * 1024);
+    let over = api
+        .post_key(url, presign("huge.bin", 30 * 1024 * 1024))
+        .await;
+    assert_eq!(over.status, 413);
+    assert_eq!(over.body["limit"], 20 * 1024 * 1024);
+    assert!(over.body["used"].as_u64().unwrap() >= big.len() as u64);
+
+    // Finalize: the batch's files become the items of a new dataset, keyed by their path.
+    let dataset = api
+        .post_key(
+            "/datasets/manual-upload/",
+            json!({"name": "Robots", "slug": "robots", "data_type": "image",
+                   "visibility": "private", "create_metadata": true, "dataset_upload_uid": "batch-1"}),
+        )
+        .await;
+    assert_eq!(dataset.status, 201, "{}", dataset.body);
+    assert_eq!(dataset.body["status"], "creating");
+    let items = api.get("/datasets/demo/robots/items/").await.body;
+    let mut keys: Vec<&str> = items["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["key"].as_str().unwrap())
+        .collect();
+    keys.sort_unstable();
+    assert_eq!(keys, ["a.txt", "big.bin"]);
+    for item in items["results"].as_array().unwrap() {
+        let bytes = api
+            .http
+            .get(item["url"].as_str().unwrap())
+            .send()
+            .await
+            .unwrap();
+        let bytes = bytes.bytes().await.unwrap();
+        let want = if item["key"] == "a.txt" { &small } else { &big };
+        assert_eq!(sha256_hex(&bytes), sha256_hex(want), "{}", item["key"]);
+    }
+    let stored: Vec<_> = api
+        .emu
+        .uploads()
+        .into_iter()
+        .map(|u| (u.name, u.size))
+        .collect();
+    assert!(stored.contains(&("big.bin".into(), big.len() as u64)));
+    assert_eq!(api.emu.storage_key_leaks(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn legacy_form_uploads_check_the_policy_and_the_size() {
+    let api = Api::current().await;
+    let target = api
+        .post_key(
+            "/datasets/manual-upload/file-upload-url/",
+            json!({"dataset_name": "Forms", "file_path_in_dataset": "x/a.txt", "content_length": 5}),
+        )
+        .await
+        .body;
+    assert_eq!(target["method"], "POST", "{target}");
+    let form = |fields: &Value, bytes: &'static [u8]| {
+        let mut form = reqwest::multipart::Form::new();
+        for (k, v) in fields.as_object().unwrap() {
+            form = form.text(k.clone(), v.as_str().unwrap().to_owned());
+        }
+        form.part(
+            "file",
+            reqwest::multipart::Part::bytes(bytes).file_name("a.txt"),
+        )
+    };
+    let url = target["url"].as_str().unwrap();
+    let wrong_size = api
+        .http
+        .post(url)
+        .multipart(form(&target["fields"], b"toolong"))
+        .send();
+    assert_eq!(wrong_size.await.unwrap().status(), 400);
+    let mut forged = target["fields"].clone();
+    forged["key"] = json!("elsewhere.txt");
+    let sent = api.http.post(url).multipart(form(&forged, b"hello")).send();
+    assert_eq!(sent.await.unwrap().status(), 403);
+    let sent = api
+        .http
+        .post(url)
+        .multipart(form(&target["fields"], b"hello"))
+        .send();
+    assert_eq!(sent.await.unwrap().status(), 204);
+    let dataset = api
+        .post_key(
+            "/datasets/manual-upload/",
+            json!({"name": "Forms", "slug": "forms", "data_type": "image", "visibility": "private",
+                   "create_metadata": true}),
+        )
+        .await;
+    assert_eq!(dataset.status, 201, "{}", dataset.body);
+    assert_eq!(dataset.body["item_count"], 1);
+    let none_left = api
+        .post_key(
+            "/datasets/manual-upload/",
+            json!({"name": "Forms", "slug": "forms-2", "data_type": "image"}),
+        )
+        .await;
+    assert_eq!(none_left.status, 400);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tasks_filter_by_project_and_status_and_complete_after_polls() {
+    let api = Api::current().await;
+    let statuses = |reply: &Reply| -> Vec<String> {
+        reply.body["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["status"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let first = api.get("/tasks/?project=prj_0002").await;
+    assert_eq!(statuses(&first), ["pending", "pending", "pending"]);
+    assert!(first.body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|t| t["project"] == "prj_0002"));
+    assert_eq!(
+        statuses(&api.get("/tasks/?project=prj_0002").await),
+        ["in_progress"; 3]
+    );
+    assert_eq!(
+        statuses(&api.get("/tasks/?project=prj_0002").await),
+        ["completed"; 3]
+    );
+    let done = api.get("/tasks/?project=prj_0002&status=completed").await;
+    assert_eq!(done.body["count"], 3);
+    let one = api.get("/tasks/prj_0002-t1/").await;
+    assert_eq!(
+        (one.status, one.body["type"].clone()),
+        (200, json!("annotation"))
+    );
+    assert_eq!(api.get("/tasks/prj_0009-t1/").await.status, 404);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn table_driven_resources_list_create_update_and_delete() {
+    let api = Api::current().await;
+    let created = api
+        .post_key("/webhooks/", json!({"target_url": "https://example.com/h", "events": ["export.completed"], "secret": "s3cr3t"}))
+        .await;
+    assert_eq!(created.status, 201);
+    assert!(
+        created.body.get("secret").is_none(),
+        "secrets are never kept"
+    );
+    let uid = id_of(&created.body);
+    assert_eq!(api.get("/webhooks/").await.body["count"], 2);
+    let patched = api
+        .send_raw(
+            api.http
+                .patch(api.url(&format!("/webhooks/{uid}/")))
+                .header("X-Avala-Api-Key", &api.key)
+                .json(&json!({"is_active": false})),
+        )
+        .await;
+    assert_eq!(patched.body["is_active"], false);
+    let deleted = api
+        .send_raw(
+            api.http
+                .delete(api.url(&format!("/webhooks/{uid}/")))
+                .header("X-Avala-Api-Key", &api.key),
+        )
+        .await;
+    assert_eq!(deleted.status, 204);
+    assert_eq!(api.get(&format!("/webhooks/{uid}/")).await.status, 404);
+    // Organizations page by number.
+    let first = api.get("/organizations/?limit=1").await.body;
+    assert!(
+        first["next"].as_str().unwrap().contains("page=2"),
+        "{first}"
+    );
+    let second = api.get("/organizations/?limit=1&page=2").await.body;
+    assert_eq!(second["next"], Value::Null);
+    assert_ne!(first["results"][0]["slug"], second["results"][0]["slug"]);
+    // A bare list, and a path that exists with other methods.
+    assert!(api.get("/qc-available-tools/").await.body.is_array());
+    let wrong = api.post_key("/webhook-deliveries/", json!({})).await;
+    assert_eq!(wrong.status, 405);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_rest_pages_own_examples_run_verbatim_with_project_and_dataset_abc123() {
+    let api = Api::documented().await;
+    let (base, key) = (api.base.clone(), api.key.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("image.jpg");
+    std::fs::write(&file, b"\xff\xd8\xff not really a jpeg").unwrap();
+    let out = dir.path().join("export.json");
+    // The page's examples, with only the host (BASE) and the key (KEY) taken from the
+    // environment, as a reader would paste them.
+    let script = r#"
+set -e
+curl -s -f -H "X-Avala-Api-Key: $KEY" "$BASE/datasets" > list.json
+cursor=""
+: > all.txt
+while :; do
+  url="$BASE/datasets/dataset_abc123/items?limit=5"
+  [ -n "$cursor" ] && url="$url&cursor=$cursor"
+  curl -s -f -H "X-Avala-Api-Key: $KEY" "$url" > page.json
+  python3 -c 'import json; [print(i["id"]) for i in json.load(open("page.json"))["items"]]' >> all.txt
+  [ "$(python3 -c 'import json; print(json.load(open("page.json"))["has_more"])')" = "True" ] || break
+  cursor=$(python3 -c 'import json; print(json.load(open("page.json"))["cursor"])')
+done
+curl -s -f -X POST "$BASE/datasets/dataset_abc123/items" \
+  -H "X-Avala-Api-Key: $KEY" \
+  -F "file=@$FILE" > upload.json
+curl -s -f -X POST "$BASE/exports" \
+  -H "X-Avala-Api-Key: $KEY" \
+  -H "Content-Type: application/json" \
+  -d '{"project_id": "project_abc123", "format": "json"}' > export.json
+id=$(python3 -c 'import json; print(json.load(open("export.json"))["id"])')
+for i in 1 2 3 4 5; do
+  curl -s -f -H "X-Avala-Api-Key: $KEY" "$BASE/exports/$id" > status.json
+  [ "$(python3 -c 'import json; print(json.load(open("status.json"))["status"])')" = "completed" ] && break
+done
+url=$(python3 -c 'import json; print(json.load(open("status.json"))["download_url"])')
+curl -s -f -o "$OUT" "$url"
+"#;
+    let mut command = Command::new("sh");
+    command
+        .arg("-c")
+        .arg(script)
+        .current_dir(dir.path())
+        .env("BASE", &base)
+        .env("KEY", &key)
+        .env("FILE", &file)
+        .env("OUT", &out);
+    run(command).await;
+    let ids = std::fs::read_to_string(dir.path().join("all.txt")).unwrap();
+    assert_eq!(
+        ids.lines().count(),
+        20,
+        "every seeded item of dataset_abc123, 4 pages"
+    );
+    assert_eq!(ids.lines().next(), Some("item_abc123_0001"));
+    let item: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("upload.json")).unwrap())
+            .unwrap();
+    assert_eq!(item["key"], "image.jpg");
+    let document: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    assert_eq!(document["projects"][0]["uid"], "project_abc123");
+    let keys: Vec<&str> = document["datasets"][0]["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(document["datasets"][0]["uid"], "dataset_abc123");
+    assert!(
+        keys.contains(&"image.jpg"),
+        "the upload is in the export: {keys:?}"
+    );
+    // The examples' ids stay out of lists: `--datasets 3` lists exactly three.
+    let listed: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("list.json")).unwrap())
+            .unwrap();
+    assert_eq!(listed["total"], 3);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn legacy_item_routes_are_only_served_when_asked_for() {
+    for legacy in [false, true] {
+        let api = Api::start(EmulatorOptions {
+            flavor: Flavor::Current,
+            legacy_item_routes: legacy,
+            ..Default::default()
+        })
+        .await;
+        let want = if legacy { 200 } else { 404 };
+        assert_eq!(api.get("/datasets/ds_0001/items/").await.status, want);
+        let uploaded = api.upload("ds_0001", "a.txt", b"abc".to_vec()).await;
+        assert_eq!(uploaded.status, if legacy { 201 } else { 405 });
+        // Owner/slug routes are unaffected.
+        assert_eq!(
+            api.get("/datasets/demo/demo-dataset-1/items/").await.status,
+            200
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn todays_routes_answer_with_and_without_a_trailing_slash() {
+    let api = Api::current().await;
+    for path in [
+        "/users/me",
+        "/datasets",
+        "/datasets/ds_0001",
+        "/datasets/demo/demo-dataset-1",
+        "/datasets/demo/demo-dataset-1/items",
+        "/datasets/demo/demo-dataset-1/items/item_0001_0001",
+        "/datasets/manual-upload/quota",
+        "/datasets/manual-upload/allowed-mimes",
+        "/users/me/projects",
+        "/users/me/projects/prj_0001",
+        "/tasks",
+        "/tasks/prj_0001-t1",
+        "/exports",
+        "/webhooks",
+        "/organizations",
+        "/datasets/demo/demo-dataset-1/sequences",
+    ] {
+        assert_eq!(api.get(path).await.status, 200, "{path}");
+        assert_eq!(api.get(&format!("{path}/")).await.status, 200, "{path}/");
+    }
+    assert_eq!(api.get("/datasets/demo/no-such-slug/").await.status, 404);
+    assert_eq!(
+        api.get("/datasets/someone-else/demo-dataset-1/")
+            .await
+            .status,
+        404
+    );
 }

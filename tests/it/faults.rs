@@ -9,8 +9,8 @@
 //! reaching its fault path) and the client (exit code, messages, the report, files on disk).
 //!
 //! Every run goes through [`Run::checked`], which is case 11 for all of them: the key is a
-//! canary (`avk_CANARY_…`), runs use `-vv --log-format json --report FILE`, and the canary
-//! must not appear, in plain or base64 form, in stdout, stderr, the report or any file
+//! canary (`avk_CANARY_…`), runs use `-vv --log-format json --report FILE --html FILE`, and the
+//! canary must not appear, in plain or base64 form, in stdout, stderr, the reports or any file
 //! under the test's directory; no temporary `.part` file may be left behind either.
 //! Each test prints a `FIGURES` line (`--no-capture` shows them) with the faults it
 //! delivered, the canary hits and the partial files it found.
@@ -113,6 +113,8 @@ fn command(file: &Path, cwd: &Path, base_url: Option<&str>) -> tokio::process::C
         "--report",
     ]);
     cmd.arg(cwd.join("report.json"));
+    // The HTML report is scanned for the canary with every other file under `cwd`.
+    cmd.arg("--html").arg(cwd.join("report.html"));
     if let Some(url) = base_url {
         cmd.args(["--base-url", url]);
     }

@@ -1,9 +1,12 @@
 mod actions;
 mod ci;
+mod diff;
 mod dry_run;
 mod emulator;
 mod faults;
+mod html;
 mod resume;
 mod run;
+mod sdk;
 mod support;
 mod validate;

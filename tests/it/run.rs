@@ -108,7 +108,10 @@ async fn journey(flavor: Flavor) {
     )
     .await;
     let dir = tempfile::tempdir().unwrap();
-    let file = crate_dir().join("pipelines/journey.yaml");
+    let file = crate_dir().join(match flavor {
+        Flavor::Documented => "pipelines/journey.yaml",
+        Flavor::Current => "pipelines/journey-current.yaml",
+    });
     let out = run(&emu, &file, dir.path(), &[]).await;
     assert_eq!(out.code, 0, "stderr:\n{}", out.stderr);
     let report = out.report();
@@ -160,7 +163,15 @@ async fn journey(flavor: Flavor) {
         .iter()
         .filter(|r| r.origin == Origin::Storage)
         .collect();
-    assert_eq!(storage.len(), 1, "one download request");
+    let downloads = storage.iter().filter(|r| r.method == "GET").count();
+    assert_eq!(downloads, 1, "one download request");
+    // Today's API: each file went to storage (presigned), never the API.
+    let to_storage = storage.iter().filter(|r| r.method != "GET").count();
+    match flavor {
+        Flavor::Documented => assert_eq!(to_storage, 0),
+        Flavor::Current => assert_eq!(to_storage, expected.len()),
+    }
+    assert_eq!(emu.storage_key_leaks(), 0, "the key reached storage");
     for r in &storage {
         assert!(
             !r.headers.contains_key("x-avala-api-key"),

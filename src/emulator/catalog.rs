@@ -139,9 +139,9 @@ impl Catalog {
         path: &Path,
         projects: usize,
         items_per_dataset: usize,
-    ) -> Result<Self, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
-        let seed: SeedFile = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+    ) -> Result<Self, SeedError> {
+        let text = std::fs::read_to_string(path)?;
+        let seed: SeedFile = serde_json::from_str(&text)?;
         let (datasets, seeded_projects) = match seed {
             SeedFile::Full { datasets, projects } => (datasets, projects),
             SeedFile::Datasets(datasets) => (datasets, None),
@@ -311,7 +311,23 @@ fn generated_dataset(index: usize, items: usize) -> DatasetInfo {
     }
 }
 
-fn listed_datasets(seeds: Vec<SeedDataset>, items_per_dataset: usize) -> Result<Datasets, String> {
+/// Why a `--seed` file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum SeedError {
+    #[error(transparent)]
+    Read(#[from] std::io::Error),
+    #[error(transparent)]
+    Parse(#[from] serde_json::Error),
+    #[error("dataset id {0} appears twice")]
+    DuplicateDataset(String),
+    #[error("project id {0} appears twice")]
+    DuplicateProject(String),
+}
+
+fn listed_datasets(
+    seeds: Vec<SeedDataset>,
+    items_per_dataset: usize,
+) -> Result<Datasets, SeedError> {
     let mut list = Vec::with_capacity(seeds.len());
     let mut items = Vec::with_capacity(seeds.len());
     let mut by_id = HashMap::new();
@@ -319,7 +335,7 @@ fn listed_datasets(seeds: Vec<SeedDataset>, items_per_dataset: usize) -> Result<
         let base = generated_dataset(index, seed.item_count.unwrap_or(items_per_dataset));
         let id = seed.id.clone().unwrap_or_else(|| base.id.clone());
         if by_id.insert(id.clone(), index).is_some() {
-            return Err(format!("dataset id {id} appears twice"));
+            return Err(SeedError::DuplicateDataset(id));
         }
         let name = seed.name.clone().unwrap_or_else(|| base.name.clone());
         let explicit = seed.items.map(|list| {
@@ -350,13 +366,13 @@ fn listed_datasets(seeds: Vec<SeedDataset>, items_per_dataset: usize) -> Result<
     Ok(Datasets::Listed { list, items, by_id })
 }
 
-fn listed_projects(seeds: Vec<SeedProject>) -> Result<Projects, String> {
+fn listed_projects(seeds: Vec<SeedProject>) -> Result<Projects, SeedError> {
     let mut list = Vec::with_capacity(seeds.len());
     let mut by_id = HashMap::new();
     for (index, seed) in seeds.into_iter().enumerate() {
         let id = seed.id.unwrap_or_else(|| seeded_id("prj_", index + 1));
         if by_id.insert(id.clone(), index).is_some() {
-            return Err(format!("project id {id} appears twice"));
+            return Err(SeedError::DuplicateProject(id));
         }
         list.push(ProjectInfo {
             name: seed.name.unwrap_or_else(|| id.clone()),

@@ -94,9 +94,12 @@ pub const DEMO_KEY: &str = "avk_emulator_demo";
 #[derive(Debug, thiserror::Error)]
 pub enum EmulatorError {
     #[error("invalid emulator option: {0}")]
-    Options(String),
-    #[error("cannot load the seed file {path}: {message}")]
-    Seed { path: PathBuf, message: String },
+    Options(#[from] options::InvalidOption),
+    #[error("cannot load the seed file {path}: {source}")]
+    Seed {
+        path: PathBuf,
+        source: catalog::SeedError,
+    },
     #[error("cannot load the fault plan {path}: {message}")]
     Faults { path: PathBuf, message: String },
     #[error("cannot listen on 127.0.0.1:{port} for the {listener} listener: {source}")]
@@ -120,13 +123,13 @@ pub struct Emulator {
 impl Emulator {
     /// Binds both listeners on 127.0.0.1 and serves them on the current tokio runtime.
     pub async fn start(options: EmulatorOptions) -> Result<Emulator, EmulatorError> {
-        options.check().map_err(EmulatorError::Options)?;
+        options.check()?;
         let catalog = match &options.seed {
             Some(path) => {
                 Catalog::from_seed_file(path, options.projects, options.items_per_dataset).map_err(
-                    |message| EmulatorError::Seed {
+                    |source| EmulatorError::Seed {
                         path: path.clone(),
-                        message,
+                        source,
                     },
                 )?
             }

@@ -122,19 +122,24 @@ impl Default for EmulatorOptions {
 
 impl EmulatorOptions {
     /// Rejects values that cannot be served; the message names the flag.
-    pub(crate) fn check(&self) -> Result<(), String> {
+    pub(crate) fn check(&self) -> Result<(), InvalidOption> {
         if !(0.0..=1.0).contains(&self.fail_rate) {
-            return Err(format!(
+            return Err(InvalidOption(format!(
                 "--fail-rate must be between 0 and 1, not {}",
                 self.fail_rate
-            ));
+            )));
         }
         if self.rate_limit == Some(0) {
-            return Err("--rate-limit must be at least 1".into());
+            return Err(InvalidOption("--rate-limit must be at least 1".into()));
         }
         if self.key.as_deref() == Some("") {
-            return Err("--key must not be empty".into());
+            return Err(InvalidOption("--key must not be empty".into()));
         }
         Ok(())
     }
 }
+
+/// An option value the emulator cannot serve; the message names the flag.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidOption(pub String);

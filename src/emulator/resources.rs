@@ -733,81 +733,15 @@ pub(crate) fn dispatch(
     body: &Bytes,
 ) -> Option<Response> {
     let path = uri.path().strip_prefix("/api/v1")?;
-    let body_object = || -> Result<Map<String, Value>, Box<Response>> {
-        if body.is_empty() {
-            return Ok(Map::new());
-        }
-        serde_json::from_slice::<Value>(body)
-            .map_err(|e| {
-                Box::new(problem(Problem::BadRequest {
-                    message: format!("JSON parse error - {e}"),
-                }))
-            })
-            .map(|v| match v {
-                Value::Object(map) => map,
-                other => {
-                    let mut map = Map::new();
-                    map.insert("items".into(), other);
-                    map
-                }
-            })
-    };
     let mut path_exists = false;
     for action in ACTIONS {
         let Some(params) = matches(action.path, path) else {
             continue;
         };
         path_exists = true;
-        if action.method != method.as_str() {
-            continue;
+        if action.method == method.as_str() {
+            return Some(action_reply(shared, &action.reply, &params, body));
         }
-        return Some(match &action.reply {
-            Reply::Json(204, _) => StatusCode::NO_CONTENT.into_response(),
-            Reply::Json(status, template) => json_response(
-                StatusCode::from_u16(*status).unwrap_or(StatusCode::OK),
-                &fill(template, &params, 1, ""),
-            ),
-            Reply::Merge(template) => match body_object() {
-                Ok(body) => {
-                    let mut value = fill(template, &params, 1, "");
-                    merge(&mut value, &body, "uid");
-                    json_response(StatusCode::OK, &value)
-                }
-                Err(response) => *response,
-            },
-            Reply::Set(list, fields) => {
-                let resource = RESOURCES.iter().find(|r| r.list == *list)?;
-                let mut store = shared.resources.lock().expect("resources lock");
-                let found = collection(&mut store, resource, &params)
-                    .objects
-                    .iter_mut()
-                    .find(|o| o[resource.key].as_str() == params.get("id").map(String::as_str));
-                match found {
-                    Some(object) => {
-                        if let (Value::Object(map), Value::Object(set)) =
-                            (object, fill(fields, &params, 1, ""))
-                        {
-                            map.extend(set);
-                            map.insert(
-                                "updated_at".into(),
-                                json!(catalog::iso8601(catalog::now())),
-                            );
-                            json_response(StatusCode::OK, &Value::Object(map.clone()))
-                        } else {
-                            problem(Problem::Status(StatusCode::INTERNAL_SERVER_ERROR))
-                        }
-                    }
-                    None => problem(Problem::NotFound { what: "Object" }),
-                }
-            }
-            Reply::Count(key) => match body_object() {
-                Ok(body) => {
-                    let count = body.get(*key).and_then(Value::as_array).map_or(0, Vec::len);
-                    json_response(StatusCode::CREATED, &json!({ "created": count }))
-                }
-                Err(response) => *response,
-            },
-        });
     }
     // Lists (and creates at the list path) before details: `/slices/{owner}/list/` must not
     // be read as the slice named `list`.
@@ -818,23 +752,120 @@ pub(crate) fn dispatch(
                 return Some(list(shared, resource, &params, uri, headers));
             }
         }
-        if let Some(create) = resource.create {
-            if let Some(params) = matches(create, path) {
-                path_exists = true;
-                if method == Method::POST {
-                    return Some(match body_object() {
-                        Ok(body) => create_object(shared, resource, &params, &body),
-                        Err(response) => *response,
-                    });
-                }
+        if let Some(params) = resource.create.and_then(|create| matches(create, path)) {
+            path_exists = true;
+            if method == Method::POST {
+                return Some(match body_object(body) {
+                    Ok(body) => create_object(shared, resource, &params, &body),
+                    Err(response) => *response,
+                });
             }
         }
     }
+    if let Some(response) = detail_reply(shared, method, path, body, &mut path_exists) {
+        return Some(response);
+    }
+    path_exists.then(|| {
+        problem(Problem::MethodNotAllowed {
+            method: method.to_string(),
+        })
+    })
+}
+
+/// A request body as a JSON object (a bare list becomes `{"items": [...]}`).
+fn body_object(body: &Bytes) -> Result<Map<String, Value>, Box<Response>> {
+    if body.is_empty() {
+        return Ok(Map::new());
+    }
+    serde_json::from_slice::<Value>(body)
+        .map_err(|e| {
+            Box::new(problem(Problem::BadRequest {
+                message: format!("JSON parse error - {e}"),
+            }))
+        })
+        .map(|v| match v {
+            Value::Object(map) => map,
+            other => {
+                let mut map = Map::new();
+                map.insert("items".into(), other);
+                map
+            }
+        })
+}
+
+/// The answer of a fixed action route.
+fn action_reply(
+    shared: &Shared,
+    reply: &Reply,
+    params: &HashMap<&'static str, String>,
+    body: &Bytes,
+) -> Response {
+    match reply {
+        Reply::Json(204, _) => StatusCode::NO_CONTENT.into_response(),
+        Reply::Json(status, template) => json_response(
+            StatusCode::from_u16(*status).unwrap_or(StatusCode::OK),
+            &fill(template, params, 1, ""),
+        ),
+        Reply::Merge(template) => match body_object(body) {
+            Ok(body) => {
+                let mut value = fill(template, params, 1, "");
+                merge(&mut value, &body, "uid");
+                json_response(StatusCode::OK, &value)
+            }
+            Err(response) => *response,
+        },
+        Reply::Set(list, fields) => set_fields(shared, list, fields, params),
+        Reply::Count(key) => match body_object(body) {
+            Ok(body) => {
+                let count = body.get(*key).and_then(Value::as_array).map_or(0, Vec::len);
+                json_response(StatusCode::CREATED, &json!({ "created": count }))
+            }
+            Err(response) => *response,
+        },
+    }
+}
+
+/// `Reply::Set`: sets fields of a stored object of the collection at `list`.
+fn set_fields(
+    shared: &Shared,
+    list: &str,
+    fields: &str,
+    params: &HashMap<&'static str, String>,
+) -> Response {
+    let Some(resource) = RESOURCES.iter().find(|r| r.list == list) else {
+        return problem(Problem::NotFound { what: "Object" });
+    };
+    let mut store = shared.resources.lock().expect("resources lock");
+    let found = collection(&mut store, resource, params)
+        .objects
+        .iter_mut()
+        .find(|o| o[resource.key].as_str() == params.get("id").map(String::as_str));
+    let Some(object) = found else {
+        return problem(Problem::NotFound { what: "Object" });
+    };
+    match (object, fill(fields, params, 1, "")) {
+        (Value::Object(map), Value::Object(set)) => {
+            map.extend(set);
+            map.insert("updated_at".into(), json!(catalog::iso8601(catalog::now())));
+            json_response(StatusCode::OK, &Value::Object(map.clone()))
+        }
+        _ => problem(Problem::Status(StatusCode::INTERNAL_SERVER_ERROR)),
+    }
+}
+
+/// A GET, update or delete of one object, when a resource's detail path matches.
+fn detail_reply(
+    shared: &Shared,
+    method: &Method,
+    path: &str,
+    body: &Bytes,
+    path_exists: &mut bool,
+) -> Option<Response> {
     for resource in RESOURCES {
         let Some(params) = matches(resource.detail, path) else {
             continue;
         };
-        path_exists = true;
+        *path_exists = true;
         let op = match *method {
             Method::GET => 'G',
             Method::PATCH | Method::PUT => 'U',
@@ -844,17 +875,12 @@ pub(crate) fn dispatch(
         if !resource.ops.contains(op) {
             continue;
         }
-        let body = match body_object() {
-            Ok(body) => body,
-            Err(response) => return Some(*response),
-        };
-        return Some(detail(shared, resource, &params, op, &body));
+        return Some(match body_object(body) {
+            Ok(body) => detail(shared, resource, &params, op, &body),
+            Err(response) => *response,
+        });
     }
-    path_exists.then(|| {
-        problem(Problem::MethodNotAllowed {
-            method: method.to_string(),
-        })
-    })
+    None
 }
 
 fn list(

@@ -129,16 +129,9 @@ impl Timeline {
         out
     }
 
-    /// The run as data for the HTML report: steps with their spans, lanes, attempts,
-    /// waits, iterations and transfers; the dependency edges; secrets masked.
-    pub fn to_json(
-        &self,
-        p: &Pipeline,
-        started_at: &str,
-        result: &RunResult,
-        redactor: &Redactor,
-    ) -> Value {
-        let spans = self.spans(result);
+    /// Each step's attempts and waits, as JSON, by step id.
+    #[allow(clippy::type_complexity)]
+    fn calls_by_step(&self) -> (HashMap<&str, Vec<Value>>, HashMap<&str, Vec<Value>>) {
         let mut attempts_of: HashMap<&str, Vec<Value>> = HashMap::new();
         for (step, iteration, a) in &self.attempts {
             attempts_of.entry(step).or_default().push(json!({
@@ -164,6 +157,20 @@ impl Timeline {
                 "duration_ms": w.duration.as_millis() as u64,
             }));
         }
+        (attempts_of, waits_of)
+    }
+
+    /// The run as data for the HTML report: steps with their spans, lanes, attempts,
+    /// waits, iterations and transfers; the dependency edges; secrets masked.
+    pub fn to_json(
+        &self,
+        p: &Pipeline,
+        started_at: &str,
+        result: &RunResult,
+        redactor: &Redactor,
+    ) -> Value {
+        let spans = self.spans(result);
+        let (mut attempts_of, mut waits_of) = self.calls_by_step();
         let ids: HashMap<&str, usize> = p.steps.iter().map(|s| (s.id.as_str(), s.index)).collect();
         let steps: Vec<Value> = result
             .steps

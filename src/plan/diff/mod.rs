@@ -111,6 +111,52 @@ pub struct RequestDiff {
 #[error("{0}")]
 pub struct NotAPlan(pub String);
 
+/// A step only one of the plans has, with all its requests.
+fn whole_step(s: &Value, change: Change, counts: &mut Counts) -> StepDiff {
+    let requests = requests_of(s, change);
+    match change {
+        Change::Removed => {
+            counts.steps_removed += 1;
+            counts.requests_removed += requests.len();
+        }
+        _ => {
+            counts.steps_added += 1;
+            counts.requests_added += requests.len();
+        }
+    }
+    StepDiff {
+        id: s["id"].as_str().unwrap_or_default().to_string(),
+        change,
+        action: s["action"].as_str().unwrap_or_default().into(),
+        fields: vec![],
+        requests,
+    }
+}
+
+/// A step both plans have: what changed in it, if anything.
+fn changed_step(o: &Value, n: &Value, counts: &mut Counts) -> Option<StepDiff> {
+    let fields = step_fields(o, n);
+    let requests = request_changes(o, n);
+    if fields.is_empty() && requests.is_empty() {
+        return None;
+    }
+    counts.steps_changed += 1;
+    for r in &requests {
+        match r.change {
+            Change::Added => counts.requests_added += 1,
+            Change::Removed => counts.requests_removed += 1,
+            Change::Changed => counts.requests_changed += 1,
+        }
+    }
+    Some(StepDiff {
+        id: n["id"].as_str().unwrap_or_default().to_string(),
+        change: Change::Changed,
+        action: n["action"].as_str().unwrap_or_default().into(),
+        fields,
+        requests,
+    })
+}
+
 /// Compares two plan documents.
 pub fn diff(old: &Value, new: &Value) -> Result<PlanDiff, NotAPlan> {
     let steps = |v: &Value, which: &str| -> Result<Vec<Value>, NotAPlan> {
@@ -142,57 +188,16 @@ pub fn diff(old: &Value, new: &Value) -> Result<PlanDiff, NotAPlan> {
     }
     let removed = |at: usize, out: &mut Vec<StepDiff>, counts: &mut Counts| {
         for o in removed_after.get(&at).into_iter().flatten() {
-            counts.steps_removed += 1;
-            let requests = requests_of(o, Change::Removed);
-            counts.requests_removed += requests.len();
-            out.push(StepDiff {
-                id: id(o),
-                change: Change::Removed,
-                action: o["action"].as_str().unwrap_or_default().into(),
-                fields: vec![],
-                requests,
-            });
+            out.push(whole_step(o, Change::Removed, counts));
         }
     };
     for (i, n) in new_steps.iter().enumerate() {
         removed(i, &mut out, &mut counts);
-        let action = n["action"].as_str().unwrap_or_default().to_string();
-        match old_at.get(&id(n)).map(|&i| &old_steps[i]) {
-            None => {
-                counts.steps_added += 1;
-                let requests = requests_of(n, Change::Added);
-                counts.requests_added += requests.len();
-                out.push(StepDiff {
-                    id: id(n),
-                    change: Change::Added,
-                    action,
-                    fields: vec![],
-                    requests,
-                });
-            }
-            Some(o) => {
-                let fields = step_fields(o, n);
-                let requests = request_changes(o, n);
-                if fields.is_empty() && requests.is_empty() {
-                    continue;
-                }
-                counts.steps_changed += 1;
-                for r in &requests {
-                    match r.change {
-                        Change::Added => counts.requests_added += 1,
-                        Change::Removed => counts.requests_removed += 1,
-                        Change::Changed => counts.requests_changed += 1,
-                    }
-                }
-                out.push(StepDiff {
-                    id: id(n),
-                    change: Change::Changed,
-                    action,
-                    fields,
-                    requests,
-                });
-            }
-        }
+        let step = match old_at.get(&id(n)).map(|&i| &old_steps[i]) {
+            None => Some(whole_step(n, Change::Added, &mut counts)),
+            Some(o) => changed_step(o, n, &mut counts),
+        };
+        out.extend(step);
     }
     removed(new_steps.len(), &mut out, &mut counts);
     Ok(PlanDiff {

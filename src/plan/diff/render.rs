@@ -136,6 +136,36 @@ fn md_code(text: &str) -> String {
     format!("`{}`", text.replace('`', "'"))
 }
 
+/// What changes in one step, as a table cell (`<br>` between lines).
+fn step_cell(s: &super::StepDiff) -> String {
+    let mut what: Vec<String> = s.fields.iter().map(|f| md_code(&change_line(f))).collect();
+    for r in &s.requests {
+        let lines = request_lines(r);
+        let head = format!(
+            "{} {}",
+            r.change.sign(),
+            md_code(&format!("{} {}", r.method, r.url))
+        );
+        if lines.is_empty() || r.change != Change::Changed {
+            what.push(head);
+            // An added or removed request's body fields, briefly.
+            if r.change != Change::Changed {
+                what.extend(lines.iter().take(5).map(|l| md_code(l)));
+            }
+        } else {
+            what.push(format!(
+                "{head}: {}",
+                lines
+                    .iter()
+                    .map(|l| md_code(l))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+    }
+    what.join("<br>")
+}
+
 /// The diff as a pull-request comment, under [`COMMENT_LIMIT`] whatever its size: one row
 /// per step while they fit, then a count of the rest.
 pub fn to_markdown(d: &PlanDiff) -> String {
@@ -165,32 +195,7 @@ pub fn to_markdown(d: &PlanDiff) -> String {
     // Room for the closing note.
     let budget = COMMENT_BUDGET - 400;
     for s in &d.steps {
-        let mut what: Vec<String> = s.fields.iter().map(|f| md_code(&change_line(f))).collect();
-        for r in &s.requests {
-            let lines = request_lines(r);
-            let head = format!(
-                "{} {}",
-                r.change.sign(),
-                md_code(&format!("{} {}", r.method, r.url))
-            );
-            if lines.is_empty() || r.change != Change::Changed {
-                what.push(head);
-                // An added or removed request's body fields, briefly.
-                if r.change != Change::Changed {
-                    what.extend(lines.iter().take(5).map(|l| md_code(l)));
-                }
-            } else {
-                what.push(format!(
-                    "{head}: {}",
-                    lines
-                        .iter()
-                        .map(|l| md_code(l))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ));
-            }
-        }
-        let mut cell = what.join("<br>");
+        let mut cell = step_cell(s);
         if cell.chars().count() > 2000 {
             cell = cell.chars().take(2000).collect::<String>() + "… (cut)";
         }

@@ -109,7 +109,11 @@ pub fn step_summary(
                 "| `{}` | {} | {} | {:.1}s | {} | {} |\n",
                 cell(&s.id),
                 s.action,
-                icon(s.status),
+                if s.reused {
+                    format!("{} (reused)", icon(s.status))
+                } else {
+                    icon(s.status).to_string()
+                },
                 s.duration_ms as f64 / 1000.0,
                 s.attempts,
                 cell(&api_short(&error))

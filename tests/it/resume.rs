@@ -216,14 +216,25 @@ steps:
 
     // Everything done: a resume sends nothing and keeps the file.
     let before = emu.requests().len();
-    let again = run_in(
-        dir.path(),
-        &base,
-        &["export.yaml", "--resume", "--format", "json"],
-    )
-    .await;
+    let summary = dir.path().join("summary.md");
+    let cmd = avala_pipe()
+        .current_dir(dir.path())
+        .args(["run", "--base-url", &base, "export.yaml", "--resume"])
+        .env("AVALA_API_KEY", KEY)
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_STEP_SUMMARY", &summary);
+    let again = tokio::task::spawn_blocking(move || cmd.run())
+        .await
+        .unwrap();
     again.success();
     assert_eq!(emu.requests().len(), before, "nothing left to do");
+    assert!(
+        again.stderr.contains("3 of them reused"),
+        "{}",
+        again.stderr
+    );
+    let table = std::fs::read_to_string(&summary).unwrap();
+    assert_eq!(table.matches("(reused)").count(), 3, "{table}");
     // A download whose file changed is done again (and only it).
     std::fs::write(&file, "tampered").unwrap();
     let fixed = run_in(

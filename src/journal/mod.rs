@@ -353,7 +353,7 @@ async fn write_loop(
             match tokio::time::timeout(wait, rx.recv()).await {
                 Ok(r) => r,
                 Err(_) => {
-                    tokio::task::block_in_place(|| write(&doc))?;
+                    blocking(|| write(&doc))?;
                     dirty = false;
                     last = Instant::now();
                     continue;
@@ -370,7 +370,7 @@ async fn write_loop(
         let urgent = apply(&mut doc, record, &redactor);
         dirty = true;
         if urgent || last.elapsed() >= DEBOUNCE {
-            tokio::task::block_in_place(|| write(&doc))?;
+            blocking(|| write(&doc))?;
             dirty = false;
             last = Instant::now();
         }
@@ -382,6 +382,15 @@ async fn write_loop(
         write(&doc)?;
     }
     Ok(())
+}
+
+/// Runs a short blocking write without stalling the other tasks of a multi-threaded
+/// runtime (a current-thread runtime just runs it).
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
 }
 
 /// Masks a value for the journal; true when something needed masking.
@@ -549,6 +558,43 @@ mod tests {
         let vb = serde_json::json!({"h": "Bearer other-secret-9"});
         assert_eq!(a.of_value(&va), b.of_value(&vb));
         assert_ne!(a.of_value(&va), a.of_value(&serde_json::json!({"h": "x"})));
+    }
+
+    #[tokio::test]
+    async fn outputs_that_needed_masking_are_kept_masked_and_not_reusable() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.json");
+        let redactor = Redactor::new(["s3cret-value".to_string()]);
+        let doc = Doc {
+            version: VERSION,
+            ..Doc::default()
+        };
+        let writer = Writer::start(path.clone(), doc, redactor).unwrap();
+        let sink = writer.sender();
+        for (step, out) in [("masked", "token s3cret-value"), ("plain", "nothing")] {
+            sink.send(Record::Started {
+                step: step.into(),
+                inputs: "fp".into(),
+                written: None,
+            });
+            sink.send(Record::Finished {
+                step: step.into(),
+                status: "succeeded",
+                inputs: None,
+                outputs: serde_json::json!({ "v": out }),
+            });
+        }
+        drop(sink);
+        writer.close().await.unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(!text.contains("s3cret-value"), "{text}");
+        let doc = load(&path).unwrap().unwrap();
+        assert!(!doc.steps["masked"].reusable);
+        assert!(doc.steps["plain"].reusable);
+        assert_eq!(
+            doc.steps["plain"].outputs,
+            Some(serde_json::json!({"v": "nothing"}))
+        );
     }
 
     #[test]

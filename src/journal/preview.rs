@@ -132,6 +132,12 @@ pub async fn decide(inputs: &JournalInputs) -> Result<(Vec<String>, Vec<Value>),
                     }
                 ),
             ));
+            if s.action == crate::actions::ActionKind::ItemsUpload {
+                d["why"] = json!(format!(
+                    "{}; it first lists the dataset, to skip files stored after the journal's last write",
+                    d["why"].as_str().unwrap_or_default()
+                ));
+            }
             if rec.export.is_some() {
                 d["why"] = json!(format!(
                     "{}; re-attaches to the export it created",

@@ -97,6 +97,29 @@ async fn an_upload_killed_at_any_moment_resumes_storing_each_file_exactly_once()
         let first_posts = posts_to(&emu, "ds_0001");
         let stored_first = emu.uploads().len();
 
+        if after == 111 {
+            // The dry-run says the upload runs again, and which files it skips.
+            let plan = run_in(
+                dir.path(),
+                &base,
+                &["upload.yaml", "--dry-run", "--resume", "--format", "json"],
+            )
+            .await;
+            plan.success();
+            let step = &plan.json()["resume"]["steps"][0];
+            assert_eq!(step["reuse"], false, "{step}");
+            assert!(
+                step["why"].as_str().unwrap().contains("cut short"),
+                "{step}"
+            );
+            let skipped = step["files_skipped"].as_array().unwrap().len();
+            let sent = step["files_sent"].as_array().unwrap().len();
+            assert_eq!(skipped + sent, FILES);
+            assert!(
+                skipped > 0 && skipped <= stored_first,
+                "{skipped} of {stored_first}"
+            );
+        }
         let out = run_in(
             dir.path(),
             &base,
@@ -571,13 +594,28 @@ steps:
 "#,
     );
     let base = emu.base_url();
-    run_in(dir.path(), &base, &["each.yaml"]).await.code(1);
+    run_in(
+        dir.path(),
+        &base,
+        &["each.yaml", "--journal", "j/each.json"],
+    )
+    .await
+    .code(1);
     assert_eq!(emu.fault_delivered("second fails"), 1);
+    assert!(dir.path().join("j/each.json").is_file());
+    assert!(!dir.path().join(".avala-pipe").exists());
     let before = emu.requests().len();
     let out = run_in(
         dir.path(),
         &base,
-        &["each.yaml", "--resume", "--format", "json"],
+        &[
+            "each.yaml",
+            "--journal",
+            "j/each.json",
+            "--resume",
+            "--format",
+            "json",
+        ],
     )
     .await;
     out.success();
@@ -599,5 +637,17 @@ steps:
         report["steps"][0]["outputs"]["results"][0]["body"]["id"], "ds_0001",
         "the reused iteration's output is restored"
     );
+    // --no-journal writes none, and cannot be combined with --resume.
+    run_in(dir.path(), &base, &["each.yaml", "--no-journal"])
+        .await
+        .success();
+    assert!(!dir.path().join(".avala-pipe").exists());
+    run_in(
+        dir.path(),
+        &base,
+        &["each.yaml", "--no-journal", "--resume"],
+    )
+    .await
+    .code(2);
     emu.shutdown().await;
 }

@@ -275,11 +275,21 @@ async fn run(inputs: UploadInputs, ctx: &RunCtx<'_>) -> ActionResult {
         }
     }
     let endpoint = ctx.client.endpoint();
-    let created = ctx
-        .client
-        .send_json(&inputs.finalize(endpoint, &session), &ctx.call, None)
-        .await?
-        .body;
+    // An earlier attempt finalized this session and was cut short: re-attach to its dataset.
+    let created = match ctx.journal.dataset().filter(|_| resumed.is_some()) {
+        Some(uid) => super::datasets::get_dataset(&uid, ctx).await?,
+        None => {
+            let created = ctx
+                .client
+                .send_json(&inputs.finalize(endpoint, &session), &ctx.call, None)
+                .await?
+                .body;
+            if let Some(uid) = super::datasets::dataset_uid(&created) {
+                ctx.journal.dataset_created(uid);
+            }
+            created
+        }
+    };
     let dataset = if inputs.dataset.wait {
         wait_created(&created, inputs.dataset.timeout.unwrap_or_default(), ctx).await?
     } else {

@@ -86,6 +86,9 @@ pub struct StepRec {
     /// `exports.create`: the export created.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub export: Option<String>,
+    /// `datasets.create`, `datasets.upload`: the dataset created (or finalized).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataset: Option<String>,
     /// `for_each`: each finished iteration, by index.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub iterations: BTreeMap<usize, IterRec>,
@@ -134,6 +137,10 @@ pub enum Record {
         uid: String,
     },
     ExportCreated {
+        step: String,
+        id: String,
+    },
+    DatasetCreated {
         step: String,
         id: String,
     },
@@ -434,6 +441,10 @@ fn apply(doc: &mut Doc, record: Record, redactor: &Redactor) -> bool {
             doc.steps.entry(step).or_default().export = Some(id);
             true
         }
+        Record::DatasetCreated { step, id } => {
+            doc.steps.entry(step).or_default().dataset = Some(id);
+            true
+        }
         Record::Iteration {
             step,
             index,
@@ -507,6 +518,19 @@ impl StepLog {
     pub fn export(&self) -> Option<String> {
         let prior = self.prior.as_ref().filter(|_| self.interrupted_before())?;
         prior.export.clone()
+    }
+
+    /// The dataset an earlier attempt created (or finalized) before it was cut short.
+    pub fn dataset(&self) -> Option<String> {
+        let prior = self.prior.as_ref().filter(|_| self.interrupted_before())?;
+        prior.dataset.clone()
+    }
+
+    pub fn dataset_created(&self, id: &str) {
+        self.sink.send(Record::DatasetCreated {
+            step: self.step.clone(),
+            id: id.to_string(),
+        });
     }
 
     pub fn file_stored(&self, path: &str, size: u64, sha256: &str, entry: &Value) {

@@ -651,3 +651,64 @@ steps:
     .code(2);
     emu.shutdown().await;
 }
+
+/// `datasets.create` that created its dataset but failed while waiting for it: the resume
+/// re-attaches to that dataset (by its uid) instead of creating another.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_created_dataset_is_re_attached_to_not_created_again() {
+    use avala_pipe::emulator::Flavor;
+    let emu = start_emulator(
+        Some(KEY),
+        EmulatorOptions {
+            flavor: Flavor::Current,
+            ..EmulatorOptions::default()
+        },
+    )
+    .await;
+    emu.add_fault(
+        Fault::new("GET", "/api/v1/datasets/*", FaultEffect::status(503))
+            .named("first poll fails")
+            .when(Trigger::Nth(1)),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "create.yaml",
+        "version: 1\napi:\n  flavor: current\nsteps:\n  - id: ds\n    action: datasets.create\n    retry: { max_attempts: 1 }\n    with:\n      name: Re-attached\n",
+    );
+    let base = emu.base_url();
+    let posts = |emu: &avala_pipe::emulator::Emulator| {
+        emu.requests()
+            .iter()
+            .filter(|r| r.method == "POST" && r.path.trim_end_matches('/') == "/api/v1/datasets")
+            .count()
+    };
+    let cmd = |args: &'static [&'static str]| {
+        avala_pipe()
+            .current_dir(dir.path())
+            .args(["run", "--base-url", &base, "create.yaml"])
+            .args(args.iter().copied())
+            .env("AVALA_API_KEY", KEY)
+            .env_remove("AVALA_API_FLAVOR")
+    };
+    let first = cmd(&[]);
+    let first = tokio::task::spawn_blocking(move || first.run())
+        .await
+        .unwrap();
+    first.code(1);
+    assert_eq!(
+        emu.fault_delivered("first poll fails"),
+        1,
+        "{}",
+        first.stderr
+    );
+    assert_eq!(posts(&emu), 1);
+    let again = cmd(&["--resume", "--format", "json"]);
+    let again = tokio::task::spawn_blocking(move || again.run())
+        .await
+        .unwrap();
+    again.success();
+    assert_eq!(posts(&emu), 1, "no second dataset");
+    assert_eq!(again.json()["steps"][0]["outputs"]["name"], "Re-attached");
+    emu.shutdown().await;
+}

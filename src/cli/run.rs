@@ -433,16 +433,27 @@ fn open_journal(
     for note in &opened.notes {
         console::warn(&prepared.redactor.text(note));
     }
-    crate::journal::Writer::start(inputs.path.clone(), opened.doc, prepared.redactor.clone())
-        .map(|writer| {
-            let run = crate::journal::resume::RunJournal {
-                fp: opened.fp,
-                prior: opened.prior,
-                sink: writer.sender(),
-            };
-            Some((writer, run))
-        })
-        .map_err(|e| invalid(prepared.redactor.text(&e)))
+    let writer = match crate::journal::Writer::start(
+        inputs.path.clone(),
+        opened.doc,
+        prepared.redactor.clone(),
+    ) {
+        Ok(w) => w,
+        // Only the default journal is optional: a run in a read-only folder still runs.
+        Err(e) if args.journal.is_none() && args.resume.is_none() => {
+            console::warn(&prepared.redactor.text(&format!(
+                "{e}; running without a journal (--resume will not be possible)"
+            )));
+            return Ok(None);
+        }
+        Err(e) => return Err(invalid(prepared.redactor.text(&e))),
+    };
+    let run = crate::journal::resume::RunJournal {
+        fp: opened.fp,
+        prior: opened.prior,
+        sink: writer.sender(),
+    };
+    Ok(Some((writer, run)))
 }
 
 /// `--report`, `--junit`, GitHub's outputs, and the JSON report on stdout.

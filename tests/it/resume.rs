@@ -712,3 +712,35 @@ async fn a_created_dataset_is_re_attached_to_not_created_again() {
     assert_eq!(again.json()["steps"][0]["outputs"]["name"], "Re-attached");
     emu.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_default_journal_that_cannot_be_written_does_not_stop_a_run() {
+    let emu = start_emulator(Some(KEY), EmulatorOptions::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "one.yaml",
+        "version: 1\nsteps:\n  - id: one\n    action: request\n    with:\n      path: /datasets\n",
+    );
+    // A file where the journal's folder would be.
+    write(dir.path(), ".avala-pipe", "not a folder");
+    let base = emu.base_url();
+    let out = run_in(dir.path(), &base, &["one.yaml"]).await;
+    out.success();
+    assert!(
+        out.stderr.contains("running without a journal"),
+        "{}",
+        out.stderr
+    );
+    // Asked for, it is an error before anything is sent.
+    let before = emu.requests().len();
+    run_in(
+        dir.path(),
+        &base,
+        &["one.yaml", "--journal", ".avala-pipe/x.json"],
+    )
+    .await
+    .code(2);
+    assert_eq!(emu.requests().len(), before);
+    emu.shutdown().await;
+}

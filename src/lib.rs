@@ -7,7 +7,8 @@
 //! plan half: what dry-run prints) and `execute` (the scheduler) with `actions` and `api`
 //! (a pure endpoint description, and the client that sends) → `report` (events to
 //! text/JSON).
-//! `emulator` is a local stand-in for the Avala API, used by `run --emulator` and the tests.
+//! `secrets` masks the key and secrets in every output; `shown` escapes outside text in
+//! every human output. `emulator` is a local stand-in for the Avala API, used by `run --emulator` and the tests.
 //! `cli` is the only module that reads the process environment or arguments.
 //!
 //! Must not: exit the process or print from below `cli` (the executor emits events).
@@ -24,5 +25,6 @@ pub mod pipeline;
 pub mod plan;
 pub mod report;
 pub mod secrets;
+pub mod shown;
 pub mod step;
 pub mod template;

@@ -97,24 +97,28 @@ impl Action for Download {
     }
 
     async fn run(inputs: &Inputs, ctx: &RunCtx<'_>) -> ActionResult {
-        run(DownloadInputs::read(inputs)?, ctx).await
+        let typed = DownloadInputs::read(inputs)?;
+        super::check_placement(inputs, &TO, &typed.to.shown())?;
+        run(typed, ctx).await
     }
 }
 
 async fn run(inputs: DownloadInputs, ctx: &RunCtx<'_>) -> ActionResult {
     let req = inputs.request(ctx.client.endpoint());
     let dest = super::local_path(&inputs.to.shown());
+    // The file replaced: `dest` itself, or the target of the link `dest` is.
+    let real = super::destination(&dest)?;
     let expected = inputs
         .sha256
         .as_ref()
         .map(|s| s.shown().trim().to_ascii_lowercase());
-    if !inputs.overwrite && dest.exists() {
+    if !inputs.overwrite && std::fs::symlink_metadata(&real).is_ok() {
         return Err(ActionError::Other(format!(
             "{} already exists and overwrite is false",
             dest.display()
         )));
     }
-    let dir = dest
+    let dir = real
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .map(Path::to_path_buf)
@@ -143,13 +147,26 @@ async fn run(inputs: DownloadInputs, ctx: &RunCtx<'_>) -> ActionResult {
                         )));
                     }
                 }
-                super::keep_permissions(&tmp, &dest);
-                tmp.persist(&dest).map_err(|e| {
-                    ActionError::Other(format!(
+                super::keep_permissions(&tmp, &real);
+                // Without overwrite, the file goes in place only if none is there even
+                // now (link or rename without replace): of several iterations writing one
+                // file, exactly one wins.
+                let placed = match inputs.overwrite {
+                    true => tmp.persist(&real),
+                    false => tmp.persist_noclobber(&real),
+                };
+                placed.map_err(|e| match e.error.kind() {
+                    std::io::ErrorKind::AlreadyExists if !inputs.overwrite => {
+                        ActionError::Other(format!(
+                            "{} already exists and overwrite is false: it appeared during the download (another step or iteration wrote it first); this download was discarded",
+                            dest.display()
+                        ))
+                    }
+                    _ => ActionError::Other(format!(
                         "cannot move the download into {}: {}",
                         dest.display(),
                         e.error
-                    ))
+                    )),
                 })?;
                 return Ok(json!({
                     "path": dest.display().to_string(),

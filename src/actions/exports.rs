@@ -81,11 +81,14 @@ impl Action for ExportsCreate {
             }
         }
         let resp = ctx.client.send_json(&req, &ctx.call, None).await?;
-        if let Some(id) = resp.body["id"].as_str().or(resp.body["uid"].as_str()) {
+        let body = resp
+            .json()
+            .map_err(|why| ActionError::Other(format!("POST /exports: {why}")))?;
+        if let Some(id) = body["id"].as_str().or(body["uid"].as_str()) {
             ctx.journal.export_created(id);
         }
-        match resp.body {
-            Value::Object(_) => Ok(resp.body),
+        match body {
+            Value::Object(_) => Ok(body),
             other => Err(ActionError::Other(format!(
                 "POST /exports: expected the created export as a JSON object, got {}",
                 crate::api::shapes::shorten(&other.to_string(), 100)
@@ -192,22 +195,42 @@ async fn run_wait(inputs: WaitInputs, ctx: &RunCtx<'_>) -> ActionResult {
     let timeout = known(inputs.timeout);
     let started = Instant::now();
     let mut polls = 0u32;
+    // Polls that said the export is done but gave no download URL.
+    let mut without_url = 0u32;
     loop {
         polls += 1;
         let resp = ctx.client.send_json(&req, &ctx.call, None).await?;
-        match export_state(&resp.body) {
-            ExportState::Done { .. } => return Ok(resp.body),
+        let body = resp.json().map_err(|why| {
+            ActionError::Other(format!(
+                "GET {}: {why}",
+                crate::api::request::display_path(&req.url)
+            ))
+        })?;
+        let state = export_state(&body);
+        let no_url = matches!(state, ExportState::NoUrl { .. });
+        without_url += u32::from(no_url);
+        match state {
+            ExportState::Done { .. } => return Ok(body),
             ExportState::Failed { message } => {
                 return Err(ActionError::Other(format!(
                     "export {id} {message} (after {polls} poll{})",
                     if polls == 1 { "" } else { "s" }
                 )))
             }
-            ExportState::Running { status } => {
+            ExportState::Running { status } | ExportState::NoUrl { status } => {
                 let elapsed = started.elapsed();
                 if elapsed + interval > timeout {
+                    let mut now = match no_url {
+                        true => format!("is `{status}` but has no download URL yet"),
+                        false => format!("is still `{status}`"),
+                    };
+                    if without_url > 0 && without_url < polls {
+                        now.push_str(&format!(
+                            " ({without_url} of {polls} polls said it was completed, without a download URL)"
+                        ));
+                    }
                     return Err(ActionError::Other(format!(
-                        "export {id} is still `{status}` after {} ({polls} polls); timed out waiting (timeout: {})",
+                        "export {id} {now} after {} ({polls} polls); timed out waiting (timeout: {})",
                         format_duration(Duration::from_secs(elapsed.as_secs())),
                         format_duration(timeout)
                     )));

@@ -9,6 +9,7 @@ use std::collections::HashSet;
 use std::io::Write as _;
 
 use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
 
 use super::datasets::DatasetRef;
 use super::{Action, ActionError, ActionPlan, ActionResult, Inputs, Repeats, RunCtx};
@@ -19,6 +20,12 @@ use crate::template::Text;
 
 /// A server bug must not become an endless loop.
 const MAX_PAGES: usize = 100_000;
+/// The longest cursor followed: real ones are a few dozen bytes, and each is sent back
+/// in a URL (a server sending fresh 60 KiB cursors forever once grew the run to GiBs).
+const MAX_CURSOR_BYTES: usize = 8 << 10;
+/// Pages in a row without an item that still say there are more: a server paging
+/// through nothing, forever, is stopped long before `MAX_PAGES`.
+const MAX_EMPTY_PAGES: usize = 1_000;
 
 const DATASET: Field = req(
     "dataset",
@@ -116,11 +123,15 @@ pub struct Paging {
 
 impl Paging {
     pub fn read(inputs: &Inputs) -> Result<Self, ActionError> {
+        let save_to = inputs.text(&SAVE_TO)?;
+        if let Some(Text::Known(path)) = &save_to {
+            super::check_placement(inputs, &SAVE_TO, path)?;
+        }
         Ok(Paging {
             limit: inputs.count(&LIMIT)?.unwrap_or(100),
             max_items: inputs.count(&MAX_ITEMS)?,
             query: inputs.query(&QUERY)?,
-            save_to: inputs.text(&SAVE_TO)?,
+            save_to,
         })
     }
 
@@ -172,7 +183,7 @@ async fn save_to(
     path: &str,
     ctx: &RunCtx<'_>,
 ) -> ActionResult {
-    let dest = super::local_path(path);
+    let dest = super::destination(&super::local_path(path))?;
     let dir = dest
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -227,13 +238,16 @@ pub async fn paginate(
     max_items: Option<u64>,
     sink: &mut (dyn FnMut(Value) + Send),
 ) -> Result<(u64, Option<u64>), ActionError> {
-    let mut seen = HashSet::new();
+    // Cursors seen, as digests: a fixed 32 bytes each, however long the cursor.
+    let mut seen: HashSet<[u8; 32]> = HashSet::new();
     let mut req = first.clone();
     let mut count = 0u64;
     let mut total = None;
+    let mut empty_run = 0usize;
+    let shown = || crate::api::request::display_path(&first.url);
     for page_no in 1..=MAX_PAGES {
         let resp = client.send_json(&req, call, None).await?;
-        let page = shapes::parse_page(resp.body).map_err(|m| {
+        let page = resp.json().and_then(shapes::parse_page).map_err(|m| {
             ActionError::Other(format!(
                 "{} {}: unexpected response: {m}",
                 req.method.as_str(),
@@ -243,6 +257,11 @@ pub async fn paginate(
         if total.is_none() {
             total = page.total;
         }
+        empty_run = if page.items.is_empty() {
+            empty_run + 1
+        } else {
+            0
+        };
         for item in page.items {
             if max_items.is_some_and(|m| count >= m) {
                 break;
@@ -256,10 +275,24 @@ pub async fn paginate(
         let Some(cursor) = page.next_cursor else {
             return Ok((count, total));
         };
-        if !seen.insert(cursor.clone()) {
+        if cursor.len() > MAX_CURSOR_BYTES {
+            return Err(ActionError::Other(format!(
+                "GET {}: the server sent a next cursor of {} bytes on page {page_no}, more than the {} this client follows; stopping",
+                shown(),
+                cursor.len(),
+                MAX_CURSOR_BYTES
+            )));
+        }
+        if empty_run >= MAX_EMPTY_PAGES {
+            return Err(ActionError::Other(format!(
+                "GET {}: {empty_run} pages in a row without an item, each with a next cursor (page {page_no}); stopping instead of paging forever",
+                shown()
+            )));
+        }
+        if !seen.insert(Sha256::digest(cursor.as_bytes()).into()) {
             return Err(ActionError::Other(format!(
                 "GET {}: the server returned cursor `{}` twice (page {page_no}); stopping instead of looping forever",
-                crate::api::request::display_path(&first.url),
+                shown(),
                 shapes::shorten(&cursor, 40)
             )));
         }
@@ -270,6 +303,6 @@ pub async fn paginate(
     }
     Err(ActionError::Other(format!(
         "GET {}: more than {MAX_PAGES} pages; stopping",
-        crate::api::request::display_path(&first.url)
+        shown()
     )))
 }

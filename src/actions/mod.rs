@@ -26,7 +26,7 @@ use indexmap::IndexMap;
 use serde_json::Value;
 
 use crate::api::{ApiError, CallCtx, Client, Endpoint, HttpRequest};
-use crate::pipeline::model::{parse_duration, TValue};
+use crate::pipeline::model::{parse_duration, TValue, Tmpl};
 use crate::pipeline::spec::{ActionSpec, Field, Ty};
 use crate::template::{Rendered, TemplateError, Text};
 
@@ -468,6 +468,168 @@ pub fn keep_permissions(tmp: &tempfile::NamedTempFile, dest: &std::path::Path) {
 /// A path as the user gave it, resolved against the working directory.
 pub fn local_path(text: &str) -> PathBuf {
     PathBuf::from(text)
+}
+
+/// Context roots whose values the user controls; anything else a template reads
+/// (`steps.*` outputs, a `for_each` `item`) may come from a server.
+const USER_ROOTS: &[&str] = &["vars", "env", "secrets", "run", "pipeline", "index"];
+
+/// The file placement policy (README, "Files from server data"): when a path is a
+/// template that reads data a server may have sent (step outputs, a `for_each` item),
+/// the part after its literal prefix may not climb out of that prefix with `..`, and a
+/// path that is all template may not be absolute. `out/{{ item.key }}` with the key
+/// `../../x` is refused, not written outside `out/` (destinations: `download.to`,
+/// `save_to`), and a server cannot name `/home/me/.ssh/id_rsa` as a file to upload
+/// (`files`). Literal paths and those built from `vars`/`env` are the user's own.
+pub fn check_placement(inputs: &Inputs, f: &Field, rendered: &str) -> Result<(), ActionError> {
+    match inputs.unrendered(f) {
+        Some(TValue::Tmpl(tmpl)) => placement(tmpl, f.name, rendered),
+        _ => Ok(()),
+    }
+}
+
+/// [`check_placement`] for a string-or-list input (`files`): each path known now is
+/// checked against the template it came from (the whole list's, or its own element's).
+pub fn check_placements(inputs: &Inputs, f: &Field, rendered: &[Text]) -> Result<(), ActionError> {
+    let mut known = rendered.iter().filter_map(Text::known);
+    match inputs.unrendered(f) {
+        Some(TValue::Tmpl(tmpl)) => known.try_for_each(|p| placement(tmpl, f.name, p)),
+        Some(TValue::List(raw)) => {
+            raw.iter()
+                .zip(rendered)
+                .try_for_each(|(raw, path)| match (raw, path.known()) {
+                    (TValue::Tmpl(tmpl), Some(path)) => placement(tmpl, f.name, path),
+                    _ => Ok(()),
+                })
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The policy for one path rendered from `tmpl`.
+pub fn placement(tmpl: &Tmpl, name: &str, rendered: &str) -> Result<(), ActionError> {
+    let refs = crate::template::analyze(&tmpl.source)
+        .map(|a| a.references)
+        .unwrap_or_else(|_| vec!["steps".into()]);
+    let from_server = refs.iter().any(|r| {
+        let root = r.split(['.', '[']).next().unwrap_or(r);
+        !USER_ROOTS.contains(&root)
+    });
+    if !from_server {
+        return Ok(());
+    }
+    let cut = ["{{", "{%", "{#"]
+        .iter()
+        .filter_map(|m| tmpl.source.find(m))
+        .min()
+        .unwrap_or(tmpl.source.len());
+    let prefix = &tmpl.source[..cut];
+    // `{{-` may eat whitespace before it: then nothing of the prefix is relied on.
+    let (prefix, tail) = match rendered.strip_prefix(prefix) {
+        Some(tail) => (prefix, tail),
+        None => ("", rendered),
+    };
+    let refuse = |why: String| {
+        ActionError::Input(format!(
+            "input `{name}` renders to `{}`: {why}; a path built from server data (step outputs, `for_each` items) must stay under its literal part. Write the path in the file, or take it from `vars`, to use it on purpose",
+            crate::api::shapes::shorten(rendered, 200)
+        ))
+    };
+    if tail
+        .split(['/', std::path::MAIN_SEPARATOR])
+        .any(|c| c == "..")
+    {
+        let under = match prefix {
+            "" => "the working directory".to_string(),
+            p => format!("`{p}`"),
+        };
+        return Err(refuse(format!(
+            "the templated part climbs out of {under} with `..`"
+        )));
+    }
+    if prefix.is_empty() && std::path::Path::new(tail).is_absolute() {
+        return Err(refuse("the templated path is absolute".into()));
+    }
+    Ok(())
+}
+
+/// Where a result for `dest` is written in place: a regular file (or none yet) is
+/// replaced; a symlink is followed, so its target is replaced and the link kept; a
+/// directory, device, FIFO or socket is refused (never replaced by a regular file).
+pub fn destination(dest: &std::path::Path) -> Result<PathBuf, ActionError> {
+    let mut path = dest.to_path_buf();
+    for _ in 0..40 {
+        let meta = match std::fs::symlink_metadata(&path) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && path == dest => {
+                return Ok(path)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(ActionError::Other(format!(
+                    "{} is a symbolic link to {}, which does not exist: not writing through a dangling link",
+                    dest.display(),
+                    path.display()
+                )))
+            }
+            Err(e) => {
+                return Err(ActionError::Other(format!(
+                    "cannot inspect {}: {e}",
+                    path.display()
+                )))
+            }
+        };
+        let kind = meta.file_type();
+        if kind.is_file() {
+            return Ok(path);
+        }
+        if kind.is_symlink() {
+            let target = std::fs::read_link(&path).map_err(|e| {
+                ActionError::Other(format!("cannot read the link {}: {e}", path.display()))
+            })?;
+            path = match path.parent() {
+                Some(dir) if target.is_relative() => dir.join(target),
+                _ => target,
+            };
+            continue;
+        }
+        let what = special_kind(&kind);
+        let via = if path == dest {
+            String::new()
+        } else {
+            format!(" (the target of the link {})", dest.display())
+        };
+        return Err(ActionError::Other(format!(
+            "{}{via} is {what}, not a regular file: refusing to replace it with one",
+            path.display()
+        )));
+    }
+    Err(ActionError::Other(format!(
+        "{}: too many levels of symbolic links",
+        dest.display()
+    )))
+}
+
+fn special_kind(kind: &std::fs::FileType) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt as _;
+        if kind.is_char_device() {
+            return "a character device";
+        }
+        if kind.is_block_device() {
+            return "a block device";
+        }
+        if kind.is_fifo() {
+            return "a FIFO (named pipe)";
+        }
+        if kind.is_socket() {
+            return "a socket";
+        }
+    }
+    if kind.is_dir() {
+        return "a directory";
+    }
+    "not a regular file"
 }
 
 /// The pause between two polls: `interval`, cut short by an interrupt (`what`: what was

@@ -65,9 +65,11 @@ struct UploadInputs {
 impl UploadInputs {
     fn read(inputs: &Inputs) -> Result<Self, ActionError> {
         let protocol = inputs.text(&PROTOCOL)?.map(|t| t.shown());
+        let files = inputs.texts(&FILES)?;
+        super::check_placements(inputs, &FILES, &files)?;
         Ok(UploadInputs {
             dataset: NewDataset::read(inputs, &NAME, &SLUG)?,
-            files: inputs.texts(&FILES)?,
+            files,
             concurrency: inputs
                 .count(&CONCURRENCY)?
                 .unwrap_or(8)

@@ -215,8 +215,20 @@ fn multipart_parts(inputs: &Inputs) -> Result<Vec<Part>, ActionError> {
             .collect(),
         _ => Default::default(),
     };
+    let raw_files = match inputs.unrendered(&MULTIPART) {
+        Some(TValue::Map(m)) => match m.get("files") {
+            Some(TValue::Map(files)) => Some(files),
+            _ => None,
+        },
+        _ => None,
+    };
     for (k, v) in files {
         let text = v.to_text();
+        if let (Some(TValue::Tmpl(tmpl)), Some(path)) =
+            (raw_files.and_then(|f| f.get(&k)), text.known())
+        {
+            super::placement(tmpl, "multipart.files", path)?;
+        }
         let path = super::local_path(&text.shown());
         let size = match text.known() {
             None => None,

@@ -64,7 +64,13 @@ impl Resource {
 
     async fn run_get(&self, inputs: &Inputs, id: &Field, ctx: &RunCtx<'_>) -> ActionResult {
         let req = self.get(inputs, id, ctx.client.endpoint())?;
-        Ok(ctx.client.send_json(&req, &ctx.call, None).await?.body)
+        let resp = ctx.client.send_json(&req, &ctx.call, None).await?;
+        resp.json().map_err(|why| {
+            ActionError::Other(format!(
+                "GET {}: {why}",
+                crate::api::request::display_path(&req.url)
+            ))
+        })
     }
 
     /// The first page, with the given filter inputs as query parameters.

@@ -53,9 +53,11 @@ struct UploadInputs {
 
 impl UploadInputs {
     fn read(inputs: &Inputs) -> Result<Self, ActionError> {
+        let files = inputs.texts(&FILES)?;
+        super::check_placements(inputs, &FILES, &files)?;
         Ok(UploadInputs {
             dataset: inputs.required_text(&DATASET)?,
-            files: inputs.texts(&FILES)?,
+            files,
             field: inputs
                 .text(&FIELD)?
                 .map_or_else(|| "file".to_string(), |t| t.shown()),
@@ -73,7 +75,7 @@ impl UploadInputs {
     fn request_for(&self, endpoint: &Endpoint, path: &Path, size: Option<u64>) -> HttpRequest {
         let file_name = path
             .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
+            .map(|n| crate::api::request::part_file_name(n.as_encoded_bytes()))
             .unwrap_or_else(|| "file".into());
         HttpRequest::to(
             Method::Post,
@@ -145,6 +147,7 @@ pub fn resolve_files(patterns: &[String], allow_empty: bool) -> Result<Vec<PathB
                 .filter_map(Result::ok)
                 .filter(|p| p.is_file())
                 .collect();
+            matched.extend(not_utf8_matches(pattern));
             matched.sort();
             out.extend(matched);
         } else {
@@ -167,6 +170,52 @@ pub fn resolve_files(patterns: &[String], allow_empty: bool) -> Result<Vec<PathB
         )));
     }
     Ok(out)
+}
+
+/// The files a glob matches whose names are not UTF-8, which `glob` skips: the last
+/// component of the pattern is matched against the name with each invalid sequence
+/// read as one U+FFFD (which `*` and `?` match), in every folder the rest matches.
+fn not_utf8_matches(pattern: &str) -> Vec<PathBuf> {
+    let path = Path::new(pattern);
+    let (Some(name), dir) = (path.file_name().and_then(|n| n.to_str()), path.parent()) else {
+        return Vec::new();
+    };
+    let Ok(name) = glob::Pattern::new(name) else {
+        return Vec::new();
+    };
+    let dir = dir
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let dirs: Vec<PathBuf> = match dir.to_str() {
+        Some(d) if is_glob(d) => glob::glob(d)
+            .map(|g| g.filter_map(Result::ok).filter(|p| p.is_dir()).collect())
+            .unwrap_or_default(),
+        _ => vec![dir.to_path_buf()],
+    };
+    let mut out = Vec::new();
+    for dir in dirs {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let file_name = entry.file_name();
+            if file_name.to_str().is_some() {
+                continue;
+            }
+            let lossy = file_name.to_string_lossy();
+            if name.matches_with(&lossy, glob::MatchOptions::new()) {
+                let found = if path.parent().is_some_and(|p| p.as_os_str().is_empty()) {
+                    PathBuf::from(&file_name)
+                } else {
+                    dir.join(&file_name)
+                };
+                if found.is_file() {
+                    out.push(found);
+                }
+            }
+        }
+    }
+    out
 }
 
 fn is_glob(text: &str) -> bool {

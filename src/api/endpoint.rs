@@ -106,10 +106,14 @@ impl Endpoint {
         )
     }
 
-    /// An absolute URL as is; anything else is a path under the base URL.
+    /// An absolute URL as is; a scheme-relative one (`//host/x`) with the base URL's
+    /// scheme; anything else is a path under the base URL.
     pub fn resolve(&self, url_or_path: &Text) -> Target {
         match url_or_path {
             Text::Known(s) if is_absolute(s) => Target::Url(s.clone()),
+            Text::Known(s) if s.starts_with("//") => {
+                Target::Url(format!("{}:{s}", self.base_url.scheme()))
+            }
             Text::Known(s) => Target::Url(self.api_url(s)),
             Text::Later(l) => {
                 let shown = l.shown();

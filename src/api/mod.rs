@@ -261,6 +261,18 @@ pub struct JsonResponse {
     pub status: u16,
     pub headers: serde_json::Map<String, serde_json::Value>,
     pub body: serde_json::Value,
+    /// Why the body is not JSON (it is then kept as text): what was wrong, and where.
+    pub not_json: Option<String>,
+}
+
+impl JsonResponse {
+    /// The body, which must be JSON: else an error in words that says why it is not.
+    pub fn json(self) -> Result<serde_json::Value, String> {
+        match self.not_json {
+            Some(why) => Err(format!("the response is not JSON: {why}")),
+            None => Ok(self.body),
+        }
+    }
 }
 
 /// The client. Cheap to clone.
@@ -655,18 +667,13 @@ impl Client {
                 maybe_applied: !req.method.is_safe() && status >= 500,
             });
         }
-        let mut body = if bytes.is_empty() {
-            serde_json::Value::Null
-        } else {
-            serde_json::from_slice(&bytes).unwrap_or_else(|_| {
-                serde_json::Value::String(String::from_utf8_lossy(&bytes).into_owned())
-            })
-        };
+        let (mut body, not_json) = shapes::decode_body(&bytes);
         shapes::normalize_ids(&mut body);
         Ok(JsonResponse {
             status,
             headers,
             body,
+            not_json,
         })
     }
 }
@@ -816,6 +823,13 @@ pub fn transport_message(e: &reqwest::Error) -> String {
         }
         source = inner.source();
     }
+    // hyper's words for a response head over its limits (header bytes or count) name
+    // neither the server nor the headers.
+    if seen.iter().any(|t| t.contains("message head is too large")) {
+        msg = format!(
+            "the server sent oversized response headers (more header lines, or longer ones, than this client reads: at most 100 headers in about 400 KiB); {msg}"
+        );
+    }
     msg
 }
 
@@ -861,7 +875,7 @@ async fn multipart_form(parts: &[Part]) -> Result<reqwest::multipart::Form, reqw
                     })),
                 };
                 let p = reqwest::multipart::Part::stream_with_length(body, size.unwrap_or(0))
-                    .file_name(file_name.clone());
+                    .file_name(request::part_file_name(file_name.as_bytes()));
                 let p = match p.mime_str(content_type) {
                     Ok(p) => p,
                     Err(e) => return Err(e),

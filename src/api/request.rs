@@ -192,6 +192,29 @@ pub fn segment(value: &str) -> String {
     out
 }
 
+/// A file name as a multipart part may carry it (the HTML standard's form encoding):
+/// control characters (CR and LF would end the part's header line), `"` and bytes that
+/// are not UTF-8 (file names are bytes on Unix) are percent-encoded; the rest is kept.
+pub fn part_file_name(name: &[u8]) -> String {
+    let mut out = String::with_capacity(name.len());
+    for chunk in name.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if c.is_control() || c == '"' {
+                let mut buf = [0u8; 4];
+                for b in c.encode_utf8(&mut buf).bytes() {
+                    out.push_str(&format!("%{b:02X}"));
+                }
+            } else {
+                out.push(c);
+            }
+        }
+        for b in chunk.invalid() {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// Appends query parameters to a URL, in order, form-urlencoded.
 pub fn with_query(url: &str, params: &[(String, String)]) -> String {
     if params.is_empty() {
@@ -222,10 +245,22 @@ pub fn query_text(value: &serde_json::Value) -> String {
     }
 }
 
-/// The URL with its query string removed: what errors and logs may show (a presigned
-/// URL's signature lives in the query).
+/// The URL with its query string, fragment and userinfo removed: what errors and logs may
+/// show (a presigned URL's signature lives in the query; a redirect may carry
+/// `user:password@` before the host).
 pub fn display_url(url: &str) -> String {
-    url.split('?').next().unwrap_or(url).to_string()
+    let url = url.split(['?', '#']).next().unwrap_or(url);
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let end = rest.find('/').unwrap_or(rest.len());
+            let host = match rest[..end].rfind('@') {
+                Some(at) => &rest[at + 1..end],
+                None => &rest[..end],
+            };
+            format!("{scheme}://{host}{}", &rest[end..])
+        }
+        None => url.to_string(),
+    }
 }
 
 /// The path of a URL without its query, for messages.
@@ -251,5 +286,15 @@ mod tests {
             "http://h/a?limit=10&q=a+b%26c"
         );
         assert_eq!(display_url("http://h/a?sig=secret"), "http://h/a");
+        assert_eq!(
+            display_url("http://user:pa%40ss@h:8/a?sig=secret#f"),
+            "http://h:8/a"
+        );
+        assert_eq!(display_url("https://tok@h"), "https://h");
+        assert_eq!(display_path("http://u:p@h/a/b?x"), "/a/b");
+        assert_eq!(
+            part_file_name(b"crlf\r\nX-Injected: 1\"\xc2\x85.txt\xff\x85"),
+            "crlf%0D%0AX-Injected: 1%22%C2%85.txt%FF%85"
+        );
     }
 }

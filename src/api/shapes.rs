@@ -107,6 +107,65 @@ fn cursor_from_next(next: &str) -> Option<(&'static str, String)> {
     None
 }
 
+/// A response body as JSON; a body that is not JSON is kept as text (the `request`
+/// action passes text on), with the reason it is not JSON: invalid UTF-8 (at which byte),
+/// a syntax error (at which byte), or nesting deeper than the parser follows.
+pub fn decode_body(bytes: &[u8]) -> (Value, Option<String>) {
+    if bytes.is_empty() {
+        return (Value::Null, None);
+    }
+    let err = match serde_json::from_slice(bytes) {
+        Ok(v) => return (v, None),
+        Err(e) => e,
+    };
+    let why = match std::str::from_utf8(bytes) {
+        Err(utf8) => format!(
+            "it is not valid UTF-8 (the first invalid byte is at offset {} of {})",
+            utf8.valid_up_to(),
+            bytes.len()
+        ),
+        Ok(_) => {
+            let at = byte_offset(bytes, err.line(), err.column());
+            let what = err.to_string();
+            // serde_json's own words end with "at line L column C": give the byte instead.
+            let what = what.split(" at line ").next().unwrap_or(&what);
+            if what.contains("recursion limit") {
+                format!("it nests arrays or objects more than 128 levels deep (at byte {at} of {}); not read", bytes.len())
+            } else {
+                format!(
+                    "{what} at byte {at} of {} (starting `{}`)",
+                    bytes.len(),
+                    shorten(&printable(&bytes[..bytes.len().min(40)]), 40)
+                )
+            }
+        }
+    };
+    (
+        Value::String(String::from_utf8_lossy(bytes).into_owned()),
+        Some(why),
+    )
+}
+
+/// Bytes as text with control characters shown as `.` (the start of a body, for messages).
+fn printable(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes)
+        .chars()
+        .map(|c| if c.is_control() { '.' } else { c })
+        .collect()
+}
+
+/// The byte offset of serde_json's 1-based line and column.
+fn byte_offset(bytes: &[u8], line: usize, column: usize) -> usize {
+    let mut start = 0;
+    for _ in 1..line {
+        match bytes[start..].iter().position(|&b| b == b'\n') {
+            Some(i) => start += i + 1,
+            None => break,
+        }
+    }
+    (start + column.saturating_sub(1)).min(bytes.len())
+}
+
 /// Gives every object that has `uid` but no `id` an `id` too, everywhere inside.
 pub fn normalize_ids(value: &mut Value) {
     match value {
@@ -126,9 +185,19 @@ pub fn normalize_ids(value: &mut Value) {
 /// Where an export stands.
 #[derive(Debug, PartialEq, Eq)]
 pub enum ExportState {
-    Done { download_url: String },
-    Failed { message: String },
-    Running { status: String },
+    Done {
+        download_url: String,
+    },
+    Failed {
+        message: String,
+    },
+    Running {
+        status: String,
+    },
+    /// The server says it is done (`completed`) but gives no download URL yet.
+    NoUrl {
+        status: String,
+    },
 }
 
 pub fn export_state(body: &Value) -> ExportState {
@@ -142,7 +211,7 @@ pub fn export_state(body: &Value) -> ExportState {
             Some(url) if !url.is_empty() => ExportState::Done {
                 download_url: url.to_string(),
             },
-            _ => ExportState::Running { status },
+            _ => ExportState::NoUrl { status },
         },
         "failed" | "error" | "cancelled" | "canceled" => {
             let message = ["error_message", "message", "error", "detail", "reason"]
@@ -292,7 +361,7 @@ mod tests {
         );
         assert!(matches!(
             export_state(&json!({"status": "completed", "download_url": null})),
-            ExportState::Running { .. }
+            ExportState::NoUrl { .. }
         ));
     }
 }

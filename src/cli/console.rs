@@ -33,8 +33,19 @@ pub fn stdout_text(text: &str) {
     let _ = out.write_all(text.as_bytes()).and_then(|_| out.flush());
 }
 
+/// A message as people may see it: secrets masked, then, in text, outside text escaped (a
+/// server's words or a file's names may be part of it; JSON escapes its own).
+fn shown(message: &str) -> String {
+    let message = crate::secrets::redact(message);
+    if get().json {
+        message
+    } else {
+        crate::shown::escape(&message).into_owned()
+    }
+}
+
 pub fn error(message: &str) {
-    let message = &crate::secrets::redact(message);
+    let message = &shown(message);
     let c = get();
     if c.json {
         tracing::error!("{message}");
@@ -46,7 +57,7 @@ pub fn error(message: &str) {
 }
 
 pub fn warn(message: &str) {
-    let message = &crate::secrets::redact(message);
+    let message = &shown(message);
     if get().json {
         tracing::warn!("{message}");
     } else {
@@ -55,7 +66,7 @@ pub fn warn(message: &str) {
 }
 
 pub fn info(message: &str) {
-    let message = &crate::secrets::redact(message);
+    let message = &shown(message);
     if get().json {
         tracing::info!("{message}");
     } else {
@@ -84,9 +95,9 @@ pub fn diagnostics(d: &FileDiagnostics) {
     }
     if c.github {
         for diag in &d.diagnostics {
-            let mut message = diag.message.clone();
+            let mut message = crate::shown::escape(&diag.message).into_owned();
             if let Some(s) = &diag.suggestion {
-                message.push_str(&format!(" (did you mean `{s}`?)"));
+                message.push_str(&format!(" (did you mean `{}`?)", crate::shown::escape(s)));
             }
             eprintln!(
                 "{}",

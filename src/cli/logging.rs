@@ -46,11 +46,58 @@ pub fn init(verbose: u8, quiet: bool, format: LogFormat, color: bool) {
             .with_span_list(false)
             .try_init(),
         LogFormat::Text => builder
+            .fmt_fields(ShownFields)
             .with_ansi(color)
             .with_target(false)
             .without_time()
             .try_init(),
     };
+}
+
+/// Text log fields, each value escaped as outside text ([`crate::shown::escape`]): a
+/// server's message or a URL in a log line cannot add a line (a CI workflow command) or a
+/// terminal escape of its own. The message comes first, then `name=value` pairs. Secrets
+/// are masked before the escaping, so an escaped secret is masked too.
+struct ShownFields;
+
+impl<'w> tracing_subscriber::fmt::FormatFields<'w> for ShownFields {
+    fn format_fields<R: tracing_subscriber::field::RecordFields>(
+        &self,
+        mut writer: tracing_subscriber::fmt::format::Writer<'w>,
+        fields: R,
+    ) -> std::fmt::Result {
+        let mut visitor = ShownVisitor::default();
+        fields.record(&mut visitor);
+        let mut parts = Vec::with_capacity(visitor.fields.len() + 1);
+        parts.extend(visitor.message);
+        parts.extend(visitor.fields);
+        write!(writer, "{}", parts.join(" "))
+    }
+}
+
+#[derive(Default)]
+struct ShownVisitor {
+    message: Option<String>,
+    fields: Vec<String>,
+}
+
+impl tracing::field::Visit for ShownVisitor {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        if field.name() == "message" {
+            self.record_debug(field, &format_args!("{value}"));
+        } else {
+            self.record_debug(field, &value);
+        }
+    }
+
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        let text = crate::secrets::redact(&format!("{value:?}"));
+        let text = crate::shown::escape(&text);
+        match field.name() {
+            "message" => self.message = Some(text.into_owned()),
+            name => self.fields.push(format!("{name}={text}")),
+        }
+    }
 }
 
 /// stderr, with the run's secrets masked in every log line (a URL path in a retry

@@ -36,11 +36,27 @@ pub fn main() -> i32 {
             } else {
                 0
             };
-            let _ = e.print();
+            // An argument clap echoes back may be the key given in the wrong place.
+            let key = std::env::var("AVALA_API_KEY").unwrap_or_default();
+            let text = e.render().to_string();
+            let masked = crate::secrets::Redactor::new(crate::secrets::forms(&key)).text(&text);
+            if masked != text {
+                eprint!("{masked}");
+            } else {
+                let _ = e.print();
+            }
             return code;
         }
     };
     let color = logging::use_color(cli.color);
     logging::init(cli.verbose, cli.quiet, cli.log_format, color);
+    // A panic's message may quote data (a server's text, a rendered secret): it is masked
+    // and escaped like every other message. A step that panics fails; the run goes on.
+    std::panic::set_hook(Box::new(|info| {
+        let thread = std::thread::current();
+        let text = format!("thread '{}' {info}", thread.name().unwrap_or("<unnamed>"));
+        let text = crate::shown::escape(&crate::secrets::redact(&text)).into_owned();
+        eprintln!("internal error (a bug in avala-pipe; please report it): {text}");
+    }));
     commands::dispatch(cli, color) as i32
 }

@@ -39,6 +39,15 @@ pub fn run(args: RunArgs, ui: UiSettings) -> ExitCode {
             return ExitCode::Invalid;
         }
     };
+    // Secrets are masked from the first message on: a malformed `--var` may be one.
+    let named = (p
+        .secrets
+        .iter()
+        .map(|n| (n.clone(), std::env::var(n).unwrap_or_default())))
+    .chain(std::env::var("AVALA_API_KEY").map(|k| ("AVALA_API_KEY".into(), k)));
+    if let Err(msg) = crate::secrets::install_checked(named) {
+        return invalid(msg);
+    }
     let overrides = match overrides(&p, &args) {
         Ok(o) => o,
         Err(msg) => return invalid(msg),
@@ -609,6 +618,9 @@ fn overrides(p: &Pipeline, args: &RunArgs) -> Result<Vec<(String, TValue)>, Stri
         let Some((k, v)) = item.split_once('=') else {
             return Err(format!("--var {item}: expected KEY=VALUE"));
         };
+        if crate::secrets::redact(item) != *item && !p.vars.contains_key(k.trim()) {
+            return Err("--var: an argument holding a secret's value does not start with a declared var's name and `=`; it is not shown".into());
+        }
         overrides.push((
             k.trim().to_string(),
             yaml::parse_scalar(v),

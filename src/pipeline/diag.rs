@@ -90,35 +90,40 @@ impl FileDiagnostics {
         };
         let mut out = String::new();
         for d in &self.diagnostics {
-            let line_text = self
-                .source
-                .lines()
-                .nth(d.pos.line.saturating_sub(1) as usize)
-                .unwrap_or("");
+            let line_text = source_line(&self.source, d.pos.line);
             let gutter = d.pos.line.to_string().len();
             let pad = " ".repeat(gutter);
-            let _ = writeln!(out, "{}: {}", paint("1;31", "error"), d.message);
+            // The message, step, suggestion and help may quote the file's text: an escape
+            // sequence or an invisible character in a name is shown, not obeyed or hidden.
+            let shown = |text: &str| crate::shown::escape(text).into_owned();
+            let _ = writeln!(out, "{}: {}", paint("1;31", "error"), shown(&d.message));
             let _ = writeln!(
                 out,
                 "{pad}{} {}:{}:{}",
                 paint("1;34", "-->"),
-                self.file.display(),
+                shown(&self.file.display().to_string()),
                 d.pos.line,
                 d.pos.col
             );
             if let Some(step) = &d.step {
-                let _ = writeln!(out, "{pad} {} in step `{step}`", paint("1;34", "="));
+                let _ = writeln!(
+                    out,
+                    "{pad} {} in step `{}`",
+                    paint("1;34", "="),
+                    shown(step)
+                );
             }
             // No source (the file could not be read): no snippet to show.
             if !self.source.is_empty() {
                 let _ = writeln!(out, "{pad} {}", paint("1;34", "|"));
-                // Control characters (a binary file, an escape sequence) must not reach the
-                // terminal: they are shown as U+FFFD, one for one, so the caret still lines up.
-                let shown: String = line_text
+                // Control and invisible characters (a binary file, an escape sequence, a
+                // byte-order mark) must not reach the terminal: they are shown as U+FFFD, one
+                // for one, so the caret still lines up.
+                let snippet: String = line_text
                     .chars()
                     .take(200)
                     .map(|c| {
-                        if c.is_control() && c != '\t' {
+                        if (c.is_control() && c != '\t') || crate::shown::is_invisible(c) {
                             char::REPLACEMENT_CHARACTER
                         } else {
                             c
@@ -130,7 +135,7 @@ impl FileDiagnostics {
                     "{} {} {}",
                     paint("1;34", &d.pos.line.to_string()),
                     paint("1;34", "|"),
-                    shown
+                    snippet
                 );
                 let caret_pad: String = line_text
                     .chars()
@@ -147,12 +152,13 @@ impl FileDiagnostics {
             if let Some(s) = &d.suggestion {
                 let _ = writeln!(
                     out,
-                    "{pad} {} help: did you mean `{s}`?",
-                    paint("1;34", "=")
+                    "{pad} {} help: did you mean `{}`?",
+                    paint("1;34", "="),
+                    shown(s)
                 );
             }
             if let Some(h) = &d.help {
-                let _ = writeln!(out, "{pad} {} help: {h}", paint("1;34", "="));
+                let _ = writeln!(out, "{pad} {} help: {}", paint("1;34", "="), shown(h));
             }
             out.push('\n');
         }
@@ -161,7 +167,7 @@ impl FileDiagnostics {
             out,
             "{}: {} is invalid: {n} problem{}",
             paint("1;31", "error"),
-            self.file.display(),
+            crate::shown::escape(&self.file.display().to_string()),
             if n == 1 { "" } else { "s" }
         );
         out
@@ -183,6 +189,22 @@ impl FileDiagnostics {
             })
             .collect()
     }
+}
+
+/// Line `number` (from 1) of `source`, with line breaks counted as the YAML parser counts
+/// them: LF, CRLF, and a lone CR (old Mac files).
+fn source_line(source: &str, number: u32) -> &str {
+    let mut rest = source;
+    for _ in 1..number.max(1) {
+        match rest.find(['\n', '\r']) {
+            Some(i) => {
+                let skip = if rest[i..].starts_with("\r\n") { 2 } else { 1 };
+                rest = &rest[i + skip..];
+            }
+            None => return "",
+        }
+    }
+    rest.find(['\n', '\r']).map_or(rest, |end| &rest[..end])
 }
 
 /// The closest candidate to `name`, when it is close enough to be a likely typo.
@@ -233,6 +255,13 @@ pub fn edit_distance(a: &str, b: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn source_lines_end_at_lf_crlf_and_lone_cr() {
+        let source = "a\nb\r\nc\rd\r\re";
+        let lines: Vec<&str> = (1..=7).map(|n| source_line(source, n)).collect();
+        assert_eq!(lines, ["a", "b", "c", "d", "", "e", ""]);
+    }
 
     #[test]
     fn suggestions() {

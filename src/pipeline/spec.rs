@@ -172,7 +172,7 @@ pub const TOP: &[Field] = &[
     opt(
         "secrets",
         Ty::StrList,
-        "Environment variables exposed as `{{ secrets.NAME }}` and masked in every output.",
+        "Environment variables exposed as `{{ secrets.NAME }}` and masked in every output; a value shorter than 4 characters is refused.",
     ),
     dflt(
         "concurrency",

@@ -202,16 +202,36 @@ fn friendly(message: &str) -> String {
         let key = rest.split(", set ").next().unwrap_or(rest);
         return format!("duplicate key `{key}`: each key may appear once in a mapping");
     }
-    if message.contains("budget breached") {
-        if message.contains("Depth") {
-            return format!("nesting deeper than {MAX_DEPTH} levels");
-        }
-        if message.contains("Alias") || message.contains("Anchor") || message.contains("Replay") {
-            return "aliases expand to too much data (an alias bomb?): anchors and aliases are limited to keep loading fast and safe".into();
-        }
-        return format!("the document is too large to load safely ({message})");
+    if let Some(breach) = message.split("budget breached:").nth(1) {
+        return budget_breach(breach);
     }
     message.to_string()
+}
+
+/// A loading limit the document went over, in words (the parser says it as its own type's
+/// name and fields).
+fn budget_breach(breach: &str) -> String {
+    let kind = breach
+        .trim_start()
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .next()
+        .unwrap_or("");
+    let why = "limits keep loading a pipeline file fast and safe";
+    match kind {
+        "Depth" => format!("nesting deeper than {MAX_DEPTH} levels"),
+        "Aliases" | "Anchors" | "AliasAnchorRatio" | "RecordedAnchorEvents"
+        | "RecordedAnchorBytes" | "MergeKeys" => "aliases expand to too much data (an alias bomb?): anchors and aliases are limited to keep loading fast and safe".to_string(),
+        "ScalarBytes" | "InputBytes" => format!(
+            "the text of the document's values adds up to more than {} MiB, counting each alias expansion; {why}",
+            MAX_FILE_BYTES >> 20
+        ),
+        "Nodes" | "Events" => format!(
+            "the document has too many values (over 2 million, counting each alias expansion); {why}"
+        ),
+        "Documents" => "a pipeline file holds one YAML document".to_string(),
+        "SequenceUnbalanced" => "the document's structure is unbalanced (cut short?)".to_string(),
+        _ => format!("the document is too large or too complex to load safely; {why}"),
+    }
 }
 
 /// The tree as serde-saphyr hands it over, before positions are lowered to [`Pos`].

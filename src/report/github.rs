@@ -13,9 +13,17 @@ use super::Redactor;
 use crate::execute::{RunResult, RunStatus, StepStatus};
 use crate::pipeline::model::Pipeline;
 
-/// Escapes a workflow command's message (`%`, CR, LF).
+/// Escapes a workflow command's message (`%`, CR, LF; other control and invisible
+/// characters are shown escaped, as everywhere people read outside text).
 fn escape_data(text: &str) -> String {
-    text.replace('%', "%25")
+    let mut shown = String::with_capacity(text.len());
+    for piece in text.split_inclusive(['\r', '\n']) {
+        let line = piece.trim_end_matches(['\r', '\n']);
+        shown.push_str(&crate::shown::escape(line));
+        shown.push_str(&piece[line.len()..]);
+    }
+    shown
+        .replace('%', "%25")
         .replace('\r', "%0D")
         .replace('\n', "%0A")
 }
@@ -59,8 +67,28 @@ pub fn run_annotations(file: &str, result: &RunResult, redactor: &Redactor) -> V
         .collect()
 }
 
+/// A table cell of our own text (ids, actions): `|` and line breaks would end it.
 fn cell(text: &str) -> String {
-    text.replace('|', "\\|").replace('\n', " ")
+    crate::shown::escape(text).replace('|', "\\|")
+}
+
+/// A table cell of outside text (an error message): also Markdown and HTML are shown as
+/// text, so a server cannot add links, images or formatting to the summary.
+fn text_cell(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in crate::shown::escape(text).chars() {
+        match c {
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '\\' | '`' | '*' | '_' | '[' | ']' | '(' | ')' | '!' | '|' | '#' | '~' | '{' | '}' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// GitHub refuses a step summary over 1 MiB; this leaves room for other steps' output.
@@ -116,7 +144,7 @@ pub fn step_summary(
                 },
                 s.duration_ms as f64 / 1000.0,
                 s.attempts,
-                cell(&api_short(&error))
+                text_cell(&api_short(&error))
             )
         })
         .collect();

@@ -17,7 +17,12 @@ fn esc(text: &str) -> String {
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&apos;"),
-            c if (c as u32) < 0x20 && c != '\n' && c != '\t' => {}
+            '\n' | '\t' => out.push(c),
+            // Control characters (an escape sequence in a server's message) are shown, and
+            // U+FFFE/U+FFFF, which XML does not allow, too: the file stays valid XML.
+            c if c.is_control() || crate::shown::is_invisible(c) => {
+                out.push_str(&format!("\\u{{{:x}}}", c as u32))
+            }
             c => out.push(c),
         }
     }

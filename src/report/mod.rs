@@ -66,7 +66,8 @@ impl Progress {
         }
     }
 
-    /// A finished line: above the live display, or plainly.
+    /// A finished line: above the live display, or plainly. Its parts that came from
+    /// outside (a server's message, a path made of server data) are escaped by the callers.
     fn line(&self, text: &str) {
         match &self.live {
             Some(live) => {
@@ -107,7 +108,7 @@ impl Progress {
                         indicatif::ProgressStyle::with_template("{spinner} {msg} {elapsed}")
                             .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
                     );
-                    bar.set_message(format!("{id} ({action})"));
+                    bar.set_message(crate::shown::escape(&format!("{id} ({action})")).into_owned());
                     bar.enable_steady_tick(Duration::from_millis(120));
                     live.steps.insert(id.to_string(), bar);
                 }
@@ -152,25 +153,26 @@ impl Progress {
             }
             return;
         }
+        let shown = |text: &str| crate::shown::escape(&self.redactor.text(text)).into_owned();
         match r.status {
             StepStatus::Succeeded if r.reused && !self.quiet => self.line(&format!(
                 "✔ {} reused: done in an earlier run (journal)",
                 r.id
             )),
             StepStatus::Succeeded if !self.quiet => {
-                self.line(&format!("✔ {} succeeded in {took}", r.id))
+                self.line(&format!("✔ {} succeeded in {took}", shown(&r.id)))
             }
             StepStatus::Skipped if !self.quiet => self.line(&format!(
                 "- {} skipped: {}",
-                r.id,
-                r.reason.as_deref().unwrap_or("skipped")
+                shown(&r.id),
+                shown(r.reason.as_deref().unwrap_or("skipped"))
             )),
             StepStatus::Failed => self.line(&format!(
                 "✘ {} ({}:{}) failed after {took}: {}",
-                r.id,
-                self.file,
+                shown(&r.id),
+                shown(&self.file),
                 r.line,
-                error.unwrap_or_default()
+                shown(&error.unwrap_or_default())
             )),
             _ => {}
         }
@@ -197,7 +199,8 @@ impl Progress {
                     .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
                     .progress_chars("=> "),
             );
-            bar.set_message(label.to_string());
+            // A label may be a path made of server data.
+            bar.set_message(crate::shown::escape(&self.redactor.text(label)).into_owned());
             bar
         });
         if let Some(t) = total {
@@ -236,7 +239,7 @@ impl Progress {
             let e = self.redactor.text(e);
             match self.mode {
                 ProgressMode::Json => tracing::warn!(event = "output_error", "{e}"),
-                _ => eprintln!("warning: {e}"),
+                _ => self.line(&format!("warning: {}", crate::shown::escape(&e))),
             }
         }
         match self.mode {

@@ -10,6 +10,7 @@
 //! Takes: checked template values and a context. Gives: JSON or [`Rendered`] values.
 //! Must not: know about HTTP or the pipeline file's layout.
 
+mod budget;
 pub mod preview;
 mod rendered;
 
@@ -82,8 +83,18 @@ pub struct Analysis {
     pub references: Vec<String>,
 }
 
-/// Parses a template; the error is minijinja's message.
+/// Parses a template; the error is minijinja's message. Within the memory budget like a
+/// render: compiling folds constant expressions (`'x' * 99999999 ~ ...`).
 pub fn analyze(text: &str) -> Result<Analysis, TemplateError> {
+    if budget::could_grow(text) {
+        let owned = text.to_string();
+        return budget::run(text, move || analyze_unbounded(&owned))
+            .unwrap_or_else(|stopped| Err(TemplateError(stopped_message(text, stopped))));
+    }
+    analyze_unbounded(text)
+}
+
+fn analyze_unbounded(text: &str) -> Result<Analysis, TemplateError> {
     let env = environment();
     let mut refs: Vec<String> = match whole_expression(text) {
         Some(expr) => env
@@ -123,8 +134,101 @@ pub fn render(tmpl: &Tmpl, ctx: &Value) -> Result<serde_json::Value, TemplateErr
     render_text(&tmpl.source, tmpl.whole_expr.as_deref(), ctx)
 }
 
+/// The most text one render may produce.
+pub const MAX_RENDERED_BYTES: usize = 64 << 20;
+
 /// Renders template text; `whole_expr` is its expression when the text is one `{{ }}`.
+/// Bounded: a render that could grow runs within a memory budget ([`budget`]), and no
+/// render may produce more than [`MAX_RENDERED_BYTES`]; either is an error naming the
+/// template, never an aborted process.
 pub fn render_text(
+    text: &str,
+    whole_expr: Option<&str>,
+    ctx: &Value,
+) -> Result<serde_json::Value, TemplateError> {
+    let value = if budget::could_grow(text) {
+        let (owned, expr, ctx) = (
+            text.to_string(),
+            whole_expr.map(str::to_string),
+            ctx.clone(),
+        );
+        budget::run(text, move || {
+            render_unbounded(&owned, expr.as_deref(), &ctx)
+        })
+        .unwrap_or_else(|stopped| Err(TemplateError(stopped_message(text, stopped))))?
+    } else {
+        render_unbounded(text, whole_expr, ctx)?
+    };
+    match &value {
+        serde_json::Value::String(s) if s.len() > MAX_RENDERED_BYTES => {
+            Err(TemplateError(format!(
+                "template `{}` renders to {} MiB, more than the {} MiB a template may produce",
+                shorten(text),
+                s.len() >> 20,
+                MAX_RENDERED_BYTES >> 20
+            )))
+        }
+        _ => Ok(value),
+    }
+}
+
+/// minijinja's own `render_str`, within the memory budget, for callers that read
+/// minijinja's error kinds (the dry-run preview); a stop is an `InvalidOperation`.
+pub fn render_str(text: &str, ctx: &Value) -> Result<String, minijinja::Error> {
+    if !budget::could_grow(text) {
+        return environment().render_str(text, ctx);
+    }
+    let (owned, ctx) = (text.to_string(), ctx.clone());
+    budget::run(&format!("preview:{text}"), move || {
+        environment().render_str(&owned, &ctx)
+    })
+    .unwrap_or_else(|stopped| Err(stopped_error(text, stopped)))
+}
+
+/// An expression evaluated by minijinja, within the memory budget (see [`render_str`]).
+pub fn eval_expression(expr: &str, ctx: &Value) -> Result<Value, minijinja::Error> {
+    let text = format!("{{{{ {expr} }}}}");
+    if !budget::could_grow(&text) {
+        return environment().compile_expression(expr)?.eval(ctx);
+    }
+    let (owned, ctx) = (expr.to_string(), ctx.clone());
+    budget::run(&format!("preview:{text}"), move || {
+        environment().compile_expression(&owned)?.eval(&ctx)
+    })
+    .unwrap_or_else(|stopped| Err(stopped_error(&text, stopped)))
+}
+
+fn stopped_error(text: &str, stopped: budget::Stopped) -> minijinja::Error {
+    minijinja::Error::new(
+        minijinja::ErrorKind::InvalidOperation,
+        stopped_message(text, stopped),
+    )
+}
+
+/// The start of a template, to name it in a message.
+fn shorten(text: &str) -> String {
+    let cut: String = text.chars().take(80).collect();
+    if cut.len() < text.len() {
+        format!("{cut}…")
+    } else {
+        cut
+    }
+}
+
+fn stopped_message(text: &str, stopped: budget::Stopped) -> String {
+    let text = shorten(text);
+    match stopped {
+        budget::Stopped::Memory => format!(
+            "template `{text}` needs more than {} MiB of memory (a string doubled in a loop, a huge join or repetition?); templates are limited so a run cannot exhaust memory",
+            budget::MEMORY_BUDGET >> 20
+        ),
+        budget::Stopped::TooMany => format!(
+            "template `{text}` was not rendered: other templates of this run already went over their memory budget"
+        ),
+    }
+}
+
+fn render_unbounded(
     text: &str,
     whole_expr: Option<&str>,
     ctx: &Value,

@@ -74,7 +74,7 @@ fn tmpl(t: &Tmpl, ctx: &Value, unknowns: Unknowns) -> Result<Rendered, TemplateE
         return Ok(Rendered::Later(Later::from_pieces(pieces)));
     }
     // Blocks (`{% if %}`, loops): unknown as a whole.
-    match template::environment().render_str(&t.source, ctx) {
+    match template::render_str(&t.source, ctx) {
         Err(e) if is_static(&e) => Err(e.into()),
         _ => Ok(Rendered::Later(Later::whole(t.source.trim()))),
     }
@@ -110,8 +110,7 @@ fn to_rendered(value: &Value) -> Rendered {
 
 /// Evaluates an expression; `None` when it fails on an unknown value.
 fn eval(expr: &str, ctx: &Value) -> Result<Option<Value>, TemplateError> {
-    let compiled = template::environment().compile_expression(expr)?;
-    match compiled.eval(ctx) {
+    match template::eval_expression(expr, ctx) {
         Ok(v) if v.is_undefined() => Ok(None),
         Ok(v) => Ok(Some(v)),
         Err(e) if is_static(&e) => Err(e.into()),
@@ -186,9 +185,7 @@ fn segment(expr: &str, ctx: &Value, touched: bool) -> Result<Piece, TemplateErro
         let path = eval(expr, ctx)?.and_then(|v| Unknown::path_of(&v).map(str::to_string));
         return Ok(Piece::Unknown(path.unwrap_or_else(|| expr.to_string())));
     }
-    let v = template::environment()
-        .compile_expression(expr)?
-        .eval(ctx)?;
+    let v = template::eval_expression(expr, ctx)?;
     if v.is_undefined() {
         return Err(TemplateError(format!("`{expr}` is undefined")));
     }

@@ -2,7 +2,9 @@
 //! emulator with scripted faults, one test per case of the issue (`caseNN_...`), plus the
 //! cases the suite found on the way (`case15` on). This file is the harness; the cases live
 //! in `faults/`: `retries` (1-5, 15, 16), `transfers` (6-9), `signals` (10), `security`
-//! (11, 13, 14) and `input` (12). Run them alone with `cargo nextest run -E 'test(/faults::/)'`.
+//! (11, 13, 14) and `input` (12); `hostile_b` holds issue 16's group B (hostile servers,
+//! files and names: `hostile_bNN_...`, NN the item of the issue). Run them alone with
+//! `cargo nextest run -E 'test(/faults::/)'`.
 //!
 //! Every test checks both sides: the server (the emulator's journal of requests, what it
 //! stored, and that each scripted fault was actually delivered, so no test passes by never
@@ -29,6 +31,8 @@ use tokio::io::AsyncReadExt;
 
 use crate::support::{sha256_file, start_emulator, write};
 
+mod hostile;
+mod hostile_b;
 mod input;
 mod retries;
 mod security;
@@ -306,7 +310,8 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
             let p = e.path();
             if p.is_dir() {
                 stack.push(p);
-            } else {
+            } else if p.is_file() {
+                // Not FIFOs or devices a test made: opening a FIFO would wait for a writer.
                 out.push(p);
             }
         }

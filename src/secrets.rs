@@ -20,7 +20,7 @@ pub fn install(redactor: Redactor) {
 
 /// Checks that each named secret (name, value) is long enough to mask ([`check_length`]),
 /// then installs a redactor for all of them in every form ([`forms`]).
-pub fn install_checked(named: impl IntoIterator<Item = (String, String)>) -> Result<(), String> {
+pub fn install_checked(named: impl IntoIterator<Item = (String, String)>) -> Result<(), TooShort> {
     let mut values = Vec::new();
     for (name, value) in named {
         check_length(&name, &value)?;
@@ -70,15 +70,26 @@ pub const MIN_SECRET_CHARS: usize = 4;
 
 /// Refuses a secret too short to mask (`name` says which); an empty or blank value has
 /// nothing to mask and passes.
-pub fn check_length(name: &str, value: &str) -> Result<(), String> {
+pub fn check_length(name: &str, value: &str) -> Result<(), TooShort> {
     let n = value.trim().chars().count();
     if n == 0 || n >= MIN_SECRET_CHARS {
         return Ok(());
     }
-    Err(format!(
-        "{name} is {n} character{} long: secrets (the API key, `secrets:`) shorter than {MIN_SECRET_CHARS} characters cannot be masked in output without masking unrelated text, so they are refused (check the value, or do not list it as a secret)",
-        if n == 1 { "" } else { "s" }
-    ))
+    Err(TooShort {
+        name: name.to_string(),
+        chars: n,
+    })
+}
+
+/// A secret too short to mask (its value is never part of the error).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{name} is {chars} character{plural} long: secrets (the API key, `secrets:`) shorter than {MIN_SECRET_CHARS} characters cannot be masked in output without masking unrelated text, so they are refused (check the value, or do not list it as a secret)",
+    plural = if *chars == 1 { "" } else { "s" }
+)]
+pub struct TooShort {
+    pub name: String,
+    pub chars: usize,
 }
 
 /// Replaces every secret value (the API key, `secrets:`) with `***` in text and JSON, in
@@ -346,6 +357,7 @@ mod tests {
     fn short_secrets_are_refused_blank_ones_ignored() {
         assert!(check_length("T", "abc")
             .unwrap_err()
+            .to_string()
             .contains("T is 3 characters"));
         assert!(check_length("T", "é").is_err());
         assert!(check_length("T", "abcd").is_ok());

@@ -57,7 +57,7 @@ impl DatasetRef {
         let Some(req) = self.lookup(ctx.client.endpoint()) else {
             return Ok(self);
         };
-        let body = ctx.client.send_json(&req, &ctx.call, None).await?.body;
+        let body = super::fetch_json(ctx, &req).await?;
         let field = |name: &str| body.get(name).and_then(Value::as_str).map(str::to_string);
         match (field("owner_name"), field("slug")) {
             (Some(owner), Some(slug)) => Ok(DatasetRef::OwnerSlug {
@@ -186,7 +186,7 @@ impl Action for DatasetsGet {
 
     async fn run(inputs: &Inputs, ctx: &RunCtx<'_>) -> ActionResult {
         let req = DatasetRef::read(inputs, &DATASET)?.get(ctx.client.endpoint())?;
-        Ok(ctx.client.send_json(&req, &ctx.call, None).await?.body)
+        super::fetch_json(ctx, &req).await
     }
 }
 
@@ -235,7 +235,7 @@ impl Action for ItemsGet {
     async fn run(inputs: &Inputs, ctx: &RunCtx<'_>) -> ActionResult {
         let dataset = DatasetRef::read(inputs, &DATASET)?.resolved(ctx).await?;
         let req = Self::request(inputs, ctx.client.endpoint(), &dataset)?;
-        Ok(ctx.client.send_json(&req, &ctx.call, None).await?.body)
+        super::fetch_json(ctx, &req).await
     }
 }
 
@@ -409,7 +409,7 @@ impl Action for DatasetsCreate {
         let created = match ctx.journal.dataset() {
             Some(uid) => get_dataset(&uid, ctx).await?,
             None => {
-                let created = ctx.client.send_json(&req, &ctx.call, None).await?.body;
+                let created = super::fetch_json(ctx, &req).await?;
                 if let Some(uid) = dataset_uid(&created) {
                     ctx.journal.dataset_created(uid);
                 }
@@ -439,7 +439,7 @@ pub async fn get_dataset(uid: &str, ctx: &RunCtx<'_>) -> ActionResult {
             .endpoint()
             .at("/datasets/{}", &[&Text::Known(uid.to_string())]),
     );
-    Ok(ctx.client.send_json(&req, &ctx.call, None).await?.body)
+    super::fetch_json(ctx, &req).await
 }
 
 /// Polls `GET /datasets/{uid}/` until the dataset is `created` (every 2s, growing to 10s).
@@ -482,7 +482,7 @@ pub async fn wait_created(dataset: &Value, timeout: Duration, ctx: &RunCtx<'_>) 
         }
         super::poll_pause(ctx, interval, "while waiting for the dataset").await?;
         interval = next_interval(interval, Duration::from_secs(10));
-        current = ctx.client.send_json(&req, &ctx.call, None).await?.body;
+        current = super::fetch_json(ctx, &req).await?;
     }
 }
 

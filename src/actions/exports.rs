@@ -75,9 +75,9 @@ impl Action for ExportsCreate {
                 Method::Get,
                 ctx.client.endpoint().at("/exports/{}", &[&Text::Known(id)]),
             );
-            let resp = ctx.client.send_json(&get, &ctx.call, None).await?;
-            if resp.body.is_object() {
-                return Ok(resp.body);
+            let export = super::fetch_json(ctx, &get).await?;
+            if export.is_object() {
+                return Ok(export);
             }
         }
         let resp = ctx.client.send_json(&req, &ctx.call, None).await?;

@@ -632,6 +632,19 @@ fn special_kind(kind: &std::fs::FileType) -> &'static str {
     "not a regular file"
 }
 
+/// Sends an API request and reads its JSON body; a body that is not JSON fails with the
+/// request and the reason (where the bytes went wrong).
+pub async fn fetch_json(ctx: &RunCtx<'_>, req: &HttpRequest) -> Result<Value, ActionError> {
+    let resp = ctx.client.send_json(req, &ctx.call, None).await?;
+    resp.json().map_err(|why| {
+        ActionError::Other(format!(
+            "{} {}: {why}",
+            req.method.as_str(),
+            crate::api::request::display_path(&req.url)
+        ))
+    })
+}
+
 /// The pause between two polls: `interval`, cut short by an interrupt (`what`: what was
 /// being waited for, "while polling"); recorded as a poll wait for the run's timeline.
 pub async fn poll_pause(

@@ -132,15 +132,35 @@ fn with_keys(files: Vec<PathBuf>) -> Vec<(PathBuf, String)> {
     files
         .into_iter()
         .map(|p| {
-            let key = common
+            let relative = common
                 .as_deref()
                 .and_then(|c| p.strip_prefix(c).ok())
-                .unwrap_or(&p)
-                .to_string_lossy()
-                .replace('\\', "/");
+                .unwrap_or(&p);
+            let key = key_text(relative).replace('\\', "/");
             (p, key)
         })
         .collect()
+}
+
+/// A path as a key in the dataset: its text, with bytes that are not UTF-8 (names are
+/// bytes on Unix) percent-encoded, so two such names never become the same key.
+fn key_text(path: &Path) -> String {
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt as _;
+        let mut out = String::new();
+        for chunk in path.as_os_str().as_bytes().utf8_chunks() {
+            out.push_str(chunk.valid());
+            for b in chunk.invalid() {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        }
+        out
+    }
+    #[cfg(not(unix))]
+    {
+        path.to_string_lossy().into_owned()
+    }
 }
 
 impl Action for DatasetsUpload {
@@ -281,11 +301,7 @@ async fn run(inputs: UploadInputs, ctx: &RunCtx<'_>) -> ActionResult {
     let created = match ctx.journal.dataset().filter(|_| resumed.is_some()) {
         Some(uid) => super::datasets::get_dataset(&uid, ctx).await?,
         None => {
-            let created = ctx
-                .client
-                .send_json(&inputs.finalize(endpoint, &session), &ctx.call, None)
-                .await?
-                .body;
+            let created = super::fetch_json(ctx, &inputs.finalize(endpoint, &session)).await?;
             if let Some(uid) = super::datasets::dataset_uid(&created) {
                 ctx.journal.dataset_created(uid);
             }
@@ -314,7 +330,7 @@ async fn check_quota(ctx: &RunCtx<'_>, bytes: u64) -> Result<(), ActionError> {
             .endpoint()
             .at("/datasets/manual-upload/quota", &[]),
     );
-    let quota = ctx.client.send_json(&req, &ctx.call, None).await?.body;
+    let quota = super::fetch_json(ctx, &req).await?;
     let (used, limit) = (quota["used"].as_u64(), quota["limit"].as_u64());
     if let (Some(used), Some(limit)) = (used, limit) {
         if used.saturating_add(bytes) > limit {
@@ -393,7 +409,7 @@ async fn store(
     session: &str,
 ) -> Result<bool, ActionError> {
     let presign = inputs.presign(ctx.client.endpoint(), key, Some(size), session);
-    let answer = ctx.client.send_json(&presign, &ctx.call, None).await?.body;
+    let answer = super::fetch_json(ctx, &presign).await?;
     if answer["complete"] == json!(true) {
         return Ok(false);
     }
@@ -519,7 +535,7 @@ async fn put_parts(
             ),
         )
         .with_body(Body::Json(json!({"part_numbers": [n]})));
-        let signed = ctx.client.send_json(&sign, &ctx.call, None).await?.body;
+        let signed = super::fetch_json(ctx, &sign).await?;
         let part = signed["parts"]
             .as_array()
             .and_then(|ps| ps.iter().find(|p| p["part_number"].as_u64() == Some(n)))
@@ -567,5 +583,13 @@ mod tests {
         assert_eq!(keys[1].1, "b/2.jpg");
         let one = with_keys(vec![PathBuf::from("data/a/1.jpg")]);
         assert_eq!(one[0].1, "1.jpg");
+        #[cfg(unix)]
+        {
+            use std::os::unix::ffi::OsStrExt as _;
+            let odd = |b: &[u8]| PathBuf::from(std::ffi::OsStr::from_bytes(b));
+            let keys = with_keys(vec![odd(b"d/x\xff.bin"), odd(b"d/x\xfe.bin")]);
+            assert_eq!(keys[0].1, "x%FF.bin");
+            assert_ne!(keys[0].1, keys[1].1);
+        }
     }
 }

@@ -267,9 +267,9 @@ pub struct JsonResponse {
 
 impl JsonResponse {
     /// The body, which must be JSON: else an error in words that says why it is not.
-    pub fn json(self) -> Result<serde_json::Value, String> {
+    pub fn json(self) -> Result<serde_json::Value, shapes::BadBody> {
         match self.not_json {
-            Some(why) => Err(format!("the response is not JSON: {why}")),
+            Some(why) => Err(shapes::BadBody(format!("the response is not JSON: {why}"))),
             None => Ok(self.body),
         }
     }

@@ -19,14 +19,31 @@ pub struct Page {
 
 /// Reads a list page in either shape. Takes the body so the items move out of it: a
 /// page of a big list is not copied item by item.
-pub fn parse_page(body: Value) -> Result<Page, String> {
+/// A response body that is not what the action reads, in words.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BadBody(pub String);
+
+impl From<&str> for BadBody {
+    fn from(text: &str) -> Self {
+        BadBody(text.to_string())
+    }
+}
+
+impl From<String> for BadBody {
+    fn from(text: String) -> Self {
+        BadBody(text)
+    }
+}
+
+pub fn parse_page(body: Value) -> Result<Page, BadBody> {
     let mut obj = match body {
         Value::Object(obj) => obj,
         other => {
-            return Err(format!(
+            return Err(BadBody(format!(
                 "expected a JSON object with a list, got {}",
                 kind(&other)
-            ))
+            )))
         }
     };
     let list_key = if obj.contains_key("items") {
@@ -36,11 +53,11 @@ pub fn parse_page(body: Value) -> Result<Page, String> {
     };
     let items = match obj.get_mut(list_key) {
         Some(Value::Array(items)) => std::mem::take(items),
-        Some(other) => return Err(format!("`items` is {}, not a list", kind(other))),
+        Some(other) => return Err(BadBody(format!("`items` is {}, not a list", kind(other)))),
         None => {
-            return Err(
+            return Err(BadBody(
                 "the response has neither `items` nor `results`: not a list page".to_string(),
-            )
+            ))
         }
     };
     let total = obj

@@ -46,7 +46,7 @@ pub fn run(args: RunArgs, ui: UiSettings) -> ExitCode {
         .map(|n| (n.clone(), std::env::var(n).unwrap_or_default())))
     .chain(std::env::var("AVALA_API_KEY").map(|k| ("AVALA_API_KEY".into(), k)));
     if let Err(msg) = crate::secrets::install_checked(named) {
-        return invalid(msg);
+        return invalid(msg.to_string());
     }
     let overrides = match overrides(&p, &args) {
         Ok(o) => o,
@@ -201,6 +201,14 @@ fn endpoint(
             .or_else(|| p.base_url.clone())
             .unwrap_or_else(|| DEFAULT_BASE_URL.to_string()),
     };
+    // Credentials in the URL would be shown wherever the URL is: refuse them unseen.
+    if reqwest::Url::parse(&base_url)
+        .is_ok_and(|u| !u.username().is_empty() || u.password().is_some())
+    {
+        return Err(invalid(
+            "the base URL carries credentials (user:password@): they would be shown in every plan and log; give the URL without them (the key goes in AVALA_API_KEY)",
+        ));
+    }
     // The URL as it will be used: a base URL is never rendered, so template syntax in it
     // is not exempt here as it is in `validate` (it would hide a plain-http host).
     if crate::template::has_syntax(&base_url) {
@@ -208,7 +216,7 @@ fn endpoint(
             "base URL `{base_url}`: templates are not rendered in a base URL; give the URL itself (https://, or plain http:// to a loopback host only)"
         )));
     }
-    check_base_url(&base_url).map_err(invalid)?;
+    check_base_url(&base_url).map_err(|e| invalid(e.to_string()))?;
     let Ok(url) = reqwest::Url::parse(&base_url) else {
         return Err(invalid(format!("invalid base URL `{base_url}`")));
     };

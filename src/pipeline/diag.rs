@@ -81,96 +81,95 @@ impl FileDiagnostics {
 
     /// rustc-style text, one block per diagnostic, then a count.
     pub fn render(&self, color: bool) -> String {
-        let paint = |code: &str, text: &str| {
-            if color {
-                format!("\x1b[{code}m{text}\x1b[0m")
-            } else {
-                text.to_string()
-            }
-        };
+        let paint = Paint(color);
         let mut out = String::new();
         for d in &self.diagnostics {
-            let line_text = source_line(&self.source, d.pos.line);
-            let gutter = d.pos.line.to_string().len();
-            let pad = " ".repeat(gutter);
-            // The message, step, suggestion and help may quote the file's text: an escape
-            // sequence or an invisible character in a name is shown, not obeyed or hidden.
-            let shown = |text: &str| crate::shown::escape(text).into_owned();
-            let _ = writeln!(out, "{}: {}", paint("1;31", "error"), shown(&d.message));
-            let _ = writeln!(
-                out,
-                "{pad}{} {}:{}:{}",
-                paint("1;34", "-->"),
-                shown(&self.file.display().to_string()),
-                d.pos.line,
-                d.pos.col
-            );
-            if let Some(step) = &d.step {
-                let _ = writeln!(
-                    out,
-                    "{pad} {} in step `{}`",
-                    paint("1;34", "="),
-                    shown(step)
-                );
-            }
-            // No source (the file could not be read): no snippet to show.
-            if !self.source.is_empty() {
-                let _ = writeln!(out, "{pad} {}", paint("1;34", "|"));
-                // Control and invisible characters (a binary file, an escape sequence, a
-                // byte-order mark) must not reach the terminal: they are shown as U+FFFD, one
-                // for one, so the caret still lines up.
-                let snippet: String = line_text
-                    .chars()
-                    .take(200)
-                    .map(|c| {
-                        if (c.is_control() && c != '\t') || crate::shown::is_invisible(c) {
-                            char::REPLACEMENT_CHARACTER
-                        } else {
-                            c
-                        }
-                    })
-                    .collect();
-                let _ = writeln!(
-                    out,
-                    "{} {} {}",
-                    paint("1;34", &d.pos.line.to_string()),
-                    paint("1;34", "|"),
-                    snippet
-                );
-                let caret_pad: String = line_text
-                    .chars()
-                    .take(d.pos.col.saturating_sub(1) as usize)
-                    .map(|c| if c == '\t' { '\t' } else { ' ' })
-                    .collect();
-                let _ = writeln!(
-                    out,
-                    "{pad} {} {caret_pad}{}",
-                    paint("1;34", "|"),
-                    paint("1;31", &"^".repeat(d.len.min(120)))
-                );
-            }
-            if let Some(s) = &d.suggestion {
-                let _ = writeln!(
-                    out,
-                    "{pad} {} help: did you mean `{}`?",
-                    paint("1;34", "="),
-                    shown(s)
-                );
-            }
-            if let Some(h) = &d.help {
-                let _ = writeln!(out, "{pad} {} help: {}", paint("1;34", "="), shown(h));
-            }
-            out.push('\n');
+            self.render_one(&mut out, d, paint);
         }
         let n = self.diagnostics.len();
         let _ = writeln!(
             out,
             "{}: {} is invalid: {n} problem{}",
-            paint("1;31", "error"),
+            paint.red("error"),
             crate::shown::escape(&self.file.display().to_string()),
             if n == 1 { "" } else { "s" }
         );
         out
+    }
+
+    /// One diagnostic: the message, where, the step, the source line with a caret, and
+    /// the suggestion and help.
+    fn render_one(&self, out: &mut String, d: &Diagnostic, paint: Paint) {
+        let pad = " ".repeat(d.pos.line.to_string().len());
+        // The message, step, suggestion and help may quote the file's text: an escape
+        // sequence or an invisible character in a name is shown, not obeyed or hidden.
+        let shown = |text: &str| crate::shown::escape(text).into_owned();
+        let _ = writeln!(out, "{}: {}", paint.red("error"), shown(&d.message));
+        let _ = writeln!(
+            out,
+            "{pad}{} {}:{}:{}",
+            paint.blue("-->"),
+            shown(&self.file.display().to_string()),
+            d.pos.line,
+            d.pos.col
+        );
+        if let Some(step) = &d.step {
+            let _ = writeln!(out, "{pad} {} in step `{}`", paint.blue("="), shown(step));
+        }
+        // No source (the file could not be read): no snippet to show.
+        if !self.source.is_empty() {
+            self.render_snippet(out, d, &pad, paint);
+        }
+        if let Some(s) = &d.suggestion {
+            let _ = writeln!(
+                out,
+                "{pad} {} help: did you mean `{}`?",
+                paint.blue("="),
+                shown(s)
+            );
+        }
+        if let Some(h) = &d.help {
+            let _ = writeln!(out, "{pad} {} help: {}", paint.blue("="), shown(h));
+        }
+        out.push('\n');
+    }
+
+    /// The diagnostic's source line and a caret under the offending text.
+    fn render_snippet(&self, out: &mut String, d: &Diagnostic, pad: &str, paint: Paint) {
+        let line_text = source_line(&self.source, d.pos.line);
+        let _ = writeln!(out, "{pad} {}", paint.blue("|"));
+        // Control and invisible characters (a binary file, an escape sequence, a
+        // byte-order mark) must not reach the terminal: they are shown as U+FFFD, one
+        // for one, so the caret still lines up.
+        let snippet: String = line_text
+            .chars()
+            .take(200)
+            .map(|c| {
+                if (c.is_control() && c != '\t') || crate::shown::is_invisible(c) {
+                    char::REPLACEMENT_CHARACTER
+                } else {
+                    c
+                }
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "{} {} {}",
+            paint.blue(&d.pos.line.to_string()),
+            paint.blue("|"),
+            snippet
+        );
+        let caret_pad: String = line_text
+            .chars()
+            .take(d.pos.col.saturating_sub(1) as usize)
+            .map(|c| if c == '\t' { '\t' } else { ' ' })
+            .collect();
+        let _ = writeln!(
+            out,
+            "{pad} {} {caret_pad}{}",
+            paint.blue("|"),
+            paint.red(&"^".repeat(d.len.min(120)))
+        );
     }
 
     /// One JSON object per diagnostic, with the file name.
@@ -188,6 +187,30 @@ impl FileDiagnostics {
                 v
             })
             .collect()
+    }
+}
+
+/// ANSI colours for rendered diagnostics, or none.
+#[derive(Clone, Copy)]
+struct Paint(bool);
+
+impl Paint {
+    fn code(self, code: &str, text: &str) -> String {
+        if self.0 {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_string()
+        }
+    }
+
+    /// Bold red: `error` and the caret.
+    fn red(self, text: &str) -> String {
+        self.code("1;31", text)
+    }
+
+    /// Bold blue: the gutter, `-->` and `=`.
+    fn blue(self, text: &str) -> String {
+        self.code("1;34", text)
     }
 }
 

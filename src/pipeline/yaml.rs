@@ -161,19 +161,33 @@ pub fn parse_scalar(text: &str) -> crate::pipeline::model::TValue {
     }
 }
 
+/// Why a `--vars-file` cannot be read as vars.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VarsFileError {
+    #[error("{pos}: {message}")]
+    Yaml { pos: Pos, message: String },
+    #[error("a vars file must be a mapping of var names to values")]
+    NotAMapping,
+    #[error("{pos}: var names must be strings")]
+    NameNotAString { pos: Pos },
+}
+
 /// Reads a `--vars-file`: a mapping of names to values (any YAML, no templates).
 pub fn parse_map_of_scalars(
     text: &str,
-) -> Result<Vec<(String, crate::pipeline::model::TValue)>, String> {
-    let node = parse(text).map_err(|e| format!("{}: {}", e.pos, e.message))?;
+) -> Result<Vec<(String, crate::pipeline::model::TValue)>, VarsFileError> {
+    let node = parse(text).map_err(|e| VarsFileError::Yaml {
+        pos: e.pos,
+        message: e.message,
+    })?;
     let NodeKind::Map(entries) = node.kind else {
-        return Err("a vars file must be a mapping of var names to values".into());
+        return Err(VarsFileError::NotAMapping);
     };
     entries
         .into_iter()
         .map(|(k, v)| match k.kind {
             NodeKind::Str(name) => Ok((name, literal(v))),
-            _ => Err(format!("{}: var names must be strings", k.pos)),
+            _ => Err(VarsFileError::NameNotAString { pos: k.pos }),
         })
         .collect()
 }

@@ -21,9 +21,7 @@ async fn projects_get_fetches_one_project_and_its_plan_shows_the_request() {
         .args(["run", "--format", "json", "--base-url", &base])
         .arg(&file)
         .env("AVALA_API_KEY", KEY);
-    let out = tokio::task::spawn_blocking(move || cmd.run())
-        .await
-        .unwrap();
+    let out = cmd.run_async().await;
     out.success();
     let report = out.json();
     let step = &report["steps"][0];

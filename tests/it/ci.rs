@@ -6,15 +6,9 @@ use std::path::Path;
 use avala_pipe::emulator::EmulatorOptions;
 use serde_json::Value;
 
-use crate::support::{avala_pipe, start_emulator, Cmd, Output};
+use crate::support::{avala_pipe, start_emulator};
 
 const KEY: &str = "avk_test_CIKEY_abcdef123456";
-
-async fn run(cmd: Cmd) -> Output {
-    tokio::task::spawn_blocking(move || cmd.run())
-        .await
-        .unwrap()
-}
 
 /// A pipeline with one step that fails (404) and one that succeeds.
 fn failing_pipeline(dir: &Path) -> std::path::PathBuf {
@@ -47,7 +41,7 @@ async fn json_logs_are_one_object_per_line() {
     let emu = start_emulator(Some(KEY), EmulatorOptions::default()).await;
     let dir = tempfile::tempdir().unwrap();
     let file = failing_pipeline(dir.path());
-    let out = run(avala_pipe()
+    let out = avala_pipe()
         .args([
             "run",
             "--log-format",
@@ -58,8 +52,10 @@ async fn json_logs_are_one_object_per_line() {
         ])
         .arg(&file)
         .env("AVALA_API_KEY", KEY)
-        .current_dir(dir.path()))
-    .await;
+        .current_dir(dir.path())
+        .scan_dir(dir.path())
+        .run_async()
+        .await;
     out.code(1);
     let mut steps_finished = 0;
     for line in out.stderr.lines() {
@@ -81,13 +77,15 @@ async fn json_logs_are_one_object_per_line() {
     assert_eq!(steps_finished, 3, "{}", out.stderr);
     assert!(!out.stderr.contains(KEY));
     // Invalid files are JSON lines too, with their position.
-    let out = run(avala_pipe().args([
-        "--log-format",
-        "json",
-        "validate",
-        "tests/fixtures/invalid/unknown-input.yaml",
-    ]))
-    .await;
+    let out = avala_pipe()
+        .args([
+            "--log-format",
+            "json",
+            "validate",
+            "tests/fixtures/invalid/unknown-input.yaml",
+        ])
+        .run_async()
+        .await;
     out.code(2);
     let v: Value = serde_json::from_str(out.stderr.lines().next().unwrap()).unwrap();
     assert_eq!(
@@ -103,7 +101,7 @@ async fn junit_has_a_case_per_step_and_iteration() {
     let dir = tempfile::tempdir().unwrap();
     let file = failing_pipeline(dir.path());
     let junit = dir.path().join("junit.xml");
-    let out = run(avala_pipe()
+    let out = avala_pipe()
         .args([
             "run",
             "--concurrency",
@@ -115,8 +113,10 @@ async fn junit_has_a_case_per_step_and_iteration() {
         .arg(&junit)
         .arg(&file)
         .env("AVALA_API_KEY", KEY)
-        .current_dir(dir.path()))
-    .await;
+        .current_dir(dir.path())
+        .scan_dir(dir.path())
+        .run_async()
+        .await;
     out.code(1);
     // Parse it with a real XML parser.
     let script = r#"
@@ -170,7 +170,7 @@ async fn github_actions_annotations_summary_and_outputs() {
     let summary = dir.path().join("summary.md");
     let outputs = dir.path().join("outputs.txt");
     std::fs::write(&summary, "# earlier content\n").unwrap();
-    let out = run(avala_pipe()
+    let out = avala_pipe()
         .args([
             "run",
             "--github-output",
@@ -184,8 +184,10 @@ async fn github_actions_annotations_summary_and_outputs() {
         .env("GITHUB_ACTIONS", "true")
         .env("GITHUB_STEP_SUMMARY", &summary)
         .env("GITHUB_OUTPUT", &outputs)
-        .current_dir(dir.path()))
-    .await;
+        .current_dir(dir.path())
+        .scan_dir(dir.path())
+        .run_async()
+        .await;
     out.code(1);
     // stdout stays one JSON document; annotations go to stderr.
     let report: Value = serde_json::from_str(&out.stdout).expect("stdout is the report");
@@ -234,10 +236,11 @@ async fn github_actions_annotations_summary_and_outputs() {
     assert_eq!(lines[at + 3], lines[at].split_once("<<").unwrap().1);
 
     // Invalid files become annotations at their position.
-    let out = run(avala_pipe()
+    let out = avala_pipe()
         .args(["validate", "tests/fixtures/invalid/unknown-input.yaml"])
-        .env("GITHUB_ACTIONS", "true"))
-    .await;
+        .env("GITHUB_ACTIONS", "true")
+        .run_async()
+        .await;
     out.code(2);
     assert!(
         out.stderr.contains("::error file=tests/fixtures/invalid/unknown-input.yaml,line=6,col=7,title=invalid pipeline::unknown key `limt`"),
@@ -245,11 +248,12 @@ async fn github_actions_annotations_summary_and_outputs() {
         out.stderr
     );
     // --github-output outside GitHub Actions is an invocation error.
-    let out = run(avala_pipe()
+    let out = avala_pipe()
         .args(["run", "--github-output", "--dry-run"])
         .arg(&file)
-        .env_remove("GITHUB_OUTPUT"))
-    .await;
+        .env_remove("GITHUB_OUTPUT")
+        .run_async()
+        .await;
     out.code(2);
     assert!(out.stderr.contains("GITHUB_OUTPUT"));
 }
@@ -265,11 +269,12 @@ async fn piped_output_is_plain() {
             .arg(&file)
             .env("AVALA_API_KEY", KEY)
             .env_remove("NO_COLOR")
-            .current_dir(dir.path());
+            .current_dir(dir.path())
+            .scan_dir(dir.path());
         if let Some(v) = ci {
             cmd = cmd.env("CI", v);
         }
-        let out = run(cmd).await;
+        let out = cmd.run_async().await;
         out.code(1);
         for text in [&out.stdout, &out.stderr] {
             assert!(
@@ -289,12 +294,14 @@ async fn piped_output_is_plain() {
         assert!(out.stderr.contains("run failed in"), "{}", out.stderr);
     }
     // -q: only the failure.
-    let out = run(avala_pipe()
+    let out = avala_pipe()
         .args(["run", "-q", "--base-url", &emu.base_url()])
         .arg(&file)
         .env("AVALA_API_KEY", KEY)
-        .current_dir(dir.path()))
-    .await;
+        .current_dir(dir.path())
+        .scan_dir(dir.path())
+        .run_async()
+        .await;
     out.code(1);
     assert!(!out.stderr.contains("started"), "{}", out.stderr);
     assert!(out.stderr.contains("✘ missing"), "{}", out.stderr);
@@ -306,12 +313,14 @@ async fn errors_name_the_key_variable_never_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let file = failing_pipeline(dir.path());
     let wrong = "avk_WRONG_key_0000000000";
-    let out = run(avala_pipe()
+    let out = avala_pipe()
         .args(["run", "--format", "json", "--base-url", &emu.base_url()])
         .arg(&file)
         .env("AVALA_API_KEY", wrong)
-        .current_dir(dir.path()))
-    .await;
+        .current_dir(dir.path())
+        .scan_dir(dir.path())
+        .run_async()
+        .await;
     out.code(1);
     let report: Value = serde_json::from_str(&out.stdout).unwrap();
     let error = report["steps"][0]["error"].as_str().unwrap();
@@ -322,11 +331,12 @@ async fn errors_name_the_key_variable_never_the_key() {
     assert!(!out.stdout.contains(wrong) && !out.stderr.contains(wrong));
     // A missing key for a real run: exit 2, naming the variable, before any request.
     let before = emu.requests().len();
-    let out = run(avala_pipe()
+    let out = avala_pipe()
         .args(["run", "--base-url", &emu.base_url()])
         .arg(&file)
-        .env_remove("AVALA_API_KEY"))
-    .await;
+        .env_remove("AVALA_API_KEY")
+        .run_async()
+        .await;
     out.code(2);
     assert!(
         out.stderr.contains("AVALA_API_KEY is not set"),
@@ -347,7 +357,7 @@ async fn help_has_examples_for_every_command() {
         "completions",
         "man",
     ] {
-        let out = run(avala_pipe().args([cmd, "--help"])).await;
+        let out = avala_pipe().args([cmd, "--help"]).run_async().await;
         out.success();
         assert!(
             out.stdout.contains("Example"),
@@ -356,11 +366,11 @@ async fn help_has_examples_for_every_command() {
         );
     }
     for shell in ["bash", "zsh", "fish"] {
-        let out = run(avala_pipe().args(["completions", shell])).await;
+        let out = avala_pipe().args(["completions", shell]).run_async().await;
         out.success();
         assert!(out.stdout.contains("avala-pipe"), "{shell}");
     }
-    let out = run(avala_pipe().arg("man")).await;
+    let out = avala_pipe().arg("man").run_async().await;
     out.success();
     assert!(
         out.stdout.contains(".TH") && out.stdout.contains("avala\\-pipe"),
@@ -373,21 +383,20 @@ async fn help_has_examples_for_every_command() {
 /// display redraws in place, while the finished lines stay as in plain mode.
 #[test]
 fn a_terminal_gets_a_live_display() {
-    let bin = env!("CARGO_BIN_EXE_avala-pipe");
     let journey = crate::support::path("pipelines/journey.yaml");
     let dir = tempfile::tempdir().unwrap();
-    let command = format!("{bin} run {} --emulator", journey.display());
-    let out = std::process::Command::new("script")
-        .args(["-qec", &command, "/dev/null"])
+    let out = avala_pipe()
+        .arg("run")
+        .arg(&journey)
+        .arg("--emulator")
+        .on_terminal()
         .current_dir(dir.path())
+        .scan_dir(dir.path())
         .env("TERM", "xterm-256color")
-        .env_remove("CI")
         .env_remove("NO_COLOR")
-        .env_remove("AVALA_API_KEY")
-        .output()
-        .expect("`script` (util-linux) runs the binary on a pseudo-terminal");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}");
+        .run();
+    let text = &out.stdout;
+    assert_eq!(out.code, Some(0), "{text}");
     assert!(text.contains("✔ ready succeeded"), "{text}");
     assert!(text.contains("run succeeded"), "{text}");
     // The spinner of the one-second export wait is drawn and redrawn in place.

@@ -183,9 +183,7 @@ async fn a_5000_step_summary_stays_within_github_limits() {
         .env("GITHUB_STEP_SUMMARY", &summary)
         .current_dir(dir.path())
         .timeout(std::time::Duration::from_secs(180));
-    let out = tokio::task::spawn_blocking(move || cmd.run())
-        .await
-        .unwrap();
+    let out = cmd.run_async().await;
     emu.shutdown().await;
     // Every step failed (404), each with continue_on_error: the run succeeds.
     out.success();

@@ -662,28 +662,24 @@ async fn the_plan_is_what_a_run_sends() {
         let emu = crate::support::start_emulator(Some(KEY), options).await;
         let dir = tempfile::tempdir().unwrap();
         let run = |dry: bool| {
-            let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_avala-pipe"));
-            cmd.arg("run")
+            avala_pipe()
+                .arg("run")
                 .arg(&file)
                 .args(["--format", "json", "--base-url", &emu.base_url()])
                 .args(if dry { &["--dry-run"][..] } else { &[][..] })
                 .current_dir(dir.path())
                 .env("AVALA_API_KEY", KEY)
-                .env_remove("AVALA_BASE_URL");
-            cmd.output()
+                // The file's flavour, else the binary's default: as the emulator's above.
+                .env_remove("AVALA_API_FLAVOR")
+                .scan_dir(dir.path())
+                .run_async()
         };
-        let plan = run(true).await.unwrap();
-        assert_eq!(plan.status.code(), Some(0), "{}", file.display());
+        let plan = run(true).await;
+        assert_eq!(plan.code, Some(0), "{}", file.display());
         assert!(emu.requests().is_empty(), "the dry-run sent a request");
-        let real = run(false).await.unwrap();
-        assert_eq!(
-            real.status.code(),
-            Some(0),
-            "{}: {}",
-            file.display(),
-            String::from_utf8_lossy(&real.stderr)
-        );
-        let plan: Value = serde_json::from_slice(&plan.stdout).unwrap();
+        let real = run(false).await;
+        assert_eq!(real.code, Some(0), "{}: {}", file.display(), real.stderr);
+        let plan = plan.json();
         let origin = emu.base_url().trim_end_matches("/api/v1").to_string();
         let received = emu.requests();
         let mut compared = 0;

@@ -202,9 +202,7 @@ async fn rate_limit_waits_show_as_rate_limit_waits() {
         .arg(&file)
         .env("AVALA_API_KEY", KEY)
         .current_dir(dir.path());
-    let out = tokio::task::spawn_blocking(move || cmd.run())
-        .await
-        .unwrap();
+    let out = cmd.run_async().await;
     out.success();
     emu.shutdown().await;
     let html = std::fs::read_to_string(&page).unwrap();
@@ -256,9 +254,7 @@ async fn failures_show_the_request_and_server_message_masked() {
         .env("AVALA_API_KEY", KEY)
         .env("PARTNER_TOKEN", "tok_partner_4242")
         .current_dir(dir.path());
-    let out = tokio::task::spawn_blocking(move || cmd.run())
-        .await
-        .unwrap();
+    let out = cmd.run_async().await;
     out.code(1);
     emu.shutdown().await;
     let html = std::fs::read_to_string(&page).unwrap();
@@ -313,9 +309,7 @@ async fn retry_waits_are_told_apart_by_cause() {
         .arg(&file)
         .env("AVALA_API_KEY", KEY)
         .current_dir(dir.path());
-    let out = tokio::task::spawn_blocking(move || cmd.run())
-        .await
-        .unwrap();
+    let out = cmd.run_async().await;
     out.success();
     assert_eq!(
         (emu.fault_delivered("plain"), emu.fault_delivered("told")),

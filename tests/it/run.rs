@@ -3,62 +3,21 @@
 //! faults delivered) and what the client produced (exit code, report, files).
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use avala_pipe::emulator::{
     Emulator, EmulatorOptions, Fault, FaultEffect, Flavor, Origin, RetryAfter, Trigger,
 };
-use serde_json::Value;
 
-use crate::support::{sha256_file, start_emulator, write};
+use crate::support::{avala_pipe, root, sha256_file, start_emulator, step, write, Cmd, Output};
 
 const KEY: &str = "avk_test_RUNKEY_0123456789";
 
-fn crate_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// What a run of the binary produced.
-struct Outcome {
-    code: i32,
-    stdout: String,
-    stderr: String,
-    elapsed: Duration,
-}
-
-impl Outcome {
-    fn report(&self) -> Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
-            panic!(
-                "stdout is not one JSON document ({e}):\n{}\nstderr:\n{}",
-                self.stdout, self.stderr
-            )
-        })
-    }
-
-    fn step<'a>(report: &'a Value, id: &str) -> &'a Value {
-        report["steps"]
-            .as_array()
-            .and_then(|s| s.iter().find(|s| s["id"] == id))
-            .unwrap_or_else(|| panic!("no step {id} in {report:#}"))
-    }
-}
-
-/// Runs `avala-pipe run FILE --format json` against `emu`, in `cwd`.
-async fn run(emu: &Emulator, file: &Path, cwd: &Path, extra: &[&str]) -> Outcome {
-    run_with_env(emu, file, cwd, extra, &[]).await
-}
-
-/// As [`run`], with extra environment variables.
-async fn run_with_env(
-    emu: &Emulator,
-    file: &Path,
-    cwd: &Path,
-    extra: &[&str],
-    vars: &[(&str, &str)],
-) -> Outcome {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_avala-pipe"));
-    cmd.arg("run")
+/// `avala-pipe run FILE --format json` against `emu`, in `cwd`, with the test key; `cwd`
+/// is scanned for the key and partial files afterwards.
+fn run_cmd(emu: &Emulator, file: &Path, cwd: &Path, extra: &[&str]) -> Cmd {
+    avala_pipe()
+        .arg("run")
         .arg(file)
         .args([
             "--format",
@@ -71,8 +30,6 @@ async fn run_with_env(
         .args(extra)
         .current_dir(cwd)
         .env("AVALA_API_KEY", KEY)
-        .env_remove("AVALA_BASE_URL")
-        .env("NO_COLOR", "1")
         // The pipelines speak the emulator's flavour.
         .env(
             "AVALA_API_FLAVOR",
@@ -81,18 +38,12 @@ async fn run_with_env(
                 Flavor::Current => "current",
             },
         )
-        .envs(vars.iter().copied());
-    let started = Instant::now();
-    let out = tokio::time::timeout(Duration::from_secs(60), cmd.output())
-        .await
-        .expect("the run finishes within a minute")
-        .expect("the binary runs");
-    Outcome {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        elapsed: started.elapsed(),
-    }
+        .scan_dir(cwd)
+}
+
+/// Runs [`run_cmd`] to the end.
+async fn run(emu: &Emulator, file: &Path, cwd: &Path, extra: &[&str]) -> Output {
+    run_cmd(emu, file, cwd, extra).run_async().await
 }
 
 /// The journey of SPEC §2 in both flavours: every file stored once with its sha256,
@@ -108,17 +59,17 @@ async fn journey(flavor: Flavor) {
     )
     .await;
     let dir = tempfile::tempdir().unwrap();
-    let file = crate_dir().join(match flavor {
+    let file = root().join(match flavor {
         Flavor::Documented => "pipelines/journey.yaml",
         Flavor::Current => "pipelines/journey-current.yaml",
     });
     let out = run(&emu, &file, dir.path(), &[]).await;
-    assert_eq!(out.code, 0, "stderr:\n{}", out.stderr);
-    let report = out.report();
+    assert_eq!(out.code, Some(0), "stderr:\n{}", out.stderr);
+    let report = out.json();
     assert_eq!(report["status"], "succeeded");
 
     // Each data file stored exactly once, with the right digest.
-    let mut expected: Vec<(String, String)> = std::fs::read_dir(crate_dir().join("pipelines/data"))
+    let mut expected: Vec<(String, String)> = std::fs::read_dir(root().join("pipelines/data"))
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
@@ -137,7 +88,7 @@ async fn journey(flavor: Flavor) {
         .collect();
     stored.sort();
     assert_eq!(stored, expected);
-    let upload = Outcome::step(&report, "upload");
+    let upload = step(&report, "upload");
     assert_eq!(upload["outputs"]["count"], expected.len());
     for f in upload["outputs"]["files"].as_array().unwrap() {
         let name = Path::new(f["path"].as_str().unwrap())
@@ -227,9 +178,9 @@ async fn pagination_fetches_every_page_once() {
             "version: 1\nsteps:\n  - id: all\n    action: datasets.list\n    with: { limit: 100 }\n  - id: saved\n    action: datasets.list\n    with: { limit: 100, save_to: out/datasets.jsonl }\n  - id: few\n    action: datasets.list\n    with: { limit: 100, max_items: 120 }\n",
         );
         let out = run(&emu, &file, dir.path(), &["--concurrency", "1"]).await;
-        assert_eq!(out.code, 0, "{flavor:?}: {}", out.stderr);
-        let report = out.report();
-        let all = Outcome::step(&report, "all");
+        assert_eq!(out.code, Some(0), "{flavor:?}: {}", out.stderr);
+        let report = out.json();
+        let all = step(&report, "all");
         assert_eq!(all["outputs"]["count"], 250);
         let ids: Vec<&str> = all["outputs"]["items"]
             .as_array()
@@ -239,11 +190,11 @@ async fn pagination_fetches_every_page_once() {
             .collect();
         let unique: std::collections::HashSet<_> = ids.iter().collect();
         assert_eq!(unique.len(), 250, "{flavor:?}: every item once");
-        let saved = Outcome::step(&report, "saved");
+        let saved = step(&report, "saved");
         assert_eq!(saved["outputs"]["count"], 250);
         let lines = std::fs::read_to_string(dir.path().join("out/datasets.jsonl")).unwrap();
         assert_eq!(lines.lines().count(), 250);
-        assert_eq!(Outcome::step(&report, "few")["outputs"]["count"], 120);
+        assert_eq!(step(&report, "few")["outputs"]["count"], 120);
 
         // 3 pages each for `all` and `saved`, 2 for `few`; no page twice.
         let lists: Vec<_> = emu
@@ -285,15 +236,15 @@ async fn retry_after_is_obeyed() {
             "version: 1\nsteps:\n  - id: list\n    action: datasets.list\n",
         );
         let out = run(&emu, &file, dir.path(), &[]).await;
-        assert_eq!(out.code, 0, "{}", out.stderr);
+        assert_eq!(out.code, Some(0), "{}", out.stderr);
         assert_eq!(emu.fault_delivered(name), 1);
         assert!(
             out.elapsed >= Duration::from_millis(950),
             "{name}: waited only {:?}",
             out.elapsed
         );
-        let report = out.report();
-        assert_eq!(Outcome::step(&report, "list")["attempts"], 2);
+        let report = out.json();
+        assert_eq!(step(&report, "list")["attempts"], 2);
         assert!(
             out.stderr.contains("429"),
             "the retry is logged: {}",
@@ -325,10 +276,10 @@ steps:
 "#,
     );
     let out = run(&emu, &file, dir.path(), &["--concurrency", "1"]).await;
-    assert_eq!(out.code, 1, "{}", out.stderr);
-    let report = out.report();
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    let report = out.json();
     assert_eq!(report["status"], "failed");
-    let missing = Outcome::step(&report, "missing");
+    let missing = step(&report, "missing");
     assert_eq!(missing["status"], "failed");
     let error = missing["error"].as_str().unwrap();
     assert!(
@@ -344,9 +295,9 @@ steps:
         "{}",
         out.stderr
     );
-    assert_eq!(Outcome::step(&report, "after")["status"], "skipped");
+    assert_eq!(step(&report, "after")["status"], "skipped");
     // With one slot, `independent` would start after `missing`: a failure stops new work.
-    assert_eq!(Outcome::step(&report, "independent")["status"], "skipped");
+    assert_eq!(step(&report, "independent")["status"], "skipped");
 
     let file = write(
         dir.path(),
@@ -369,13 +320,13 @@ steps:
 "#,
     );
     let out = run(&emu, &file, dir.path(), &[]).await;
-    assert_eq!(out.code, 0, "{}", out.stderr);
-    let report = out.report();
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let report = out.json();
     assert_eq!(report["status"], "succeeded");
-    assert_eq!(Outcome::step(&report, "missing")["status"], "failed");
-    assert_eq!(Outcome::step(&report, "recover")["status"], "succeeded");
-    assert_eq!(Outcome::step(&report, "never")["status"], "skipped");
-    assert_eq!(Outcome::step(&report, "after_never")["status"], "skipped");
+    assert_eq!(step(&report, "missing")["status"], "failed");
+    assert_eq!(step(&report, "recover")["status"], "succeeded");
+    assert_eq!(step(&report, "never")["status"], "skipped");
+    assert_eq!(step(&report, "after_never")["status"], "skipped");
     emu.shutdown().await;
 }
 
@@ -427,8 +378,8 @@ outputs:
 "#,
     );
     let out = run(&emu, &file, dir.path(), &[]).await;
-    assert_eq!(out.code, 0, "{}", out.stderr);
-    let report = out.report();
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let report = out.json();
     let outputs = &report["outputs"];
     assert_eq!(outputs["version"], "3.10");
     assert_eq!(outputs["flag"], "NO");
@@ -439,7 +390,7 @@ outputs:
         outputs["first"].is_object(),
         "a whole-value template keeps its type"
     );
-    let each = Outcome::step(&report, "each");
+    let each = step(&report, "each");
     assert_eq!(each["outputs"]["count"], 5);
     assert_eq!(each["iterations"].as_array().unwrap().len(), 5);
     emu.shutdown().await;
@@ -468,10 +419,10 @@ async fn independent_steps_run_concurrently() {
         "version: 1\nsteps:\n  - id: a\n    action: request\n    with: { path: /datasets/ds_0001 }\n  - id: b\n    action: request\n    with: { path: /datasets/ds_0002 }\n",
     );
     let out = run(&emu, &file, dir.path(), &["--concurrency", "2"]).await;
-    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
     assert_eq!(emu.fault_delivered("ds_0001"), 1);
     assert_eq!(emu.fault_delivered("ds_0002"), 1);
-    let report = out.report();
+    let report = out.json();
     assert!(
         report["duration_ms"].as_u64().unwrap() < 2900,
         "steps did not overlap: {report:#}"
@@ -499,16 +450,13 @@ async fn failed_export_fails_with_the_servers_message() {
             "version: 1\nsteps:\n  - id: make\n    action: exports.create\n    with: { dataset_id: ds_0001 }\n  - id: wait\n    action: exports.wait\n    with: { export: \"{{ steps.make.outputs.id }}\", interval: 100ms }\n",
         );
         let out = run(&emu, &file, dir.path(), &[]).await;
-        assert_eq!(out.code, 1, "{}", out.stderr);
-        let report = out.report();
-        let id = Outcome::step(&report, "make")["outputs"]["id"]
+        assert_eq!(out.code, Some(1), "{}", out.stderr);
+        let report = out.json();
+        let id = step(&report, "make")["outputs"]["id"]
             .as_str()
             .unwrap()
             .to_string();
-        let error = Outcome::step(&report, "wait")["error"]
-            .as_str()
-            .unwrap()
-            .to_string();
+        let error = step(&report, "wait")["error"].as_str().unwrap().to_string();
         assert!(
             error.contains(&id) && error.contains("failed"),
             "{flavor:?}: {error}"
@@ -520,7 +468,7 @@ async fn failed_export_fails_with_the_servers_message() {
 /// Every example pipeline runs to success with `--emulator`.
 #[tokio::test(flavor = "multi_thread")]
 async fn every_example_pipeline_runs_with_the_emulator() {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(crate_dir().join("pipelines"))
+    let mut files: Vec<PathBuf> = std::fs::read_dir(root().join("pipelines"))
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
@@ -529,19 +477,18 @@ async fn every_example_pipeline_runs_with_the_emulator() {
     assert!(files.len() >= 3);
     for file in files {
         let dir = tempfile::tempdir().unwrap();
-        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_avala-pipe"))
+        let out = avala_pipe()
             .arg("run")
             .arg(&file)
             .args(["--emulator", "--format", "json"])
             .current_dir(dir.path())
-            .env_remove("AVALA_API_KEY")
-            .env_remove("AVALA_BASE_URL")
-            .output()
-            .await
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(0), "{}: {stderr}", file.display());
-        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+            // Each file as a user runs it: its own flavour, else the binary's default.
+            .env_remove("AVALA_API_FLAVOR")
+            .scan_dir(dir.path())
+            .run_async()
+            .await;
+        assert_eq!(out.code, Some(0), "{}: {}", file.display(), out.stderr);
+        let report = out.json();
         assert_eq!(report["status"], "succeeded", "{}", file.display());
         for step in report["steps"].as_array().unwrap() {
             assert_ne!(step["status"], "failed", "{}: {step:#}", file.display());
@@ -561,37 +508,33 @@ async fn invocation_errors_send_nothing() {
     );
     // No file matches the glob.
     let out = run(&emu, &file, dir.path(), &[]).await;
-    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert_eq!(out.code, Some(2), "{}", out.stderr);
     assert!(out.stderr.contains("matched no file"), "{}", out.stderr);
     // An undeclared --var.
     let out = run(&emu, &file, dir.path(), &["--var", "datset=x"]).await;
-    assert_eq!(out.code, 2);
+    assert_eq!(out.code, Some(2));
     assert!(
         out.stderr.contains("did you mean `dataset`"),
         "{}",
         out.stderr
     );
     // Plain http to a non-loopback host.
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_avala-pipe"))
+    let out = avala_pipe()
         .args(["run"])
         .arg(&file)
         .args(["--base-url", "http://api.example.com/api/v1"])
         .env("AVALA_API_KEY", KEY)
-        .output()
-        .await
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
+        .run_async()
+        .await;
+    out.code(2);
     // No key for a real run.
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_avala-pipe"))
+    let out = avala_pipe()
         .args(["run"])
         .arg(&file)
         .args(["--base-url", &emu.base_url()])
-        .env_remove("AVALA_API_KEY")
-        .output()
-        .await
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("AVALA_API_KEY"));
+        .run_async()
+        .await;
+    out.code(2).stderr_has("AVALA_API_KEY");
     assert!(
         emu.requests().is_empty(),
         "nothing may be sent: {:?}",
@@ -614,23 +557,15 @@ async fn a_proxy_never_carries_loopback_traffic() {
         "p.yaml",
         "version: 1\nsteps:\n  - id: list\n    action: datasets.list\n",
     );
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_avala-pipe"));
-    cmd.arg("run")
+    let mut cmd = avala_pipe()
+        .arg("run")
         .arg(&file)
         .args(["--base-url", &emu.base_url()])
-        .env("AVALA_API_KEY", KEY)
-        .env_remove("NO_PROXY")
-        .env_remove("no_proxy");
+        .env("AVALA_API_KEY", KEY);
     for var in ["HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"] {
-        cmd.env(var, &proxy);
+        cmd = cmd.env(var, &proxy);
     }
-    let out = cmd.output().await.unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    cmd.run_async().await.success();
     assert!(trap.accept().is_err(), "the proxy received a connection");
     assert!(
         !emu.requests().is_empty(),
@@ -651,27 +586,25 @@ async fn non_unicode_environment_variables_are_skipped() {
         "version: 1\nsteps:\n  - id: list\n    action: datasets.list\n",
     );
     let odd = std::ffi::OsStr::from_bytes(b"tok_\xff_SECRETISH");
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_avala-pipe"))
+    let out = avala_pipe()
         .arg("run")
         .arg(&file)
         .args(["--emulator"])
         .env("SOME_BINARY_VAR", odd)
-        .output()
-        .await
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
+        .run_async()
+        .await;
+    let stderr = &out.stderr;
+    assert_eq!(out.code, Some(0), "{stderr}");
     assert!(!stderr.contains("SECRETISH"), "{stderr}");
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_avala-pipe"))
+    let out = avala_pipe()
         .arg("run")
         .arg(&file)
         .args(["--base-url", "http://127.0.0.1:9/api/v1"])
         .env("AVALA_API_KEY", odd)
-        .output()
-        .await
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+        .run_async()
+        .await;
+    let stderr = &out.stderr;
+    assert_eq!(out.code, Some(2), "{stderr}");
     assert!(
         stderr.contains("AVALA_API_KEY is not valid UTF-8") && !stderr.contains("SECRETISH"),
         "{stderr}"
@@ -697,14 +630,10 @@ async fn secrets_are_masked_in_log_lines() {
         "p.yaml",
         "version: 1\nsecrets: [PARTNER_TOKEN]\nsteps:\n  - id: sync\n    action: request\n    continue_on_error: true\n    with: { path: \"/partners/{{ secrets.PARTNER_TOKEN }}/sync\" }\n",
     );
-    let out = run_with_env(
-        &emu,
-        &file,
-        dir.path(),
-        &["-vv"],
-        &[("PARTNER_TOKEN", "tok_partner_42")],
-    )
-    .await;
+    let out = run_cmd(&emu, &file, dir.path(), &["-vv"])
+        .env("PARTNER_TOKEN", "tok_partner_42")
+        .run_async()
+        .await;
     assert_eq!(emu.fault_delivered("flaky"), 1);
     assert!(
         out.stderr.contains("503"),
@@ -736,7 +665,7 @@ async fn downloads_get_ordinary_permissions() {
     std::fs::write(&replaced, "old").unwrap();
     std::fs::set_permissions(&replaced, std::fs::Permissions::from_mode(0o640)).unwrap();
     let out = run(&emu, &file, dir.path(), &[]).await;
-    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     // What any new file gets here (0666 less the umask), not a temp file's private 0600.
     let ordinary = write(dir.path(), "ordinary.txt", "x");
@@ -765,11 +694,47 @@ async fn an_expected_status_is_not_retried() {
         "version: 1\nsteps:\n  - id: probe\n    action: request\n    with: { path: /datasets/ds_0001, expect: [200, 503] }\n",
     );
     let out = run(&emu, &file, dir.path(), &[]).await;
-    assert_eq!(out.code, 0, "{}", out.stderr);
-    let report = out.report();
-    let probe = Outcome::step(&report, "probe");
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let report = out.json();
+    let probe = step(&report, "probe");
     assert_eq!(probe["outputs"]["status"], 503);
     assert_eq!(probe["attempts"], 1);
     assert_eq!(emu.fault_delivered("maintenance"), 1);
     emu.shutdown().await;
+}
+
+/// A vars file that is not a mapping of names to values is an invocation error that says
+/// which, with the file and, where it helps, the position.
+#[test]
+fn a_vars_file_must_map_names_to_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "p.yaml",
+        "version: 1\nvars:\n  x: 1\nsteps:\n  - id: list\n    action: datasets.list\n",
+    );
+    let cases = [
+        (
+            "list.yaml",
+            "- 1\n- 2\n",
+            "list.yaml: a vars file must be a mapping of var names to values",
+        ),
+        (
+            "keys.yaml",
+            "x: 1\n[a]: 2\n",
+            "keys.yaml: 2:1: var names must be strings",
+        ),
+        ("broken.yaml", "x: [1\n", "broken.yaml: 1:4: "),
+    ];
+    for (name, text, message) in cases {
+        let vars = write(dir.path(), name, text);
+        avala_pipe()
+            .args(["run", "--dry-run", "--vars-file"])
+            .arg(&vars)
+            .arg(&file)
+            .current_dir(dir.path())
+            .run()
+            .code(2)
+            .stderr_has(message);
+    }
 }

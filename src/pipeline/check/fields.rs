@@ -1,7 +1,9 @@
-//! Keys and values: checks a mapping's keys against a field table of `spec`, a value
-//! against its type, and turns nodes into template values ([`TValue`]).
+//! Keys and values: takes YAML nodes and a field table of `spec`; checks a mapping's keys
+//! against the table and each value against its type, and gives template values
+//! ([`TValue`]), queueing each template it meets for `references`.
 //!
-//! Must not: look inside templates (that is `references`).
+//! Must not: look inside templates (that is `references`) or name a particular key of
+//! the format beyond the few whose type check is special (`version`).
 
 use super::*;
 
@@ -13,12 +15,11 @@ impl Checker<'_> {
         node: Option<&Node>,
         scope: Scope,
         step: Option<usize>,
-        pending: &mut Vec<PendingTemplate>,
     ) -> IndexMap<String, TValue> {
         let mut out = IndexMap::new();
         for (k, v) in node.and_then(Node::as_map).unwrap_or_default() {
             if let Some(key) = self.key(k) {
-                let value = self.tvalue(v, scope, step, pending);
+                let value = self.tvalue(v, scope, step);
                 out.insert(key, value);
             }
         }
@@ -116,14 +117,7 @@ impl Checker<'_> {
             (Ty::StrOrList, NodeKind::Str(_)) => true,
             (Ty::IntOrList, NodeKind::Int(_)) => true,
             (Ty::IntOrList, NodeKind::Seq(items)) => {
-                for item in items {
-                    if !matches!(item.kind, NodeKind::Int(_)) && !is_template(item) {
-                        self.error(
-                            item.pos,
-                            format!("`{name}` must list integers, found {}", item.type_name()),
-                        );
-                    }
-                }
+                self.integers(items, name);
                 true
             }
             (Ty::Map(inner), NodeKind::Map(entries)) => {
@@ -136,18 +130,7 @@ impl Checker<'_> {
             }
             (Ty::Map(_), NodeKind::Null) => true,
             (Ty::Enum(options), NodeKind::Str(s)) => {
-                if !options.contains(&s.as_str()) {
-                    let suggestion = did_you_mean(s, options.iter().copied())
-                        .or_else(|| options.iter().copied().find(|o| o.eq_ignore_ascii_case(s)));
-                    self.error(
-                        node.pos,
-                        format!(
-                            "`{name}` must be one of {}, found `{s}`",
-                            options.join(", ")
-                        ),
-                    )
-                    .suggest(suggestion);
-                }
+                self.one_of(node.pos, s, options, name);
                 true
             }
             (Ty::Object(fields), NodeKind::Map(entries)) => {
@@ -164,36 +147,53 @@ impl Checker<'_> {
             _ => false,
         };
         if !ok {
-            let expected = match ty {
-                Ty::Str => "a string",
-                Ty::Bool => "true or false",
-                Ty::Int { .. } => "an integer",
-                Ty::Duration => "a duration such as 500ms, 2s, 10m, 1h",
-                Ty::StrList => "a list of strings",
-                Ty::StrOrList => "a string or a list of strings",
-                Ty::IntOrList => "an integer or a list of integers",
-                Ty::Map(_) => "a mapping",
-                Ty::Any | Ty::Steps => "a value",
-                Ty::Enum(_) => "a string",
-                Ty::Object(_) => "a mapping",
-                Ty::Condition => "a template or true/false",
-                Ty::List => "a list or a template that yields one",
-            };
             self.error(
                 node.pos,
-                format!("`{name}` must be {expected}, found {}", describe_node(node)),
+                format!(
+                    "`{name}` must be {}, found {}",
+                    expected(ty),
+                    describe_node(node)
+                ),
             );
         }
     }
 
+    /// Each item of a list of statuses is an integer (or a template).
+    fn integers(&mut self, items: &[Node], name: &str) {
+        for item in items {
+            if !matches!(item.kind, NodeKind::Int(_)) && !is_template(item) {
+                self.error(
+                    item.pos,
+                    format!("`{name}` must list integers, found {}", item.type_name()),
+                );
+            }
+        }
+    }
+
+    /// `value` is one of `options`, else an error suggesting the closest (or the same
+    /// in another case).
+    fn one_of(&mut self, pos: Pos, value: &str, options: &[&str], name: &str) {
+        if options.contains(&value) {
+            return;
+        }
+        let suggestion = did_you_mean(value, options.iter().copied()).or_else(|| {
+            options
+                .iter()
+                .copied()
+                .find(|o| o.eq_ignore_ascii_case(value))
+        });
+        self.error(
+            pos,
+            format!(
+                "`{name}` must be one of {}, found `{value}`",
+                options.join(", ")
+            ),
+        )
+        .suggest(suggestion);
+    }
+
     /// Converts a node to a template value, parsing the templates inside.
-    pub(super) fn tvalue(
-        &mut self,
-        node: &Node,
-        scope: Scope,
-        step: Option<usize>,
-        pending: &mut Vec<PendingTemplate>,
-    ) -> TValue {
+    pub(super) fn tvalue(&mut self, node: &Node, scope: Scope, step: Option<usize>) -> TValue {
         match &node.kind {
             NodeKind::Null => TValue::Null,
             NodeKind::Bool(b) => TValue::Bool(*b),
@@ -207,7 +207,7 @@ impl Checker<'_> {
                         whole_expr: template::whole_expression(s).map(str::to_string),
                         step_refs: vec![],
                     };
-                    pending.push(PendingTemplate {
+                    self.pending.push(PendingTemplate {
                         step,
                         scope,
                         tmpl: tmpl.clone(),
@@ -221,17 +221,14 @@ impl Checker<'_> {
                 }
             },
             NodeKind::Str(s) => TValue::Str(s.clone()),
-            NodeKind::Seq(items) => TValue::List(
-                items
-                    .iter()
-                    .map(|i| self.tvalue(i, scope, step, pending))
-                    .collect(),
-            ),
+            NodeKind::Seq(items) => {
+                TValue::List(items.iter().map(|i| self.tvalue(i, scope, step)).collect())
+            }
             NodeKind::Map(entries) => {
                 let mut map = IndexMap::new();
                 for (k, v) in entries {
                     if let Some(key) = self.key(k) {
-                        map.insert(key, self.tvalue(v, scope, step, pending));
+                        map.insert(key, self.tvalue(v, scope, step));
                     }
                 }
                 TValue::Map(map)
@@ -337,6 +334,25 @@ pub(super) fn numbers_back(value: &mut TValue, node: &Node) {
             }
         }
         _ => {}
+    }
+}
+
+/// What a value of type `ty` looks like, for "must be ..." messages.
+fn expected(ty: Ty) -> &'static str {
+    match ty {
+        Ty::Str => "a string",
+        Ty::Bool => "true or false",
+        Ty::Int { .. } => "an integer",
+        Ty::Duration => "a duration such as 500ms, 2s, 10m, 1h",
+        Ty::StrList => "a list of strings",
+        Ty::StrOrList => "a string or a list of strings",
+        Ty::IntOrList => "an integer or a list of integers",
+        Ty::Map(_) => "a mapping",
+        Ty::Any | Ty::Steps => "a value",
+        Ty::Enum(_) => "a string",
+        Ty::Object(_) => "a mapping",
+        Ty::Condition => "a template or true/false",
+        Ty::List => "a list or a template that yields one",
     }
 }
 

@@ -1,4 +1,7 @@
-//! Where a caret goes: the width of the token at a position, for diagnostics.
+//! Where a caret goes: takes the source and a position, gives the width of the token
+//! there (a quoted scalar, a key, a flow collection or a plain value) for diagnostics.
+//!
+//! Must not: decide what is wrong; it only measures text.
 
 use super::*;
 

@@ -4,12 +4,12 @@
 //! server written here does: [`Hostile`] answers every request with what its handler
 //! returns, byte for byte, and keeps each request it read.
 //!
-//! Every run still goes through [`Run::checked`]: the canary key must not appear, and no
-//! partial file may be left behind.
+//! Every run still goes through the suite's [`command`]: the canary key must not appear,
+//! and no partial file may be left behind.
 
 use std::sync::{Arc, Mutex};
 
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 use super::*;
@@ -169,9 +169,12 @@ fn not_found() -> Vec<u8> {
     )
 }
 
-/// Runs `file` against the hostile server with the suite's flags.
-async fn run_at(server: &Hostile, file: &Path, cwd: &Path, dir: &Path) -> Run {
-    Run::checked(command(file, cwd, Some(&server.base_url())), dir).await
+/// Runs `file` against the hostile server with the suite's flags, in `cwd`, scanning `dir`.
+async fn run_at(server: &Hostile, file: &Path, cwd: &Path, dir: &Path) -> Output {
+    command(file, cwd, Some(&server.base_url()))
+        .scan_dir(dir)
+        .run_async()
+        .await
 }
 
 // ---------------------------------------------------------------------------------------
@@ -506,7 +509,7 @@ async fn hostile_b09_no_clobber_downloads_race_to_exactly_one_winner() {
     let out = run_at(&server, &file, dir.path(), dir.path()).await;
     out.code(0);
     assert_eq!(server.paths().len(), 4, "all four passed the early check");
-    let steps = out.report()["steps"].clone();
+    let steps = out.json()["steps"].clone();
     let steps = steps.as_array().unwrap();
     let won = steps.iter().filter(|s| s["status"] == "succeeded").count();
     let lost = steps
@@ -779,4 +782,33 @@ async fn hostile_b17_upper_case_and_scheme_relative_urls_are_urls() {
         std::fs::read_to_string(dir.path().join("out/relative.bin")).unwrap(),
         "ok"
     );
+}
+
+/// A base URL with `user:password@` is refused before anything is sent, without showing
+/// the credentials (a plan or a log would otherwise print them with every URL).
+#[test]
+fn a_base_url_with_credentials_is_refused_unseen() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = crate::support::write(
+        dir.path(),
+        "p.yaml",
+        "version: 1\nsteps:\n  - id: list\n    action: datasets.list\n",
+    );
+    for extra in [&["--dry-run"][..], &[][..]] {
+        let out = crate::support::avala_pipe()
+            .args([
+                "run",
+                "--base-url",
+                "https://alice:s3cr3tPASS@api.example.test/api/v1",
+            ])
+            .arg(&file)
+            .args(extra.iter().copied())
+            .env("AVALA_API_KEY", "avk_test_credentials_0123")
+            .run();
+        out.code(2).stderr_has("carries credentials");
+        assert!(
+            !out.stdout.contains("s3cr3tPASS") && !out.stderr.contains("s3cr3tPASS"),
+            "the password was shown"
+        );
+    }
 }

@@ -9,28 +9,12 @@ use super::*;
 
 /// Runs the binary with its address space capped at 1 GiB, so unbounded memory is a crash
 /// (and a failed test) rather than a slow machine.
-async fn run_capped(file: &Path, dir: &Path, base_url: &str, extra: &[&str]) -> Run {
-    let mut cmd = command(file, dir, Some(base_url));
-    cmd.args(extra);
-    let program = cmd.as_std().get_program().to_owned();
-    let args: Vec<_> = cmd.as_std().get_args().map(|a| a.to_owned()).collect();
-    let mut capped = tokio::process::Command::new("sh");
-    capped
-        .arg("-c")
-        .arg("ulimit -v 1048576 && exec \"$0\" \"$@\"")
-        .arg(program)
-        .args(args);
-    for (k, v) in cmd.as_std().get_envs() {
-        match v {
-            Some(v) => capped.env(k, v),
-            None => capped.env_remove(k),
-        };
-    }
-    capped
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
-    Run::checked(capped, dir).await
+async fn run_capped(file: &Path, dir: &Path, base_url: &str, extra: &[&str]) -> Output {
+    command(file, dir, Some(base_url))
+        .args(extra)
+        .memory_limit_kib(1_048_576)
+        .run_async()
+        .await
 }
 
 /// 12. Bad input to `run`: exit 2 within 2 s, under a 1 GiB address-space cap, nothing sent.

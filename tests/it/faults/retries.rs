@@ -294,9 +294,10 @@ async fn case04_client_errors_are_never_retried() {
         "one.yaml",
         "version: 1\nsteps:\n  - id: one\n    action: request\n    with: { path: /datasets/ds_0003 }\n",
     );
-    let mut cmd = command(&file, dir.path(), Some(&emu.base_url()));
-    cmd.env("AVALA_API_KEY", wrong);
-    let out = Run::checked(cmd, dir.path()).await;
+    let out = command(&file, dir.path(), Some(&emu.base_url()))
+        .env("AVALA_API_KEY", wrong)
+        .run_async()
+        .await;
     out.code(1);
     let error = out.error("one");
     assert!(

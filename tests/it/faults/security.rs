@@ -44,10 +44,7 @@ async fn case11_the_key_never_appears_even_when_the_server_echoes_it() {
     let out = run(&emu, &file, dir.path(), &["--junit", "junit.xml"]).await;
     out.code(1);
     assert_eq!(out.step("ok")["status"], "succeeded");
-    let note = out.report()["outputs"]["note"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let note = out.json()["outputs"]["note"].as_str().unwrap().to_string();
     assert!(note.starts_with("key=") && note.contains("***"), "{note}");
     let error = out.error("bad");
     assert!(error.contains("bad key ***"), "{error}");
@@ -92,7 +89,7 @@ async fn case13_plain_http_to_another_host_is_refused_before_sending() {
         "templated.yaml",
         &format!("version: 1\napi:\n  base_url: \"http://api.example.com/{{{{ env.PREFIX }}}}/api/v1\"\n{list}"),
     );
-    let with_trap = |mut cmd: tokio::process::Command| {
+    let with_trap = |mut cmd: Cmd| {
         for var in [
             "HTTP_PROXY",
             "http_proxy",
@@ -101,19 +98,14 @@ async fn case13_plain_http_to_another_host_is_refused_before_sending() {
             "ALL_PROXY",
             "all_proxy",
         ] {
-            cmd.env(var, &trap);
+            cmd = cmd.env(var, &trap);
         }
-        cmd.env("PREFIX", "v");
-        cmd
+        cmd.env("PREFIX", "v")
     };
-    let flag = |url: &str| {
-        let mut cmd = command(&plain, dir.path(), Some(url));
-        cmd.env("PREFIX", "v");
-        cmd
-    };
-    let mut by_env = command(&plain, dir.path(), None);
-    by_env.env("AVALA_BASE_URL", "http://api.example.com/api/v1");
-    let cases: Vec<(&str, tokio::process::Command)> = vec![
+    let flag = |url: &str| command(&plain, dir.path(), Some(url)).env("PREFIX", "v");
+    let by_env =
+        command(&plain, dir.path(), None).env("AVALA_BASE_URL", "http://api.example.com/api/v1");
+    let cases: Vec<(&str, Cmd)> = vec![
         ("flag", flag("http://api.example.com/api/v1")),
         ("env", by_env),
         ("file", command(&in_file, dir.path(), None)),
@@ -133,7 +125,7 @@ async fn case13_plain_http_to_another_host_is_refused_before_sending() {
         ),
     ];
     for (name, cmd) in cases {
-        let out = Run::checked(with_trap(cmd), dir.path()).await;
+        let out = with_trap(cmd).run_async().await;
         assert_eq!(out.code, Some(2), "{name}\n{}", out.stderr);
         assert!(
             out.stderr.contains("http://") && out.stderr.contains("https://"),
@@ -148,11 +140,9 @@ async fn case13_plain_http_to_another_host_is_refused_before_sending() {
         );
     }
     // The control: an https URL passes the check, and its CONNECT lands in the trap.
-    let out = Run::checked(
-        with_trap(flag("https://api.example.com/api/v1")),
-        dir.path(),
-    )
-    .await;
+    let out = with_trap(flag("https://api.example.com/api/v1"))
+        .run_async()
+        .await;
     out.code(1);
     assert!(
         !emu.requests().is_empty(),
@@ -226,11 +216,12 @@ outputs:
   joined: "first={{ steps.list.outputs.first }}"
 "#,
     );
-    let mut cmd = command(&file, dir.path(), Some(&emu.base_url()));
-    cmd.env("HOME", &home);
-    let out = Run::checked(cmd, dir.path()).await;
+    let out = command(&file, dir.path(), Some(&emu.base_url()))
+        .env("HOME", &home)
+        .run_async()
+        .await;
     out.code(0);
-    let report = out.report();
+    let report = out.json();
     assert_eq!(
         report["outputs"]["names"],
         json!([

@@ -3,36 +3,17 @@
 //! the signal goes in with `kill`, and the exit must follow within 3 s.
 
 use super::*;
+use crate::support::Running;
 
 // ---------------------------------------------------------------------------------------
 // 10: signals
 // ---------------------------------------------------------------------------------------
 
 /// A run in the background, to be interrupted.
-struct Background {
-    child: tokio::process::Child,
-    stdout: tokio::task::JoinHandle<String>,
-    stderr: tokio::task::JoinHandle<String>,
-}
+struct Background(Running);
 
 fn spawn(emu: &Emulator, file: &Path, dir: &Path) -> Background {
-    let mut cmd = command(file, dir, Some(&emu.base_url()));
-    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("the binary starts");
-    let drain = |mut pipe: Box<dyn tokio::io::AsyncRead + Unpin + Send>| {
-        tokio::spawn(async move {
-            let mut buf = Vec::new();
-            let _ = pipe.read_to_end(&mut buf).await;
-            String::from_utf8_lossy(&buf).into_owned()
-        })
-    };
-    let stdout = drain(Box::new(child.stdout.take().unwrap()));
-    let stderr = drain(Box::new(child.stderr.take().unwrap()));
-    Background {
-        child,
-        stdout,
-        stderr,
-    }
+    Background(command(file, dir, Some(&emu.base_url())).spawn())
 }
 
 /// Waits (up to 20 s) until `ready` holds, checking every 5 ms.
@@ -48,36 +29,20 @@ async fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
 }
 
 impl Background {
-    /// `kill -NAME pid`, with the shell's own `kill` (no libc, no procps needed).
     fn signal(&self, name: &str) {
-        let pid = self.child.id().expect("still running").to_string();
-        let status = std::process::Command::new("sh")
-            .args(["-c", "kill -\"$0\" \"$1\"", name, &pid])
-            .status()
-            .expect("sh runs");
-        assert!(status.success(), "kill -{name} {pid}");
+        self.0.signal(name);
     }
 
     /// Waits for the exit; it must come within 3 s of the signal.
-    async fn finish(mut self, dir: &Path) -> Run {
+    async fn finish(self) -> Output {
         let signalled = Instant::now();
-        let status = tokio::time::timeout(Duration::from_secs(10), self.child.wait())
-            .await
-            .expect("exits within 10 s of the signal")
-            .expect("wait");
+        let run = self.0.wait_async().await;
         let elapsed = signalled.elapsed();
-        let run = Run {
-            code: status.code(),
-            stdout: self.stdout.await.unwrap(),
-            stderr: self.stderr.await.unwrap(),
-            elapsed,
-        };
         assert!(
             elapsed < Duration::from_secs(3),
             "exit took {elapsed:?} after the signal\n{}",
             run.stderr
         );
-        run.assert_clean(dir);
         run
     }
 }
@@ -88,9 +53,9 @@ const SIGNALS: [(&str, i32); 2] = [("INT", 130), ("TERM", 143)];
 /// What every interrupted run shows: the exit code, an `interrupted` report, and a summary
 /// on stderr naming what finished, what was interrupted and what never started.
 #[track_caller]
-fn assert_interrupted(out: &Run, code: i32, finished: &[&str], cut: &str, not_started: &[&str]) {
+fn assert_interrupted(out: &Output, code: i32, finished: &[&str], cut: &str, not_started: &[&str]) {
     out.code(code);
-    let report = out.report();
+    let report = out.json();
     assert_eq!(report["status"], "interrupted");
     let step = out.step(cut);
     assert_eq!(step["status"], "failed");
@@ -161,7 +126,7 @@ async fn case10_a_signal_during_an_upload_stops_the_run() {
         })
         .await;
         bg.signal(signal);
-        let out = bg.finish(dir.path()).await;
+        let out = bg.finish().await;
         assert_interrupted(&out, code, &["list"], "up", &["after"]);
         assert_eq!(
             journal(&emu, Origin::Api, "POST", "/datasets/ds_0001/items").len(),
@@ -211,7 +176,7 @@ async fn case10_a_signal_during_a_download_removes_the_temporary_file() {
         for signal in signals {
             bg.signal(signal);
         }
-        let out = bg.finish(dir.path()).await;
+        let out = bg.finish().await;
         if let [code] = codes {
             assert_interrupted(&out, *code, &["make", "wait"], "fetch", &["after"]);
         } else {
@@ -256,7 +221,7 @@ async fn case10_a_signal_during_a_backoff_sleep_stops_waiting() {
         .await;
         tokio::time::sleep(Duration::from_millis(100)).await;
         bg.signal(signal);
-        let out = bg.finish(dir.path()).await;
+        let out = bg.finish().await;
         assert_interrupted(&out, code, &[], "list", &["after"]);
         assert_eq!(
             journal(&emu, Origin::Api, "GET", "/datasets").len(),
@@ -295,7 +260,7 @@ async fn case10_a_signal_during_a_poll_stops_polling() {
         })
         .await;
         bg.signal(signal);
-        let out = bg.finish(dir.path()).await;
+        let out = bg.finish().await;
         assert_interrupted(&out, code, &["make"], "wait", &["fetch"]);
         assert_eq!(
             journal(&emu, Origin::Api, "GET", "/exports/exp_0001").len(),

@@ -1,0 +1,124 @@
+//! Edges: takes the checked templates and the steps, and gives each step its dependencies
+//! (`needs` and the steps its templates reference), the steps whose status it tests, and
+//! each stored template its step refs.
+//!
+//! Must not: report problems (the names were checked by `references`) or order the graph
+//! (that is `graph`).
+
+use super::*;
+
+/// The analysed templates by position, so storing their step refs back is one lookup
+/// per template rather than a scan of all of them (quadratic in big pipelines).
+pub(super) struct AnalysedTemplates<'p> {
+    by_pos: HashMap<Pos, Vec<&'p PendingTemplate>>,
+}
+
+impl<'p> AnalysedTemplates<'p> {
+    pub(super) fn new(pending: &'p [PendingTemplate]) -> Self {
+        let mut by_pos: HashMap<Pos, Vec<&'p PendingTemplate>> = HashMap::new();
+        for p in pending {
+            by_pos.entry(p.tmpl.pos).or_default().push(p);
+        }
+        AnalysedTemplates { by_pos }
+    }
+
+    /// The first analysed template written at `t`'s place with `t`'s source.
+    fn find(&self, t: &Tmpl) -> Option<&'p PendingTemplate> {
+        self.by_pos
+            .get(&t.pos)?
+            .iter()
+            .find(|p| p.tmpl.source == t.source)
+            .copied()
+    }
+}
+
+/// Each step's dependencies: its `needs` and the steps its templates reference; and the
+/// steps whose status it tests. Templates are grouped by step once, so this stays linear
+/// in the number of steps.
+pub(super) fn add_edges(
+    steps: &mut [Step],
+    pending: &[PendingTemplate],
+    ids: &HashMap<String, usize>,
+) {
+    let mut by_step: HashMap<usize, Vec<&PendingTemplate>> = HashMap::new();
+    for p in pending {
+        if let Some(index) = p.step {
+            by_step.entry(index).or_default().push(p);
+        }
+    }
+    for step in steps {
+        let mut deps: Vec<usize> = step
+            .needs
+            .iter()
+            .filter_map(|n| ids.get(n).copied())
+            .collect();
+        for t in by_step.get(&step.index).into_iter().flatten() {
+            deps.extend(
+                referenced_steps(&t.references)
+                    .iter()
+                    .filter_map(|r| ids.get(r).copied()),
+            );
+            step.status_tested
+                .extend(status_tests(&t.references).filter_map(|id| ids.get(id).copied()));
+        }
+        step.status_tested.sort_unstable();
+        step.status_tested.dedup();
+        deps.retain(|d| *d != step.index);
+        deps.sort_unstable();
+        deps.dedup();
+        step.deps = deps;
+    }
+}
+
+/// The step ids named by `steps.<id>.status` references.
+fn status_tests(references: &[String]) -> impl Iterator<Item = &str> {
+    references.iter().filter_map(|r| {
+        r.strip_prefix("steps.")
+            .and_then(|r| r.strip_suffix(".status"))
+    })
+}
+
+pub(super) fn attach_step_refs(steps: &mut [Step], pending: &AnalysedTemplates) {
+    for step in steps.iter_mut() {
+        for v in step.with.values_mut() {
+            fill_refs(v, pending);
+        }
+        for v in step.outputs.values_mut() {
+            fill_refs(v, pending);
+        }
+        if let Some(v) = step.condition.as_mut() {
+            fill_refs(v, pending);
+        }
+        if let Some(v) = step.for_each.as_mut() {
+            fill_refs(v, pending);
+        }
+    }
+}
+
+/// Copies the step ids each template references into the stored template.
+pub(super) fn fill_refs(value: &mut TValue, pending: &AnalysedTemplates) {
+    match value {
+        TValue::Tmpl(t) => {
+            if let Some(p) = pending.find(t) {
+                t.step_refs = referenced_steps(&p.references);
+            }
+        }
+        TValue::List(items) => items.iter_mut().for_each(|i| fill_refs(i, pending)),
+        TValue::Map(map) => map.values_mut().for_each(|v| fill_refs(v, pending)),
+        _ => {}
+    }
+}
+
+/// The step ids named by `steps.<id>` references, sorted and unique.
+pub(super) fn referenced_steps(references: &[String]) -> Vec<String> {
+    let mut ids: Vec<String> = references
+        .iter()
+        .filter_map(|r| {
+            r.strip_prefix("steps.")
+                .map(|rest| rest.split('.').next().unwrap_or(rest).to_string())
+        })
+        .collect();
+    ids.sort();
+    ids.dedup();
+    ids
+}

@@ -20,6 +20,7 @@ pub mod clock;
 pub mod emulator;
 pub mod execute;
 pub mod graph;
+pub mod journal;
 pub mod pipeline;
 pub mod plan;
 pub mod report;

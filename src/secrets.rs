@@ -277,7 +277,7 @@ fn any_encoding(secret: &str) -> String {
 /// for each of the three byte alignments it can have, the encoding of its whole 3-byte
 /// groups, in the standard and URL-safe alphabets. Short secrets have none (the cores would
 /// be too short to mask without hitting unrelated text).
-fn base64_forms(secret: &str) -> Vec<String> {
+pub fn base64_forms(secret: &str) -> Vec<String> {
     use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
     use base64::Engine as _;
     let bytes = secret.as_bytes();

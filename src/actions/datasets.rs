@@ -405,12 +405,41 @@ impl Action for DatasetsCreate {
         )?;
         let new = NewDataset::read(inputs, &NAME, &SLUG)?;
         let req = create_request(&new, ctx.client.endpoint());
-        let created = super::fetch_json(ctx, &req).await?;
+        // An earlier attempt (same inputs) created it and was cut short: re-attach.
+        let created = match ctx.journal.dataset() {
+            Some(uid) => get_dataset(&uid, ctx).await?,
+            None => {
+                let created = super::fetch_json(ctx, &req).await?;
+                if let Some(uid) = dataset_uid(&created) {
+                    ctx.journal.dataset_created(uid);
+                }
+                created
+            }
+        };
         if !new.wait {
             return Ok(created);
         }
         wait_created(&created, new.timeout.unwrap_or_default(), ctx).await
     }
+}
+
+/// A dataset's id as the server gives it (`uid` today, `id` in the documented shape).
+pub fn dataset_uid(dataset: &Value) -> Option<&str> {
+    dataset
+        .get("uid")
+        .or_else(|| dataset.get("id"))
+        .and_then(Value::as_str)
+}
+
+/// `GET /datasets/{uid}/`.
+pub async fn get_dataset(uid: &str, ctx: &RunCtx<'_>) -> ActionResult {
+    let req = HttpRequest::to(
+        Method::Get,
+        ctx.client
+            .endpoint()
+            .at("/datasets/{}", &[&Text::Known(uid.to_string())]),
+    );
+    super::fetch_json(ctx, &req).await
 }
 
 /// Polls `GET /datasets/{uid}/` until the dataset is `created` (every 2s, growing to 10s).

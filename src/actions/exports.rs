@@ -68,10 +68,25 @@ impl Action for ExportsCreate {
 
     async fn run(inputs: &Inputs, ctx: &RunCtx<'_>) -> ActionResult {
         let req = create_request(inputs, ctx.client.endpoint())?;
+        // An earlier attempt (same inputs) created an export but was cut short before the
+        // step ended: re-attach to that export instead of creating another.
+        if let Some(id) = ctx.journal.export() {
+            let get = HttpRequest::to(
+                Method::Get,
+                ctx.client.endpoint().at("/exports/{}", &[&Text::Known(id)]),
+            );
+            let export = super::fetch_json(ctx, &get).await?;
+            if export.is_object() {
+                return Ok(export);
+            }
+        }
         let resp = ctx.client.send_json(&req, &ctx.call, None).await?;
         let body = resp
             .json()
             .map_err(|why| ActionError::Other(format!("POST /exports: {why}")))?;
+        if let Some(id) = body["id"].as_str().or(body["uid"].as_str()) {
+            ctx.journal.export_created(id);
+        }
         match body {
             Value::Object(_) => Ok(body),
             other => Err(ActionError::Other(format!(

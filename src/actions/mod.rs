@@ -341,6 +341,9 @@ pub struct RunCtx<'a> {
     pub renderer: &'a dyn Renderer,
     /// Bytes moved by a transfer: `(label, done, total)`, for progress displays.
     pub progress: &'a (dyn Fn(&str, u64, Option<u64>) + Send + Sync),
+    /// The run journal, as this step sees it: what an interrupted earlier attempt got
+    /// done, and where to record the remote work this one does once the server confirms it.
+    pub journal: &'a crate::journal::StepLog,
 }
 
 /// Calls `progress` at most every quarter second (and always on the last call).

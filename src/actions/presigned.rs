@@ -255,7 +255,11 @@ fn new_session() -> String {
 
 async fn run(inputs: UploadInputs, ctx: &RunCtx<'_>) -> ActionResult {
     let files = inputs.resolve()?;
-    let session = new_session();
+    // A resumed attempt continues the earlier attempt's session: the server answers
+    // `complete: true` for the files it already holds, and the finalize covers them all.
+    let resumed = ctx.journal.session();
+    let session = resumed.clone().unwrap_or_else(new_session);
+    ctx.journal.session_started(&session);
     let sizes: Vec<u64> = files
         .iter()
         .map(|(p, _)| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
@@ -269,7 +273,14 @@ async fn run(inputs: UploadInputs, ctx: &RunCtx<'_>) -> ActionResult {
     let planned: u64 = sizes.iter().sum();
     let mut uploads = Vec::with_capacity(files.len());
     for (path, key) in &files {
-        uploads.push(upload_one(&inputs, ctx, path, key, &session));
+        uploads.push(upload_one(
+            &inputs,
+            ctx,
+            path,
+            key,
+            &session,
+            resumed.is_some(),
+        ));
     }
     let mut results = stream::iter(uploads).buffered(inputs.concurrency);
     let (mut out, mut total, mut throttle) = (
@@ -286,7 +297,17 @@ async fn run(inputs: UploadInputs, ctx: &RunCtx<'_>) -> ActionResult {
         }
     }
     let endpoint = ctx.client.endpoint();
-    let created = super::fetch_json(ctx, &inputs.finalize(endpoint, &session)).await?;
+    // An earlier attempt finalized this session and was cut short: re-attach to its dataset.
+    let created = match ctx.journal.dataset().filter(|_| resumed.is_some()) {
+        Some(uid) => super::datasets::get_dataset(&uid, ctx).await?,
+        None => {
+            let created = super::fetch_json(ctx, &inputs.finalize(endpoint, &session)).await?;
+            if let Some(uid) = super::datasets::dataset_uid(&created) {
+                ctx.journal.dataset_created(uid);
+            }
+            created
+        }
+    };
     let dataset = if inputs.dataset.wait {
         wait_created(&created, inputs.dataset.timeout.unwrap_or_default(), ctx).await?
     } else {
@@ -328,8 +349,13 @@ async fn upload_one(
     path: &Path,
     key: &str,
     session: &str,
+    resumed: bool,
 ) -> Result<Value, ActionError> {
     let (size, sha256) = hash_file(path, &ctx.call.cancel).await?;
+    let shown = path.display().to_string();
+    if let Some(entry) = ctx.journal.stored(&shown, &sha256).filter(|_| resumed) {
+        return Ok(entry);
+    }
     let max_attempts = ctx.call.retry.max_attempts.max(1);
     let mut attempt = 0;
     let stored = loop {
@@ -347,9 +373,10 @@ async fn upload_one(
             Err(e) => return Err(quota_or(e, path)),
         }
     };
-    Ok(
-        json!({"path": path.display().to_string(), "key": key, "bytes": size, "sha256": sha256, "stored": stored}),
-    )
+    let entry =
+        json!({"path": shown, "key": key, "bytes": size, "sha256": sha256, "stored": stored});
+    ctx.journal.file_stored(&shown, size, &sha256, &entry);
+    Ok(entry)
 }
 
 /// 408, 429 and 5xx (from the API or from storage) are worth a fresh presign.

@@ -117,6 +117,13 @@ impl Action for ItemsUpload {
     }
 }
 
+/// The files an upload step's `files` input names now (both upload actions name them
+/// alike), for a resume to compare with those it uploaded.
+pub fn files_of(inputs: &Inputs) -> Result<Vec<PathBuf>, ActionError> {
+    let patterns: Vec<String> = inputs.texts(&FILES)?.iter().map(Text::shown).collect();
+    resolve_files(&patterns, inputs.flag(&ALLOW_EMPTY)?)
+}
+
 /// Today's API takes no file bytes: it presigns uploads to storage (`datasets.upload`).
 fn documented_only(endpoint: &Endpoint) -> Result<(), ActionError> {
     match endpoint.flavor {
@@ -271,9 +278,16 @@ async fn run(inputs: &UploadInputs, ctx: &RunCtx<'_>) -> ActionResult {
         files.len(),
         if files.len() == 1 { "" } else { "s" }
     );
+    // A resumed attempt after one that was cut short: the server may hold files whose
+    // answer never reached the journal. Its items (by name and sha256) say which.
+    let on_server = if ctx.journal.interrupted_before() {
+        items_on_server(inputs, ctx).await?
+    } else {
+        Vec::new()
+    };
     let mut uploads = Vec::with_capacity(files.len());
     for path in &files {
-        uploads.push(upload_one(inputs, ctx, path));
+        uploads.push(upload_one(inputs, ctx, path, &on_server));
     }
     // In file order, `concurrency` at a time; the first failure stops new uploads.
     let mut results = stream::iter(uploads).buffered(inputs.concurrency);
@@ -291,12 +305,61 @@ async fn run(inputs: &UploadInputs, ctx: &RunCtx<'_>) -> ActionResult {
     Ok(json!({"files": out, "count": out.len(), "bytes": total}))
 }
 
+/// The dataset's items as (key, sha256 or size), to recognise files stored by an attempt
+/// that was killed before the journal learnt of them.
+async fn items_on_server(
+    inputs: &UploadInputs,
+    ctx: &RunCtx<'_>,
+) -> Result<Vec<Value>, ActionError> {
+    let first = HttpRequest::to(
+        Method::Get,
+        ctx.client
+            .endpoint()
+            .at("/datasets/{}/items", &[&inputs.dataset]),
+    );
+    let mut items = Vec::new();
+    super::list::paginate(ctx.client, &ctx.call, &first, None, &mut |item| {
+        items.push(item)
+    })
+    .await?;
+    Ok(items)
+}
+
+/// The item the server already holds for this file: same name, and the same sha256 (or,
+/// when the server keeps no sha256, the same size).
+fn already_on_server<'a>(
+    items: &'a [Value],
+    path: &Path,
+    size: u64,
+    sha256: &str,
+) -> Option<&'a Value> {
+    let name = path.file_name()?.to_string_lossy();
+    items.iter().find(|item| {
+        let meta = &item["metadata"];
+        item["key"].as_str() == Some(name.as_ref())
+            && match meta["sha256"].as_str() {
+                Some(sum) => sum == sha256,
+                None => meta["size"].as_u64() == Some(size),
+            }
+    })
+}
+
 async fn upload_one(
     inputs: &UploadInputs,
     ctx: &RunCtx<'_>,
     path: &Path,
+    on_server: &[Value],
 ) -> Result<Value, ActionError> {
     let (size, sha256) = hash_file(path, &ctx.call.cancel).await?;
+    let shown = path.display().to_string();
+    if let Some(entry) = ctx.journal.stored(&shown, &sha256) {
+        return Ok(entry);
+    }
+    if let Some(item) = already_on_server(on_server, path, size, &sha256) {
+        let entry = json!({"path": shown, "bytes": size, "sha256": sha256, "response": item});
+        ctx.journal.file_stored(&shown, size, &sha256, &entry);
+        return Ok(entry);
+    }
     let req = inputs.request_for(ctx.client.endpoint(), path, Some(size));
     let resp = ctx
         .client
@@ -315,12 +378,14 @@ async fn upload_one(
             };
             ActionError::Api(e)
         })?;
-    Ok(json!({
-        "path": path.display().to_string(),
+    let entry = json!({
+        "path": shown,
         "bytes": size,
         "sha256": sha256,
         "response": resp.body,
-    }))
+    });
+    ctx.journal.file_stored(&shown, size, &sha256, &entry);
+    Ok(entry)
 }
 
 /// Size and sha256 of a file, read in chunks; an interrupt stops it between chunks.

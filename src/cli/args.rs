@@ -137,6 +137,18 @@ pub struct RunArgs {
     /// AVALA_BASE_URL are then ignored.
     #[arg(long)]
     pub emulator: bool,
+    /// The run journal's file (default: .avala-pipe/<pipeline file stem>.journal.json in
+    /// the working directory).
+    #[arg(long, value_name = "FILE", conflicts_with = "no_journal")]
+    pub journal: Option<PathBuf>,
+    /// Write no run journal.
+    #[arg(long)]
+    pub no_journal: bool,
+    /// Skip what the journal of an earlier run says is done (exit 2 if the pipeline file or
+    /// vars changed); --resume=force resumes anyway, reusing steps whose inputs did not change.
+    #[arg(long, value_name = "force", num_args = 0..=1, require_equals = true,
+          default_missing_value = "on", value_parser = ["on", "force"], conflicts_with = "no_journal")]
+    pub resume: Option<String>,
     /// With --dry-run: also save the plan (JSON, secrets masked) to FILE, for `diff`.
     #[arg(long, value_name = "FILE", requires = "dry_run")]
     pub out: Option<PathBuf>,

@@ -134,6 +134,9 @@ async fn run_async(
         }
     };
     if args.dry_run {
+        if args.resume.is_some() {
+            return print_resume_plan(&plan, &args, &prepared).await;
+        }
         return print_plan(&plan, &args, &prepared);
     }
     let code = execute_run(prepared, &args, &ui, emulator.as_ref()).await;
@@ -296,6 +299,33 @@ fn print_plan(plan: &Plan, args: &RunArgs, prepared: &Prepared) -> ExitCode {
     ExitCode::Success
 }
 
+/// `--dry-run --resume`: the plan, then what a resume would reuse and skip, and why.
+async fn print_resume_plan(plan: &Plan, args: &RunArgs, prepared: &Prepared) -> ExitCode {
+    let inputs = prepared.journal_inputs(args);
+    let (notes, decisions) = match crate::journal::preview::decide(&inputs).await {
+        Ok(d) => d,
+        Err(e) => return invalid(prepared.redactor.text(&e)),
+    };
+    match args.format {
+        OutputFormat::Json => {
+            let mut doc = serde_json::to_value(plan).unwrap_or_default();
+            doc["resume"] = serde_json::json!({
+                "journal": inputs.path.display().to_string(),
+                "notes": notes,
+                "steps": decisions,
+            });
+            prepared.redactor.json(&mut doc);
+            console::stdout_text(&(serde_json::to_string_pretty(&doc).unwrap_or_default() + "\n"));
+        }
+        OutputFormat::Text => {
+            let text = crate::plan::to_text(plan)
+                + &crate::journal::preview::to_text(&inputs.path, &notes, &decisions);
+            console::stdout_text(&prepared.redactor.text(&text));
+        }
+    }
+    ExitCode::Success
+}
+
 /// A real run: the scheduler, the progress printer, then the reports and the exit code.
 async fn execute_run(
     prepared: Prepared,
@@ -336,14 +366,26 @@ async fn execute_run(
         }
         (progress, timeline)
     });
+    let journal = match open_journal(&prepared, args) {
+        Ok(j) => j,
+        Err(code) => return code,
+    };
     let settings = RunSettings {
         client,
         concurrency: prepared.concurrency,
         cancel,
         globals: prepared.globals.clone(),
         graph: prepared.graph.clone(),
+        journal: journal.as_ref().map(|(_, j)| j.clone()),
     };
     let result = execute::run(p.clone(), settings, tx).await;
+    if let Some((writer, senders)) = journal {
+        // The writer stops once every sender is gone.
+        drop(senders);
+        if let Err(e) = writer.close().await {
+            console::error(&prepared.redactor.text(&e));
+        }
+    }
     let Ok((mut progress, timeline)) = printer.await else {
         return ExitCode::RunFailed;
     };
@@ -355,6 +397,80 @@ async fn execute_run(
         (RunStatus::Failed, _) => ExitCode::RunFailed,
         (RunStatus::Succeeded, _) => ExitCode::Success,
     }
+}
+
+impl Prepared {
+    /// What the journal needs of this run.
+    fn journal_inputs(&self, args: &RunArgs) -> crate::journal::preview::JournalInputs {
+        let mut secrets: Vec<(String, String)> = self
+            .p
+            .secrets
+            .iter()
+            .filter_map(|s| Some((s.clone(), self.environment.env.get(s)?.clone())))
+            .collect();
+        secrets.extend(self.key.clone().map(|k| ("AVALA_API_KEY".to_string(), k)));
+        crate::journal::preview::JournalInputs {
+            p: self.p.clone(),
+            graph: self.graph.clone(),
+            globals: self.globals.clone(),
+            api: self.endpoint.base_url.to_string(),
+            secrets,
+            redactor: self.redactor.clone(),
+            path: args
+                .journal
+                .clone()
+                .unwrap_or_else(|| crate::journal::default_path(&self.p.path)),
+            mode: match args.resume.as_deref() {
+                None => crate::journal::resume::Mode::Off,
+                Some("force") => crate::journal::resume::Mode::Force,
+                Some(_) => crate::journal::resume::Mode::On,
+            },
+        }
+    }
+}
+
+/// The run journal (none with --no-journal, or with --emulator, whose state ends with the
+/// run); a refused resume is exit 2.
+fn open_journal(
+    prepared: &Prepared,
+    args: &RunArgs,
+) -> Result<Option<(crate::journal::Writer, crate::journal::resume::RunJournal)>, ExitCode> {
+    if args.emulator && args.resume.is_some() {
+        return Err(invalid(
+            "--resume needs the server the earlier run used; the built-in emulator of --emulator starts empty at every run (run `avala-pipe emulator` and give its --base-url instead)",
+        ));
+    }
+    if args.no_journal || (args.emulator && args.journal.is_none()) {
+        return Ok(None);
+    }
+    let inputs = prepared.journal_inputs(args);
+    let opened = inputs
+        .open()
+        .map_err(|e| invalid(prepared.redactor.text(&e)))?;
+    for note in &opened.notes {
+        console::warn(&prepared.redactor.text(note));
+    }
+    let writer = match crate::journal::Writer::start(
+        inputs.path.clone(),
+        opened.doc,
+        prepared.redactor.clone(),
+    ) {
+        Ok(w) => w,
+        // Only the default journal is optional: a run in a read-only folder still runs.
+        Err(e) if args.journal.is_none() && args.resume.is_none() => {
+            console::warn(&prepared.redactor.text(&format!(
+                "{e}; running without a journal (--resume will not be possible)"
+            )));
+            return Ok(None);
+        }
+        Err(e) => return Err(invalid(prepared.redactor.text(&e))),
+    };
+    let run = crate::journal::resume::RunJournal {
+        fp: opened.fp,
+        prior: opened.prior,
+        sink: writer.sender(),
+    };
+    Ok(Some((writer, run)))
 }
 
 /// `--report`, `--junit`, GitHub's outputs, and the JSON report on stdout.

@@ -24,6 +24,8 @@ use tokio_util::sync::CancellationToken;
 use crate::actions::{self, ActionError, RunCtx};
 use crate::api::{CallCtx, CallEvent, Client};
 use crate::graph::Graph;
+use crate::journal::resume::{self, RunJournal};
+use crate::journal::{Record, StepLog};
 use crate::pipeline::model::{format_duration, Pipeline, Step};
 use crate::step::{
     self, step_entry, DepState, Eval, Globals, Iterations, LateInputs, Mode, SkipCause,
@@ -104,6 +106,9 @@ pub struct StepResult {
     /// The step's line in the pipeline file.
     #[serde(skip)]
     pub line: u32,
+    /// Not run: its result was taken from the journal of an earlier run (`--resume`).
+    #[serde(skip)]
+    pub reused: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -133,6 +138,8 @@ pub struct RunSettings {
     pub globals: Globals,
     /// The pipeline's dependency graph (built once, by the caller).
     pub graph: Arc<Graph>,
+    /// The run journal (and the earlier run's, when resuming); `None`: `--no-journal`.
+    pub journal: Option<RunJournal>,
 }
 
 /// Runs the pipeline to the end (or until cancelled).
@@ -188,6 +195,7 @@ impl Scheduler {
                 cancel: settings.cancel.clone(),
                 concurrency: settings.concurrency,
                 events,
+                journal: settings.journal.clone(),
             }),
             concurrency: settings.concurrency,
             results: vec![None; n],
@@ -268,6 +276,9 @@ impl Scheduler {
                 continue;
             }
             self.running[i] = true;
+            let deps_reused = self.graph.deps[i]
+                .iter()
+                .all(|&d| self.results[d].as_ref().is_some_and(|r| r.reused));
             let step = self.p.steps[i].clone();
             let _ = self.shared.events.send(Event::StepStarted {
                 id: step.id.clone(),
@@ -277,7 +288,7 @@ impl Scheduler {
             let steps_value = self.steps_value.clone();
             let shared = self.shared.clone();
             let handle = self.tasks.spawn(async move {
-                let r = run_step(&shared, &step, steps_value).await;
+                let r = run_step(&shared, &step, steps_value, deps_reused).await;
                 (step.index, r)
             });
             self.task_steps.insert(handle.id(), i);
@@ -300,6 +311,14 @@ impl Scheduler {
             }
         };
         self.running[i] = false;
+        if let (Some(j), false) = (&self.shared.journal, r.reused) {
+            j.sink.send(Record::Finished {
+                step: r.id.clone(),
+                status: r.status.as_str(),
+                inputs: None,
+                outputs: r.outputs.clone(),
+            });
+        }
         if r.status == StepStatus::Failed
             && !self.p.steps[i].continue_on_error
             && self.stop_reason.is_none()
@@ -410,6 +429,7 @@ struct Shared {
     cancel: CancellationToken,
     concurrency: usize,
     events: mpsc::UnboundedSender<Event>,
+    journal: Option<RunJournal>,
 }
 
 /// A copy of a result for an event: everything but the outputs, which may be many
@@ -426,6 +446,7 @@ fn without_outputs(r: &StepResult) -> StepResult {
         reason: r.reason.clone(),
         iterations: r.iterations.clone(),
         line: r.line,
+        reused: r.reused,
     }
 }
 
@@ -441,6 +462,7 @@ fn skipped(step: &Step, reason: String) -> StepResult {
         reason: Some(reason),
         iterations: vec![],
         line: step.pos.line,
+        reused: false,
     }
 }
 
@@ -456,6 +478,7 @@ fn failed(step: &Step, error: String, attempts: u32, duration_ms: u64) -> StepRe
         reason: None,
         iterations: vec![],
         line: step.pos.line,
+        reused: false,
     }
 }
 
@@ -484,7 +507,12 @@ impl Failure {
     }
 }
 
-async fn run_step(shared: &Shared, step: &Step, steps_value: Value) -> StepResult {
+async fn run_step(
+    shared: &Shared,
+    step: &Step,
+    steps_value: Value,
+    deps_reused: bool,
+) -> StepResult {
     let started = Instant::now();
     let events = shared.events.clone();
     let call = CallCtx::new(step.retry, shared.cancel.clone(), &step.id).observed(Arc::new(
@@ -496,7 +524,7 @@ async fn run_step(shared: &Shared, step: &Step, steps_value: Value) -> StepResul
             });
         },
     ));
-    let work = execute_step(shared, step, steps_value, &call);
+    let work = execute_step(shared, step, steps_value, &call, deps_reused);
     let outcome = match step.timeout {
         Some(limit) => match tokio::time::timeout(limit, work).await {
             Ok(r) => r,
@@ -517,6 +545,7 @@ async fn run_step(shared: &Shared, step: &Step, steps_value: Value) -> StepResul
         Ok(StepOutcome::Done {
             outputs,
             iterations,
+            reused,
         }) => StepResult {
             id: step.id.clone(),
             action: step.action.name(),
@@ -528,6 +557,7 @@ async fn run_step(shared: &Shared, step: &Step, steps_value: Value) -> StepResul
             reason: None,
             iterations,
             line: step.pos.line,
+            reused,
         },
         Ok(StepOutcome::Skipped(reason)) => skipped(step, reason),
         Err(error) => {
@@ -546,6 +576,8 @@ enum StepOutcome {
     Done {
         outputs: serde_json::Value,
         iterations: Vec<IterationResult>,
+        /// Taken from the earlier run's journal, not run.
+        reused: bool,
     },
     Skipped(String),
 }
@@ -555,20 +587,113 @@ async fn execute_step(
     step: &Step,
     steps_value: Value,
     call: &CallCtx,
+    deps_reused: bool,
 ) -> Result<StepOutcome, Failure> {
     let eval = Eval::new(step, Mode::Run);
     let base = shared.globals.context(&steps_value, &[]);
     if eval.condition(&base)? == Some(step::Decision::Skip) {
         return Ok(StepOutcome::Skipped("`if` was false".into()));
     }
-    match eval.iterations(&base)? {
-        Iterations::Each(items) => for_each(shared, eval, &base, items, call).await,
+    let iterations = eval.iterations(&base)?;
+    let log = match &shared.journal {
+        None => StepLog::default(),
+        Some(journal) => {
+            match from_journal(shared, journal, eval, &base, &iterations, deps_reused).await? {
+                Ok(reused) => return Ok(reused),
+                Err(log) => log,
+            }
+        }
+    };
+    let from = Journaled {
+        log: &log,
+        deps_reused,
+    };
+    match iterations {
+        Iterations::Each(items) => for_each(shared, eval, &base, items, call, &from).await,
         // A run knows every list.
         Iterations::Once | Iterations::Later => Ok(StepOutcome::Done {
-            outputs: run_once(shared, eval, &base, call).await?,
+            outputs: run_once(shared, eval, &base, call, &log).await?,
             iterations: vec![],
+            reused: false,
         }),
     }
+}
+
+/// What the journal gives a step that runs.
+struct Journaled<'a> {
+    log: &'a StepLog,
+    deps_reused: bool,
+}
+
+/// The step's result from the earlier run's journal (`Ok`), when it can stand for a run
+/// now (see [`resume`]); else (`Err`) the step's view of the journal, its start recorded.
+async fn from_journal(
+    shared: &Shared,
+    journal: &RunJournal,
+    eval: Eval<'_>,
+    base: &Value,
+    iterations: &Iterations,
+    deps_reused: bool,
+) -> Result<Result<StepOutcome, StepLog>, Failure> {
+    let step = eval.step;
+    let (items, rendered, once) = match iterations {
+        Iterations::Each(items) => {
+            let mut rendered = Vec::with_capacity(items.len());
+            for (index, item) in items.iter().enumerate() {
+                let ctx = step::item_context(base, item, index);
+                // An iteration whose inputs do not render fails when it runs, with its
+                // index in the error, as without a journal.
+                rendered.push(resume::iteration_inputs(eval.inputs(&ctx, false).ok()));
+            }
+            (Some(items.as_slice()), rendered, None)
+        }
+        Iterations::Once | Iterations::Later => {
+            let inputs = eval.inputs(base, false)?;
+            (None, vec![resume::inputs_json(&inputs)], Some(inputs))
+        }
+    };
+    let fingerprint = resume::step_fingerprint(&journal.fp, step, items, &rendered);
+    let prior = journal.prior_step(&step.id, &fingerprint);
+    if let Some(p) = prior
+        .as_ref()
+        .filter(|p| deps_reused && p.status == "succeeded")
+    {
+        if let (true, Some(outputs)) = (p.reusable, &p.outputs) {
+            match resume::still_valid(step.action, once.as_ref(), outputs, &shared.cancel).await {
+                None => {
+                    return Ok(Ok(StepOutcome::Done {
+                        outputs: outputs.clone(),
+                        iterations: p
+                            .iterations
+                            .iter()
+                            .map(|(&index, _)| IterationResult {
+                                index,
+                                status: StepStatus::Succeeded,
+                                duration_ms: 0,
+                                error: None,
+                            })
+                            .collect(),
+                        reused: true,
+                    }))
+                }
+                Some(why) => tracing::info!(step = %step.id, "running again: {why}"),
+            }
+        }
+    }
+    let (written, on_disk) = tokio::sync::oneshot::channel();
+    journal.sink.send(Record::Started {
+        step: step.id.clone(),
+        inputs: fingerprint,
+        written: Some(written),
+    });
+    // Nothing is sent before the journal knows the step started (an error writing it
+    // drops the sender: the run goes on without the guarantee rather than hanging).
+    let _ = on_disk.await;
+    Ok(Err(StepLog {
+        step: step.id.clone(),
+        prior,
+        sink: journal.sink.clone(),
+    }))
 }
 
 /// Runs one iteration per item, `max_parallel` at a time; the first failure stops new
@@ -579,6 +704,7 @@ async fn for_each(
     base: &Value,
     items: Vec<serde_json::Value>,
     call: &CallCtx,
+    journaled: &Journaled<'_>,
 ) -> Result<StepOutcome, Failure> {
     let parallel = eval.step.max_parallel.unwrap_or(shared.concurrency).max(1);
     let semaphore = Arc::new(Semaphore::new(parallel));
@@ -592,7 +718,34 @@ async fn for_each(
             }
             let started = Instant::now();
             let ctx = step::item_context(base, item, index);
-            let r = run_once(shared, eval, &ctx, &call.for_iteration(index)).await;
+            let fingerprint = shared.journal.as_ref().and_then(|j| {
+                let inputs = eval.inputs(&ctx, false).ok()?;
+                Some(resume::iteration_fingerprint(
+                    &j.fp,
+                    item,
+                    &resume::inputs_json(&inputs),
+                ))
+            });
+            if let Some(output) = reused_iteration(journaled, index, fingerprint.as_deref()) {
+                return Some((started.elapsed(), Ok(output)));
+            }
+            let r = run_once(
+                shared,
+                eval,
+                &ctx,
+                &call.for_iteration(index),
+                journaled.log,
+            )
+            .await;
+            if let (Some(j), Some(fingerprint)) = (&shared.journal, fingerprint) {
+                j.sink.send(Record::Iteration {
+                    step: eval.step.id.clone(),
+                    index,
+                    inputs: fingerprint,
+                    status: if r.is_ok() { "succeeded" } else { "failed" },
+                    output: r.as_ref().map_or(serde_json::Value::Null, Clone::clone),
+                });
+            }
             if r.is_err() {
                 stop.cancel();
             }
@@ -640,7 +793,23 @@ async fn for_each(
     Ok(StepOutcome::Done {
         outputs: json!({"results": results, "count": items.len()}),
         iterations,
+        reused: false,
     })
+}
+
+/// An iteration the earlier run finished with the same item and inputs (its step's
+/// dependencies all reused), as it ended then.
+fn reused_iteration(
+    journaled: &Journaled<'_>,
+    index: usize,
+    fingerprint: Option<&str>,
+) -> Option<serde_json::Value> {
+    let prior = journaled.log.prior.as_ref()?.iterations.get(&index)?;
+    (journaled.deps_reused
+        && prior.status == "succeeded"
+        && prior.reusable
+        && prior.inputs.as_deref() == fingerprint?.into())
+    .then(|| prior.output.clone())
 }
 
 /// Renders the inputs in `ctx`, runs the action, adds the step's `outputs`.
@@ -649,6 +818,7 @@ async fn run_once(
     eval: Eval<'_>,
     ctx: &Value,
     call: &CallCtx,
+    log: &StepLog,
 ) -> Result<serde_json::Value, Failure> {
     let inputs = eval.inputs(ctx, false)?;
     let late = LateInputs::new(ctx.clone());
@@ -665,6 +835,7 @@ async fn run_once(
         call: call.clone(),
         renderer: &late,
         progress: &progress,
+        journal: log,
     };
     let result = actions::run(&inputs, &run_ctx).await?;
     Ok(eval.outputs(ctx, result)?)

@@ -137,7 +137,11 @@ pub fn step_summary(
                 "| `{}` | {} | {} | {:.1}s | {} | {} |\n",
                 cell(&s.id),
                 s.action,
-                icon(s.status),
+                if s.reused {
+                    format!("{} (reused)", icon(s.status))
+                } else {
+                    icon(s.status).to_string()
+                },
                 s.duration_ms as f64 / 1000.0,
                 s.attempts,
                 text_cell(&api_short(&error))

@@ -155,6 +155,10 @@ impl Progress {
         }
         let shown = |text: &str| crate::shown::escape(&self.redactor.text(text)).into_owned();
         match r.status {
+            StepStatus::Succeeded if r.reused && !self.quiet => self.line(&format!(
+                "✔ {} reused: done in an earlier run (journal)",
+                r.id
+            )),
             StepStatus::Succeeded if !self.quiet => {
                 self.line(&format!("✔ {} succeeded in {took}", shown(&r.id)))
             }
@@ -222,6 +226,12 @@ impl Progress {
             count(StepStatus::Failed),
             count(StepStatus::Skipped)
         );
+        let reused = result.steps.iter().filter(|r| r.reused).count();
+        if reused > 0 {
+            line.push_str(&format!(
+                " ({reused} of them reused from the journal of an earlier run)"
+            ));
+        }
         if result.status == crate::execute::RunStatus::Interrupted {
             line.push_str(&interruption_detail(result));
         }
@@ -286,6 +296,15 @@ pub fn report_json(name: &str, started_at: &str, result: &RunResult, redactor: &
             step.insert("id".into(), json!(s.id));
             step.insert("action".into(), json!(s.action));
             step.insert("status".into(), json!(s.status));
+            // `reused`: taken from the journal of an earlier run (`--resume`).
+            step.insert(
+                "run".into(),
+                json!(match (s.reused, s.status) {
+                    (true, _) => "reused",
+                    (false, crate::execute::StepStatus::Skipped) => "not run",
+                    (false, _) => "ran",
+                }),
+            );
             step.insert("attempts".into(), json!(s.attempts));
             step.insert("duration_ms".into(), json!(s.duration_ms));
             // One plain clone: outputs can hold every item of a big list.

@@ -306,6 +306,7 @@ mod tests {
             reason: None,
             iterations: vec![],
             line: 1,
+            reused: false,
         }
     }
 

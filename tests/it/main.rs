@@ -5,6 +5,7 @@ mod dry_run;
 mod emulator;
 mod faults;
 mod html;
+mod resume;
 mod run;
 mod sdk;
 mod support;

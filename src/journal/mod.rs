@@ -1,0 +1,642 @@
+//! The run journal (issue 13): what a run has done, as the server confirmed it, so that
+//! `run --resume` redoes nothing and duplicates nothing. One JSON file per pipeline
+//! (default `.avala-pipe/<stem>.journal.json`), mode 0600, replaced atomically (temporary
+//! file in the same folder, fsync, rename): a `kill -9` at any instant leaves the previous
+//! or the next version, never a torn one.
+//!
+//! What it holds: a format version, the pipeline's name, the API base URL, a fingerprint of
+//! the pipeline file and of each var, and per step its status, its inputs' fingerprint, its
+//! outputs (masked by the run's redactor), each `for_each` iteration, and the remote work
+//! it did: each file stored (path, size, sha256, the server's answer), an export's id, a
+//! `datasets.upload` session. A record is sent only after the server confirmed the work
+//! (the upload's response, the export's creation), so the journal may lag behind the
+//! server (it is written at most every 200 ms, and at every step end) but never runs ahead
+//! of it.
+//!
+//! Nothing secret: fingerprints are HMAC-SHA256 with a random per-journal salt, of values in
+//! which every secret (the key, `secrets:`; every encoding the redactor knows) was first
+//! replaced by `<secret NAME>`. A fingerprint therefore never depends on a secret's value, so
+//! it cannot confirm a guessed one (rotating a secret does not invalidate a journal either).
+//! Outputs are masked before they are written; a step whose outputs needed masking is
+//! recorded as not reusable (its recorded outputs would not be the real ones).
+//!
+//! Takes: records from the scheduler and the actions, over a channel. Gives: the file, and
+//! the previous run's [`Doc`] for a resume. Must not: write a value the redactor has not
+//! masked, or record work before the server confirmed it.
+
+pub mod preview;
+pub mod resume;
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+
+use crate::report::Redactor;
+
+/// The journal format's version; another version is not resumed from.
+pub const VERSION: u32 = 1;
+
+/// Writes at most this often while work completes (and always at a step's end).
+const DEBOUNCE: Duration = Duration::from_millis(200);
+
+/// The whole journal file.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Doc {
+    pub format: String,
+    pub version: u32,
+    pub pipeline: String,
+    /// The API base URL the work was done against.
+    pub api: String,
+    /// Hex salt of every fingerprint in this journal.
+    pub salt: String,
+    /// Fingerprint of the pipeline file's bytes.
+    pub file: String,
+    /// Fingerprint of each var's rendered value.
+    pub vars: BTreeMap<String, String>,
+    pub steps: BTreeMap<String, StepRec>,
+}
+
+/// One step, as far as it went.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct StepRec {
+    /// `running` (started, not finished: the run was killed), `succeeded`, `failed`,
+    /// `skipped`.
+    pub status: String,
+    /// Fingerprint of the step's definition and rendered inputs.
+    #[serde(default)]
+    pub inputs: Option<String>,
+    /// Its outputs can be restored as they were (none needed masking).
+    #[serde(default)]
+    pub reusable: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outputs: Option<Value>,
+    /// Files the server confirmed stored, by path.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub files: BTreeMap<String, FileRec>,
+    /// `datasets.upload`: its `dataset_upload_uid`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
+    /// `exports.create`: the export created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub export: Option<String>,
+    /// `datasets.create`, `datasets.upload`: the dataset created (or finalized).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataset: Option<String>,
+    /// `for_each`: each finished iteration, by index.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub iterations: BTreeMap<usize, IterRec>,
+}
+
+/// One stored file.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct FileRec {
+    pub size: u64,
+    pub sha256: String,
+    /// The file's entry in the step's `files` output (with the server's answer and id).
+    #[serde(default)]
+    pub entry: Value,
+}
+
+/// One finished `for_each` iteration.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct IterRec {
+    pub status: String,
+    pub inputs: Option<String>,
+    pub reusable: bool,
+    #[serde(default)]
+    pub output: Value,
+}
+
+/// What the scheduler and the actions tell the writer.
+#[derive(Debug)]
+pub enum Record {
+    /// A step starts (it was not reused): `inputs` is its fingerprint. Remote work recorded
+    /// under another fingerprint is forgotten (it was done for other inputs).
+    /// `written` is told once the start is on disk: the step's requests wait for it, so a
+    /// journal never lacks the start of a step whose work reached the server (a resume
+    /// then knows to look for work the journal could not record).
+    Started {
+        step: String,
+        inputs: String,
+        written: Option<tokio::sync::oneshot::Sender<()>>,
+    },
+    FileStored {
+        step: String,
+        path: String,
+        file: FileRec,
+    },
+    Session {
+        step: String,
+        uid: String,
+    },
+    ExportCreated {
+        step: String,
+        id: String,
+    },
+    DatasetCreated {
+        step: String,
+        id: String,
+    },
+    Iteration {
+        step: String,
+        index: usize,
+        inputs: String,
+        status: &'static str,
+        output: Value,
+    },
+    Finished {
+        step: String,
+        status: &'static str,
+        inputs: Option<String>,
+        outputs: Value,
+    },
+}
+
+/// Computes fingerprints: salted HMAC-SHA256 of canonical JSON with secrets named, not
+/// valued.
+#[derive(Clone, Debug)]
+pub struct Fingerprinter {
+    salt: Vec<u8>,
+    /// (a form of a secret, `<secret NAME>`), longest form first.
+    masks: Vec<(String, String)>,
+}
+
+impl Fingerprinter {
+    /// `secrets`: (name, value) of the key and every `secrets:` entry.
+    pub fn new(salt: Vec<u8>, secrets: &[(String, String)]) -> Self {
+        let mut masks = Vec::new();
+        for (name, value) in secrets {
+            if value.is_empty() {
+                continue;
+            }
+            let named = format!("<secret {name}>");
+            let mut forms = crate::secrets::forms(value);
+            if value.len() >= 4 {
+                forms.extend(crate::secrets::base64_forms(value));
+            }
+            // As it appears inside the JSON text a value is fingerprinted as.
+            let json = serde_json::to_string(value).unwrap_or_default();
+            forms.push(json.trim_matches('"').to_string());
+            for f in forms.into_iter().filter(|f| !f.is_empty()) {
+                masks.push((f, named.clone()));
+            }
+        }
+        masks.sort_by_key(|(f, _)| std::cmp::Reverse(f.len()));
+        masks.dedup_by(|a, b| a.0 == b.0);
+        Fingerprinter { salt, masks }
+    }
+
+    /// The text with every secret replaced by its name.
+    pub fn mask(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        for (form, named) in &self.masks {
+            if out.contains(form.as_str()) {
+                out = out.replace(form.as_str(), named);
+            }
+        }
+        out
+    }
+
+    pub fn of_bytes(&self, bytes: &[u8]) -> String {
+        hex::encode(hmac_sha256(&self.salt, bytes))
+    }
+
+    pub fn of_value(&self, value: &Value) -> String {
+        let text = serde_json::to_string(value).unwrap_or_default();
+        self.of_bytes(self.mask(&text).as_bytes())
+    }
+}
+
+/// HMAC-SHA256 (RFC 2104).
+pub fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
+    let mut block = [0u8; 64];
+    if key.len() > 64 {
+        block[..32].copy_from_slice(&Sha256::digest(key));
+    } else {
+        block[..key.len()].copy_from_slice(key);
+    }
+    let ipad: Vec<u8> = block.iter().map(|b| b ^ 0x36).collect();
+    let opad: Vec<u8> = block.iter().map(|b| b ^ 0x5c).collect();
+    let inner = Sha256::new()
+        .chain_update(&ipad)
+        .chain_update(message)
+        .finalize();
+    Sha256::new()
+        .chain_update(&opad)
+        .chain_update(inner)
+        .finalize()
+        .into()
+}
+
+/// 32 random bytes for a new journal's salt.
+pub fn new_salt() -> Vec<u8> {
+    let mut salt = vec![0u8; 32];
+    let read = std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut salt));
+    if read.is_err() {
+        salt.iter_mut().for_each(|b| *b = fastrand::u8(..));
+    }
+    salt
+}
+
+/// The default journal of a pipeline file: `.avala-pipe/<file stem>.journal.json` in the
+/// working directory.
+pub fn default_path(pipeline: &Path) -> PathBuf {
+    let stem = pipeline
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "pipeline".into());
+    PathBuf::from(".avala-pipe").join(format!("{stem}.journal.json"))
+}
+
+/// Reads a journal; `Ok(None)` when there is none.
+pub fn load(path: &Path) -> Result<Option<Doc>, String> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("cannot read the journal {}: {e}", path.display())),
+    };
+    let doc: Doc = serde_json::from_str(&text).map_err(|e| {
+        format!(
+            "the journal {} is not a journal this version reads ({e}); remove it or run without --resume",
+            path.display()
+        )
+    })?;
+    if doc.version != VERSION {
+        return Err(format!(
+            "the journal {} has format version {} (this avala-pipe writes {VERSION}); remove it or run without --resume",
+            path.display(),
+            doc.version
+        ));
+    }
+    Ok(Some(doc))
+}
+
+/// Replaces the journal file atomically: a temporary file (0600) beside it, fsync, rename.
+pub fn write_atomic(path: &Path, doc: &Doc) -> std::io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    // tempfile creates it 0600; the rename keeps that mode.
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".journal-")
+        .suffix(".tmp")
+        .tempfile_in(dir)?;
+    let text = serde_json::to_vec_pretty(doc).map_err(std::io::Error::other)?;
+    tmp.write_all(&text)?;
+    tmp.write_all(b"\n")?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// The writer: owns the document, applies records, writes it (debounced).
+pub struct Writer {
+    tx: mpsc::UnboundedSender<Record>,
+    task: tokio::task::JoinHandle<Result<(), String>>,
+}
+
+impl Writer {
+    /// Writes `doc` at once (so a run killed at its first request leaves a journal), then
+    /// applies records as they come.
+    pub fn start(path: PathBuf, doc: Doc, redactor: Redactor) -> Result<Writer, String> {
+        write_atomic(&path, &doc)
+            .map_err(|e| format!("cannot write the journal {}: {e}", path.display()))?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let task = tokio::spawn(write_loop(path, doc, redactor, rx));
+        Ok(Writer { tx, task })
+    }
+
+    pub fn sender(&self) -> Sink {
+        Sink(Some(self.tx.clone()))
+    }
+
+    /// Writes what is left and stops.
+    pub async fn close(self) -> Result<(), String> {
+        drop(self.tx);
+        self.task.await.map_err(|e| e.to_string())?
+    }
+}
+
+/// Where records go (nowhere without a journal).
+#[derive(Clone, Debug, Default)]
+pub struct Sink(Option<mpsc::UnboundedSender<Record>>);
+
+impl Sink {
+    pub fn send(&self, r: Record) {
+        if let Some(tx) = &self.0 {
+            let _ = tx.send(r);
+        }
+    }
+}
+
+async fn write_loop(
+    path: PathBuf,
+    mut doc: Doc,
+    redactor: Redactor,
+    mut rx: mpsc::UnboundedReceiver<Record>,
+) -> Result<(), String> {
+    let mut dirty = false;
+    let mut last = Instant::now();
+    let write = |doc: &Doc| {
+        write_atomic(&path, doc)
+            .map_err(|e| format!("cannot write the journal {}: {e}", path.display()))
+    };
+    loop {
+        let next = if dirty {
+            let wait = DEBOUNCE.saturating_sub(last.elapsed());
+            match tokio::time::timeout(wait, rx.recv()).await {
+                Ok(r) => r,
+                Err(_) => {
+                    blocking(|| write(&doc))?;
+                    dirty = false;
+                    last = Instant::now();
+                    continue;
+                }
+            }
+        } else {
+            rx.recv().await
+        };
+        let Some(mut record) = next else { break };
+        let ack = match &mut record {
+            Record::Started { written, .. } => written.take(),
+            _ => None,
+        };
+        let urgent = apply(&mut doc, record, &redactor);
+        dirty = true;
+        if urgent || last.elapsed() >= DEBOUNCE {
+            blocking(|| write(&doc))?;
+            dirty = false;
+            last = Instant::now();
+        }
+        if let Some(ack) = ack {
+            let _ = ack.send(());
+        }
+    }
+    if dirty {
+        write(&doc)?;
+    }
+    Ok(())
+}
+
+/// Runs a short blocking write without stalling the other tasks of a multi-threaded
+/// runtime (a current-thread runtime just runs it).
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
+/// Masks a value for the journal; true when something needed masking.
+fn masked(redactor: &Redactor, mut v: Value) -> (Value, bool) {
+    let before = v.clone();
+    redactor.json(&mut v);
+    let changed = v != before;
+    (v, changed)
+}
+
+/// Applies a record; true when it should be written at once (a step's end).
+fn apply(doc: &mut Doc, record: Record, redactor: &Redactor) -> bool {
+    match record {
+        Record::Started { step, inputs, .. } => {
+            let rec = doc.steps.entry(step).or_default();
+            if rec.inputs.as_deref() != Some(inputs.as_str()) {
+                *rec = StepRec::default();
+            }
+            rec.status = "running".into();
+            rec.inputs = Some(inputs);
+            rec.reusable = false;
+            rec.outputs = None;
+            true
+        }
+        Record::FileStored {
+            step,
+            path,
+            mut file,
+        } => {
+            file.entry = masked(redactor, file.entry).0;
+            // A path holding a secret is kept masked (that file is then sent again).
+            let path = redactor.text(&path);
+            doc.steps.entry(step).or_default().files.insert(path, file);
+            false
+        }
+        Record::Session { step, uid } => {
+            doc.steps.entry(step).or_default().session = Some(uid);
+            true
+        }
+        Record::ExportCreated { step, id } => {
+            doc.steps.entry(step).or_default().export = Some(id);
+            true
+        }
+        Record::DatasetCreated { step, id } => {
+            doc.steps.entry(step).or_default().dataset = Some(id);
+            true
+        }
+        Record::Iteration {
+            step,
+            index,
+            inputs,
+            status,
+            output,
+        } => {
+            let (output, changed) = masked(redactor, output);
+            doc.steps.entry(step).or_default().iterations.insert(
+                index,
+                IterRec {
+                    status: status.into(),
+                    inputs: Some(inputs),
+                    reusable: !changed,
+                    output,
+                },
+            );
+            false
+        }
+        Record::Finished {
+            step,
+            status,
+            inputs,
+            outputs,
+        } => {
+            let rec = doc.steps.entry(step).or_default();
+            let (outputs, changed) = masked(redactor, outputs);
+            rec.status = status.into();
+            if inputs.is_some() {
+                rec.inputs = inputs;
+            }
+            rec.reusable = status == "succeeded" && !changed;
+            rec.outputs = (status == "succeeded").then_some(outputs);
+            true
+        }
+    }
+}
+
+/// The journal as one step's action sees it: what an earlier attempt of this step (with
+/// the same inputs) already got done, and where to record what this one does.
+#[derive(Clone, Debug, Default)]
+pub struct StepLog {
+    pub step: String,
+    /// The earlier attempt's record, when its inputs were the same.
+    pub prior: Option<Arc<StepRec>>,
+    pub sink: Sink,
+}
+
+impl StepLog {
+    /// A file this step already stored with this content (its output entry).
+    pub fn stored(&self, path: &str, sha256: &str) -> Option<Value> {
+        let f = self.prior.as_ref()?.files.get(path)?;
+        (f.sha256 == sha256).then(|| f.entry.clone())
+    }
+
+    /// An earlier attempt started and did not finish: some work may be on the server
+    /// that the journal does not know of (confirmed after the last write).
+    pub fn interrupted_before(&self) -> bool {
+        self.prior.as_ref().is_some_and(|p| p.status != "succeeded")
+    }
+
+    /// The upload session of an earlier attempt that did not finish (a finished one was
+    /// finalized: running the step again makes a new dataset, in a new session).
+    pub fn session(&self) -> Option<String> {
+        let prior = self.prior.as_ref().filter(|_| self.interrupted_before())?;
+        prior.session.clone()
+    }
+
+    /// The export an earlier attempt created before it was cut short (one that finished
+    /// is not re-attached to: running the step again asks for a new export).
+    pub fn export(&self) -> Option<String> {
+        let prior = self.prior.as_ref().filter(|_| self.interrupted_before())?;
+        prior.export.clone()
+    }
+
+    /// The dataset an earlier attempt created (or finalized) before it was cut short.
+    pub fn dataset(&self) -> Option<String> {
+        let prior = self.prior.as_ref().filter(|_| self.interrupted_before())?;
+        prior.dataset.clone()
+    }
+
+    pub fn dataset_created(&self, id: &str) {
+        self.sink.send(Record::DatasetCreated {
+            step: self.step.clone(),
+            id: id.to_string(),
+        });
+    }
+
+    pub fn file_stored(&self, path: &str, size: u64, sha256: &str, entry: &Value) {
+        self.sink.send(Record::FileStored {
+            step: self.step.clone(),
+            path: path.to_string(),
+            file: FileRec {
+                size,
+                sha256: sha256.to_string(),
+                entry: entry.clone(),
+            },
+        });
+    }
+
+    pub fn session_started(&self, uid: &str) {
+        self.sink.send(Record::Session {
+            step: self.step.clone(),
+            uid: uid.to_string(),
+        });
+    }
+
+    pub fn export_created(&self, id: &str) {
+        self.sink.send(Record::ExportCreated {
+            step: self.step.clone(),
+            id: id.to_string(),
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hmac_matches_rfc_4231_case_2() {
+        let mac = hmac_sha256(b"Jefe", b"what do ya want for nothing?");
+        assert_eq!(
+            hex::encode(mac),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+
+    #[test]
+    fn a_fingerprint_does_not_depend_on_a_secret_value() {
+        let salt = vec![7u8; 32];
+        let a = Fingerprinter::new(salt.clone(), &[("T".into(), "hunter2-secret".into())]);
+        let b = Fingerprinter::new(salt, &[("T".into(), "other-secret-9".into())]);
+        let va = serde_json::json!({"h": "Bearer hunter2-secret"});
+        let vb = serde_json::json!({"h": "Bearer other-secret-9"});
+        assert_eq!(a.of_value(&va), b.of_value(&vb));
+        assert_ne!(a.of_value(&va), a.of_value(&serde_json::json!({"h": "x"})));
+    }
+
+    #[tokio::test]
+    async fn outputs_that_needed_masking_are_kept_masked_and_not_reusable() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.json");
+        let redactor = Redactor::new(["s3cret-value".to_string()]);
+        let doc = Doc {
+            version: VERSION,
+            ..Doc::default()
+        };
+        let writer = Writer::start(path.clone(), doc, redactor).unwrap();
+        let sink = writer.sender();
+        for (step, out) in [("masked", "token s3cret-value"), ("plain", "nothing")] {
+            sink.send(Record::Started {
+                step: step.into(),
+                inputs: "fp".into(),
+                written: None,
+            });
+            sink.send(Record::Finished {
+                step: step.into(),
+                status: "succeeded",
+                inputs: None,
+                outputs: serde_json::json!({ "v": out }),
+            });
+        }
+        drop(sink);
+        writer.close().await.unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(!text.contains("s3cret-value"), "{text}");
+        let doc = load(&path).unwrap().unwrap();
+        assert!(!doc.steps["masked"].reusable);
+        assert!(doc.steps["plain"].reusable);
+        assert_eq!(
+            doc.steps["plain"].outputs,
+            Some(serde_json::json!({"v": "nothing"}))
+        );
+    }
+
+    #[test]
+    fn a_written_journal_is_private_and_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/p.journal.json");
+        let doc = Doc {
+            version: VERSION,
+            pipeline: "p".into(),
+            ..Doc::default()
+        };
+        write_atomic(&path, &doc).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        assert_eq!(load(&path).unwrap().unwrap().pipeline, "p");
+    }
+}

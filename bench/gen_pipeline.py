@@ -3,7 +3,8 @@
 A realistic mix, every step with templates: a chain of `request` steps each reading the
 previous step's output, with `needs`, `if`, `outputs`, var and env references, and every
 tenth step an `exports.create` on a var. Nothing touches local files, so a dry-run sends
-nothing and reads nothing.
+nothing and reads nothing. It speaks the documented flavour of the API, as the emulator the
+other benchmarks use does.
 
 usage: gen_pipeline.py N OUT.yaml
 """
@@ -13,6 +14,7 @@ n, out = int(sys.argv[1]), sys.argv[2]
 lines = [
     "version: 1",
     f"name: generated-{n}",
+    "api: { flavor: documented }",
     "vars:",
     "  project: prj_0001",
     "  dataset: ds_0001",

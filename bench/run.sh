@@ -13,6 +13,11 @@
 #                                     # some of: list download upload ratelimit check memory
 #   BENCH_KEEP=1 bench/run.sh         # keep the work directory (logs, reports, raw results)
 #
+# The emulator and every pipeline speak the documented flavour of the API (items.upload,
+# /datasets without a trailing slash): the pipelines say `api: {flavor: documented}` and the
+# emulator is started with `--flavor documented`. Runs keep their journal (the default, in
+# the work directory); list and upload are measured a second time with --no-journal.
+#
 # Uses CARGO_TARGET_DIR when set. Binds to 127.0.0.1 only; every loop is bounded.
 set -euo pipefail
 
@@ -62,12 +67,14 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+# Real runs write their journal to .avala-pipe/ in the working directory: keep it in WORK.
+cd "$WORK"
 
 # --- the emulator, one per scenario -----------------------------------------------------
 start_emulator() { # NAME EMULATOR-OPTIONS...
     local name=$1 log=$WORK/$1.emulator.log
     shift
-    "$BIN" -q emulator --port 0 --storage-port 0 "$@" >"$log" 2>&1 &
+    "$BIN" -q emulator --port 0 --storage-port 0 --flavor documented "$@" >"$log" 2>&1 &
     EMU_PID=$!
     for _ in $(seq 1 100); do # at most 10 s
         grep -q 'storage origin' "$log" 2>/dev/null && break
@@ -109,9 +116,14 @@ measure() {
     fi
 }
 
-# alternate REP CMD_A CMD_B: runs the two shell functions, A first on odd repetitions.
+# alternate REP CMD...: runs the shell functions, each repetition starting one further on
+# (with two: A first on odd repetitions, B first on even ones).
 alternate() {
-    if [ $(($1 % 2)) -eq 1 ]; then "$2" "$1"; "$3" "$1"; else "$3" "$1"; "$2" "$1"; fi
+    local rep=$1 n i
+    shift
+    n=$#
+    local cmds=("$@")
+    for i in $(seq 0 $((n - 1))); do "${cmds[$(((rep - 1 + i) % n))]}" "$rep"; done
 }
 
 json_field() { # FILE PYTHON-EXPRESSION-ON-d
@@ -125,6 +137,7 @@ bench_list() {
     cat >"$WORK/list.yaml" <<'EOF'
 version: 1
 name: bench-list
+api: {flavor: documented}
 steps:
   - id: list
     action: datasets.list
@@ -135,6 +148,10 @@ EOF
         measure list avala-pipe "$1" "" -- env AVALA_API_KEY=$KEY \
             "$BIN" -q run "$WORK/list.yaml" --base-url "$BASE" "${@:2}"
     }
+    list_ap_nj() {
+        measure list "avala-pipe --no-journal" "$1" "" -- env AVALA_API_KEY=$KEY \
+            "$BIN" -q run "$WORK/list.yaml" --base-url "$BASE" --no-journal "${@:2}"
+    }
     list_py() {
         measure list python-requests "$1" "" -- python3 "$ROOT/bench/list_requests.py" "$BASE" "$KEY"
         [ "$(cat "$WORK/out.txt")" = "$LIST_DATASETS" ] || { say "python listed $(cat "$WORK/out.txt")"; exit 1; }
@@ -142,8 +159,12 @@ EOF
     list_ap 0 --report "$WORK/list.report.json"
     [ "$(json_field "$WORK/list.report.json" 'd["steps"][0]["outputs"]["count"]')" = "$LIST_DATASETS" ] \
         || { say "avala-pipe listed the wrong number of datasets"; exit 1; }
+    [ -s "$WORK/.avala-pipe/list.journal.json" ] || { say "the list run wrote no journal"; exit 1; }
+    list_ap_nj 0 --report "$WORK/list.report.json"
+    [ "$(json_field "$WORK/list.report.json" 'd["steps"][0]["outputs"]["count"]')" = "$LIST_DATASETS" ] \
+        || { say "avala-pipe --no-journal listed the wrong number of datasets"; exit 1; }
     list_py 0
-    for rep in $(seq 1 "$REPS"); do alternate "$rep" list_ap list_py; done
+    for rep in $(seq 1 "$REPS"); do alternate "$rep" list_ap list_py list_ap_nj; done
     stop_emulator
 }
 
@@ -166,6 +187,7 @@ bench_download() {
     cat >"$WORK/download.yaml" <<'EOF'
 version: 1
 name: bench-download
+api: {flavor: documented}
 vars:
   url: ""
   to: ""
@@ -215,6 +237,7 @@ upload_pipeline() { # OUT CONCURRENCY
     cat >"$1" <<EOF
 version: 1
 name: bench-upload
+api: {flavor: documented}
 vars:
   files: ""
 steps:
@@ -233,13 +256,15 @@ bench_upload() {
     start_emulator upload
     make_files "$WORK/up" "$UPLOAD_FILES" "$UPLOAD_BYTES"
     upload_pipeline "$WORK/upload.yaml" "$UPLOAD_CONCURRENCY"
-    up_ap() {
-        measure upload avala-pipe "$1" "" -- env AVALA_API_KEY=$KEY \
+    up_run() { # REP CONTESTANT EXTRA-OPTIONS...
+        measure upload "$2" "$1" "" -- env AVALA_API_KEY=$KEY \
             "$BIN" -q run "$WORK/upload.yaml" --base-url "$BASE" \
-            --var "files=$WORK/up/*.bin" --report "$WORK/upload.report.json"
+            --var "files=$WORK/up/*.bin" --report "$WORK/upload.report.json" "${@:3}"
         [ "$(json_field "$WORK/upload.report.json" 'd["steps"][0]["outputs"]["count"]')" = "$UPLOAD_FILES" ] \
-            || { say "avala-pipe uploaded the wrong number of files"; exit 1; }
+            || { say "$2 uploaded the wrong number of files"; exit 1; }
     }
+    up_ap() { up_run "$1" avala-pipe; }
+    up_ap_nj() { up_run "$1" "avala-pipe --no-journal" --no-journal; }
     up_xargs() {
         # shellcheck disable=SC2016 # the inner script gets its values as arguments
         measure upload "xargs -P$UPLOAD_CONCURRENCY curl" "$1" "" -- bash -c \
@@ -248,8 +273,10 @@ bench_upload() {
             _ "$WORK/up" "$UPLOAD_CONCURRENCY" "$KEY" "$BASE"
     }
     up_ap 0
+    [ -s "$WORK/.avala-pipe/upload.journal.json" ] || { say "the upload run wrote no journal"; exit 1; }
+    up_ap_nj 0
     up_xargs 0
-    for rep in $(seq 1 "$REPS"); do alternate "$rep" up_ap up_xargs; done
+    for rep in $(seq 1 "$REPS"); do alternate "$rep" up_ap up_xargs up_ap_nj; done
     stop_emulator
 }
 
@@ -301,6 +328,7 @@ bench_memory() {
     cat >"$WORK/save.yaml" <<'EOF'
 version: 1
 name: bench-save
+api: {flavor: documented}
 vars:
   max: 0
   to: ""
@@ -337,16 +365,20 @@ want check && bench_check
 want memory && bench_memory
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 
-cpu=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
+# Every benchmark table names its CPU: the model as /proc/cpuinfo gives it.
+cpu=$(awk -F': *' '/^model name/ {print $2; exit}' /proc/cpuinfo)
+[ -n "$cpu" ] || cpu=$(awk -F': *' '/^(vendor_id|CPU implementer|Hardware)/ {print $2; exit}' /proc/cpuinfo)
+cpu=${cpu:-unknown CPU model}
 mem=$(awk '/^MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)
 echo
-echo "## avala-pipe benchmarks"
+echo "## avala-pipe benchmarks on $cpu"
 echo
 echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC'); took $(($(date +%s) - STARTED)) s"
-echo "- machine: $(nproc) CPUs ($cpu), $mem memory, Linux $(uname -r)"
+echo "- CPU: $cpu; $(nproc) CPUs, $mem memory, Linux $(uname -r)"
 echo "- load average (1/5/15 min): before $LOAD_BEFORE, after $LOAD_AFTER"
 echo "- avala-pipe $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet 2>/dev/null || echo ' (uncommitted changes)'), $(rustc -V 2>/dev/null || echo rustc ?); $(python3 -c 'import requests, platform; print("Python", platform.python_version(), "requests", requests.__version__)'); $(curl -V | head -1 | cut -d' ' -f1-2)"
 echo "- repetitions: $REPS per contestant, alternating, after one warm-up run each; medians shown"
+echo "- API flavour: documented (pipelines and emulator); runs keep their journal unless marked --no-journal"
 echo
 python3 "$ROOT/bench/stats.py" "$RESULTS" \
     --ideal-ratelimit "$((RL_FILES / RL_LIMIT))" --reps "$REPS"

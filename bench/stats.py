@@ -53,6 +53,16 @@ def verdict(name, ok):
     return "**yes**" if ok else "**NO**"
 
 
+def journal_row(scenario, what):
+    """The same avala-pipe run with --no-journal: what the journal costs."""
+    ap, nj = (scenario, "avala-pipe"), (scenario, "avala-pipe --no-journal")
+    if ap in runs and nj in runs:
+        cost = med(ap) - med(nj)
+        rows.append(("", f"avala-pipe {what} `--no-journal`", span(nj), mib(rss(nj)),
+                     f"the journal costs {cost * 1e3:+.0f} ms ({cost / med(nj) * 100:+.0f}%)",
+                     "", ""))
+
+
 # 1. list
 ap, py = ("list", "avala-pipe"), ("list", "python-requests")
 if ap in runs and py in runs:
@@ -61,6 +71,7 @@ if ap in runs and py in runs:
                  mib(rss(ap)), f"{ratio:.2f}× Python's time", "≤ 0.5×",
                  verdict("list", ratio <= 0.5)))
     rows.append(("", "Python `requests` loop (Session)", span(py), mib(rss(py)), "", "", ""))
+    journal_row("list", "`datasets.list`")
 
 # 2. download
 ap, curl = ("download", "avala-pipe"), ("download", "curl")
@@ -77,13 +88,14 @@ if ap in runs and curl in runs:
 
 # 3. upload
 ap = ("upload", "avala-pipe")
-xa = next((k for k in order if k[0] == "upload" and k[1] != "avala-pipe"), None)
+xa = next((k for k in order if k[0] == "upload" and not k[1].startswith("avala-pipe")), None)
 if ap in runs and xa:
     ratio = med(ap) / med(xa)
     rows.append(("3. upload 500 × 64 KiB, concurrency 8", "avala-pipe `items.upload`", span(ap),
                  mib(rss(ap)), f"{ratio:.2f}× the xargs time", "≤ 0.5×",
                  verdict("upload", ratio <= 0.5)))
     rows.append(("", f"`{xa[1]} -F`", span(xa), mib(rss(xa)) + " (largest curl)", "", "", ""))
+    journal_row("upload", "`items.upload`")
 
 # 4. rate limit
 ap = ("ratelimit", "avala-pipe")

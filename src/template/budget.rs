@@ -97,19 +97,41 @@ unsafe impl GlobalAlloc for Counting {
 /// are given (`default`, `length`, `lower`, `tojson`, ...) — at most a few of them, cannot;
 /// statements, `~`, `*`, `+`, calls and other filters may.
 pub fn could_grow(text: &str) -> bool {
-    if text.contains("{%") || text.matches("{{").count() > 8 {
+    // Every template of every step goes through here (checked, previewed, rendered): bytes
+    // are scanned by hand, without a substring searcher or an allocation per call.
+    let b = text.as_bytes();
+    if b.windows(2).any(|w| w == b"{%") || count_opens(b) > 8 {
         return true;
     }
-    let mut rest = text;
-    while let Some(start) = rest.find("{{") {
+    let mut rest = b;
+    while let Some(start) = find2(rest, b"{{") {
         let inner = &rest[start + 2..];
-        let end = inner.find("}}").unwrap_or(inner.len());
+        let end = find2(inner, b"}}").unwrap_or(inner.len());
         if !plain_expression(&inner[..end]) {
             return true;
         }
         rest = &inner[end..];
     }
     false
+}
+
+/// Where `pat` first starts in `hay`.
+fn find2(hay: &[u8], pat: &[u8; 2]) -> Option<usize> {
+    hay.windows(2).position(|w| w == pat)
+}
+
+/// The number of non-overlapping `{{` (as `str::matches` counts them).
+fn count_opens(b: &[u8]) -> usize {
+    let (mut n, mut i) = (0, 0);
+    while i + 1 < b.len() {
+        if b[i] == b'{' && b[i + 1] == b'{' {
+            n += 1;
+            i += 2;
+        } else {
+            i += 1;
+        }
+    }
+    n
 }
 
 /// Filters whose result is no bigger than their input (a few bytes per item at most),
@@ -153,53 +175,60 @@ const SMALL_FILTERS: &[&str] = &[
 /// Filters that stay small only without arguments (`tojson(indent=10**8)` does not).
 const SMALL_BARE_FILTERS: &[&str] = &["tojson"];
 
-fn plain_expression(expr: &str) -> bool {
-    let mut chars = expr.chars().peekable();
+/// Whether one `{{ }}`'s inside is plain. Bytes, not chars: everything allowed outside a
+/// string literal is ASCII (any other byte is refused, as any other char was), and a
+/// literal ends at the next byte equal to its ASCII quote.
+fn plain_expression(expr: &[u8]) -> bool {
+    let word_byte = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
+    let mut i = 0;
     // The previous token: a filter name allowed to take arguments.
     let mut call_allowed = false;
     let mut after_pipe = false;
-    while let Some(c) = chars.next() {
+    while i < expr.len() {
+        let c = expr[i];
+        i += 1;
         match c {
-            '\'' | '"' => {
+            b'\'' | b'"' => {
                 // A string literal: skipped whole (a template is at most a few KiB).
-                if !chars.by_ref().any(|x| x == c) {
-                    return false;
+                match expr[i..].iter().position(|&x| x == c) {
+                    Some(p) => i += p + 1,
+                    None => return false,
                 }
                 call_allowed = false;
             }
-            c if c.is_ascii_alphanumeric() || c == '_' => {
-                let mut word = String::from(c);
-                while let Some(&n) = chars.peek() {
-                    if !(n.is_ascii_alphanumeric() || n == '_') {
-                        break;
-                    }
-                    word.push(n);
-                    chars.next();
+            c if word_byte(c) => {
+                let start = i - 1;
+                while i < expr.len() && word_byte(expr[i]) {
+                    i += 1;
                 }
+                let word = &expr[start..i];
                 call_allowed = false;
                 if after_pipe {
                     after_pipe = false;
-                    let rest: String = chars.clone().collect();
-                    if SMALL_FILTERS.contains(&word.as_str())
-                        || (word == "map"
-                            && rest.trim_start().starts_with("(attribute=")
-                            && !rest.split(')').next().unwrap_or("").contains("default"))
+                    if SMALL_FILTERS.iter().any(|f| f.as_bytes() == word)
+                        || (word == b"map" && map_by_attribute(&expr[i..]))
                     {
                         call_allowed = true;
-                    } else if !SMALL_BARE_FILTERS.contains(&word.as_str()) {
+                    } else if !SMALL_BARE_FILTERS.iter().any(|f| f.as_bytes() == word) {
                         return false;
                     }
                 }
             }
-            '|' => after_pipe = true,
-            '(' if call_allowed => call_allowed = false,
-            '.' | '[' | ']' | ' ' | '-' | '!' | '=' | '<' | '>' | ',' | ')' | '/' | '\n' => {
-                call_allowed = false
-            }
+            b'|' => after_pipe = true,
+            b'(' if call_allowed => call_allowed = false,
+            b'.' | b'[' | b']' | b' ' | b'-' | b'!' | b'=' | b'<' | b'>' | b',' | b')' | b'/'
+            | b'\n' => call_allowed = false,
             _ => return false,
         }
     }
     true
+}
+
+/// `map(attribute=...)` without a `default` before the first `)`: what follows `map`.
+fn map_by_attribute(rest: &[u8]) -> bool {
+    let rest = rest.trim_ascii_start();
+    let args = rest.split(|&c| c == b')').next().unwrap_or(b"");
+    rest.starts_with(b"(attribute=") && !args.windows(7).any(|w| w == b"default")
 }
 
 /// Why a budgeted render did not finish.
@@ -288,6 +317,82 @@ pub fn run<T: Send + 'static>(
 #[cfg(test)]
 mod tests {
     use super::could_grow;
+    use super::{SMALL_BARE_FILTERS, SMALL_FILTERS};
+
+    // The char-and-String version `could_grow` replaced (to check they agree).
+    fn could_grow_reference(text: &str) -> bool {
+        if text.contains("{%") || text.matches("{{").count() > 8 {
+            return true;
+        }
+        let mut rest = text;
+        while let Some(start) = rest.find("{{") {
+            let inner = &rest[start + 2..];
+            let end = inner.find("}}").unwrap_or(inner.len());
+            if !plain_expression_reference(&inner[..end]) {
+                return true;
+            }
+            rest = &inner[end..];
+        }
+        false
+    }
+
+    fn plain_expression_reference(expr: &str) -> bool {
+        let mut chars = expr.chars().peekable();
+        // The previous token: a filter name allowed to take arguments.
+        let mut call_allowed = false;
+        let mut after_pipe = false;
+        while let Some(c) = chars.next() {
+            match c {
+                '\'' | '"' => {
+                    // A string literal: skipped whole (a template is at most a few KiB).
+                    if !chars.by_ref().any(|x| x == c) {
+                        return false;
+                    }
+                    call_allowed = false;
+                }
+                c if c.is_ascii_alphanumeric() || c == '_' => {
+                    let mut word = String::from(c);
+                    while let Some(&n) = chars.peek() {
+                        if !(n.is_ascii_alphanumeric() || n == '_') {
+                            break;
+                        }
+                        word.push(n);
+                        chars.next();
+                    }
+                    call_allowed = false;
+                    if after_pipe {
+                        after_pipe = false;
+                        let rest: String = chars.clone().collect();
+                        if SMALL_FILTERS.contains(&word.as_str())
+                            || (word == "map"
+                                && rest.trim_start().starts_with("(attribute=")
+                                && !rest.split(')').next().unwrap_or("").contains("default"))
+                        {
+                            call_allowed = true;
+                        } else if !SMALL_BARE_FILTERS.contains(&word.as_str()) {
+                            return false;
+                        }
+                    }
+                }
+                '|' => after_pipe = true,
+                '(' if call_allowed => call_allowed = false,
+                '.' | '[' | ']' | ' ' | '-' | '!' | '=' | '<' | '>' | ',' | ')' | '/' | '\n' => {
+                    call_allowed = false
+                }
+                _ => return false,
+            }
+        }
+        true
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn agrees_with_the_reference(
+            text in "([{}%|()'\"a-z_ .,=!<>/\\-]|map|default|tojson|attribute=|\\{\\{|\\}\\}|é){0,40}"
+        ) {
+            proptest::prop_assert_eq!(could_grow(&text), could_grow_reference(&text), "{}", text);
+        }
+    }
 
     #[test]
     fn plain_references_do_not_grow() {

@@ -187,30 +187,42 @@ impl Redactor {
     }
 
     pub fn json(&self, value: &mut Value) {
+        self.json_masked(value);
+    }
+
+    /// Masks like [`Redactor::json`]; true when something was masked (so callers need no
+    /// copy of the value to compare with).
+    pub fn json_masked(&self, value: &mut Value) -> bool {
         if self.matcher.is_none() && self.plain.is_empty() {
-            return;
+            return false;
         }
         match value {
             Value::String(s) if self.masks_any(s) => {
                 *s = self.text(s);
+                true
             }
             // A numeric secret (a PIN, an account number) echoed as a JSON number.
             Value::Number(n) if self.masks_any(&n.to_string()) => {
                 *value = Value::String(self.text(&n.to_string()));
+                true
             }
-            Value::Array(items) => items.iter_mut().for_each(|v| self.json(v)),
+            Value::Array(items) => items
+                .iter_mut()
+                .fold(false, |changed, v| self.json_masked(v) | changed),
             Value::Object(map) => {
                 // Keys too: a server may echo a secret as a field name.
-                if map.keys().any(|k| self.masks_any(k)) {
+                let keys = map.keys().any(|k| self.masks_any(k));
+                if keys {
                     let entries = std::mem::take(map);
                     *map = entries
                         .into_iter()
                         .map(|(k, v)| (self.text(&k), v))
                         .collect();
                 }
-                map.values_mut().for_each(|v| self.json(v));
+                map.values_mut()
+                    .fold(keys, |changed, v| self.json_masked(v) | changed)
             }
-            _ => {}
+            _ => false,
         }
     }
 }

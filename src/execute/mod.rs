@@ -753,8 +753,17 @@ async fn for_each(
         }
     });
     let finished = futures_util::future::join_all(futures).await;
-    let mut results = Vec::with_capacity(items.len());
-    let mut iterations = Vec::with_capacity(items.len());
+    gather(finished)
+}
+
+/// The step's outcome from its iterations' (in order; `None`: never started): the first
+/// failure, or every output with each iteration's result.
+fn gather(
+    finished: Vec<Option<(Duration, Result<serde_json::Value, Failure>)>>,
+) -> Result<StepOutcome, Failure> {
+    let count = finished.len();
+    let mut results = Vec::with_capacity(count);
+    let mut iterations = Vec::with_capacity(count);
     let mut first_error = None;
     for (index, entry) in finished.into_iter().enumerate() {
         let (status, took, error, output) = match entry {
@@ -791,7 +800,7 @@ async fn for_each(
         return Err(e);
     }
     Ok(StepOutcome::Done {
-        outputs: json!({"results": results, "count": items.len()}),
+        outputs: json!({"results": results, "count": count}),
         iterations,
         reused: false,
     })

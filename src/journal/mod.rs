@@ -33,6 +33,23 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// Why the journal could not be read or written, in words (it names the file).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct JournalError(pub String);
+
+impl From<String> for JournalError {
+    fn from(text: String) -> Self {
+        JournalError(text)
+    }
+}
+
+impl From<&str> for JournalError {
+    fn from(text: &str) -> Self {
+        JournalError(text.to_string())
+    }
+}
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -257,11 +274,11 @@ pub fn default_path(pipeline: &Path) -> PathBuf {
 }
 
 /// Reads a journal; `Ok(None)` when there is none.
-pub fn load(path: &Path) -> Result<Option<Doc>, String> {
+pub fn load(path: &Path) -> Result<Option<Doc>, JournalError> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(format!("cannot read the journal {}: {e}", path.display())),
+        Err(e) => return Err(format!("cannot read the journal {}: {e}", path.display()).into()),
     };
     let doc: Doc = serde_json::from_str(&text).map_err(|e| {
         format!(
@@ -274,7 +291,7 @@ pub fn load(path: &Path) -> Result<Option<Doc>, String> {
             "the journal {} has format version {} (this avala-pipe writes {VERSION}); remove it or run without --resume",
             path.display(),
             doc.version
-        ));
+        ).into());
     }
     Ok(Some(doc))
 }
@@ -305,13 +322,13 @@ pub fn write_atomic(path: &Path, doc: &Doc) -> std::io::Result<()> {
 /// The writer: owns the document, applies records, writes it (debounced).
 pub struct Writer {
     tx: mpsc::UnboundedSender<Record>,
-    task: tokio::task::JoinHandle<Result<(), String>>,
+    task: tokio::task::JoinHandle<Result<(), JournalError>>,
 }
 
 impl Writer {
     /// Writes `doc` at once (so a run killed at its first request leaves a journal), then
     /// applies records as they come.
-    pub fn start(path: PathBuf, doc: Doc, redactor: Redactor) -> Result<Writer, String> {
+    pub fn start(path: PathBuf, doc: Doc, redactor: Redactor) -> Result<Writer, JournalError> {
         write_atomic(&path, &doc)
             .map_err(|e| format!("cannot write the journal {}: {e}", path.display()))?;
         let (tx, rx) = mpsc::unbounded_channel();
@@ -324,7 +341,7 @@ impl Writer {
     }
 
     /// Writes what is left and stops.
-    pub async fn close(self) -> Result<(), String> {
+    pub async fn close(self) -> Result<(), JournalError> {
         drop(self.tx);
         self.task.await.map_err(|e| e.to_string())?
     }
@@ -347,7 +364,7 @@ async fn write_loop(
     mut doc: Doc,
     redactor: Redactor,
     mut rx: mpsc::UnboundedReceiver<Record>,
-) -> Result<(), String> {
+) -> Result<(), JournalError> {
     let mut dirty = false;
     let mut last = Instant::now();
     let write = |doc: &Doc| {

@@ -7,6 +7,9 @@
 //! run (an output of a step that ran again is never mixed with the old run's), and what it
 //! left on disk is still there (a download's file with its sha256; an upload's files
 //! unchanged and the same set).
+//!
+//! Must not: reuse a step whose inputs or dependencies changed, or read a secret's value
+//! into a fingerprint.
 
 use super::JournalError;
 use std::collections::BTreeMap;

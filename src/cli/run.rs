@@ -377,6 +377,7 @@ async fn execute_run(
         globals: prepared.globals.clone(),
         graph: prepared.graph.clone(),
         journal: journal.as_ref().map(|(_, j)| j.clone()),
+        timeline: keep_timeline,
     };
     let result = execute::run(p.clone(), settings, tx).await;
     if let Some((writer, senders)) = journal {

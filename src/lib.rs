@@ -13,6 +13,9 @@
 //!
 //! Must not: exit the process or print from below `cli` (the executor emits events).
 
+// Every function reads in one screen (threshold in clippy.toml).
+#![warn(clippy::too_many_lines)]
+
 pub mod actions;
 pub mod api;
 pub mod cli;

@@ -365,10 +365,12 @@ async fn upload_one(
             Err(e) if attempt < max_attempts && retry_with_fresh_presign(&e) => {
                 let wait = crate::api::retry::backoff(&ctx.call.retry, attempt);
                 tracing::warn!(step = %ctx.call.step, "uploading {}: {e}; presigning again in {:.1}s (attempt {} of {max_attempts})", path.display(), wait.as_secs_f64(), attempt + 1);
+                let waiting = std::time::Instant::now();
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}
                     _ = ctx.call.cancel.cancelled() => return Err(ActionError::Interrupted(format!("while uploading {}", path.display()))),
                 }
+                ctx.call.waited(crate::api::WaitCause::Backoff, waiting);
             }
             Err(e) => return Err(quota_or(e, path)),
         }
@@ -379,9 +381,10 @@ async fn upload_one(
     Ok(entry)
 }
 
-/// 408, 429 and 5xx (from the API or from storage) are worth a fresh presign.
+/// 408 and 5xx (from the API or from storage) are worth a fresh presign. A 429 is not:
+/// the client has already waited and retried it as often as the step allows.
 fn retry_with_fresh_presign(e: &ActionError) -> bool {
-    matches!(e, ActionError::Api(ApiError { kind: ErrorKind::Status, status: Some(s), .. }) if *s == 408 || *s == 429 || *s >= 500)
+    matches!(e, ActionError::Api(ApiError { kind: ErrorKind::Status, status: Some(s), .. }) if *s == 408 || *s >= 500)
 }
 
 /// A 413 from the presign is the quota: say so.

@@ -285,9 +285,17 @@ async fn run(inputs: &UploadInputs, ctx: &RunCtx<'_>) -> ActionResult {
     } else {
         Vec::new()
     };
+    // A server item is recognised by the exact name a file is sent under; a name two of
+    // this upload's files share recognises neither (only the digest could tell them apart).
+    let mut names: std::collections::HashMap<String, usize> = Default::default();
+    for path in &files {
+        *names.entry(sent_name(path)).or_default() += 1;
+    }
     let mut uploads = Vec::with_capacity(files.len());
     for path in &files {
-        uploads.push(upload_one(inputs, ctx, path, &on_server));
+        let recognisable = names.get(&sent_name(path)) == Some(&1);
+        let on_server: &[Value] = if recognisable { &on_server } else { &[] };
+        uploads.push(upload_one(inputs, ctx, path, on_server));
     }
     // In file order, `concurrency` at a time; the first failure stops new uploads.
     let mut results = stream::iter(uploads).buffered(inputs.concurrency);
@@ -325,23 +333,48 @@ async fn items_on_server(
     Ok(items)
 }
 
-/// The item the server already holds for this file: same name, and the same sha256 (or,
-/// when the server keeps no sha256, the same size).
+/// The name a file is sent under (the multipart part's file name), byte-exact.
+fn sent_name(path: &Path) -> String {
+    #[cfg(unix)]
+    let bytes = {
+        use std::os::unix::ffi::OsStrExt as _;
+        path.file_name()
+            .map(|n| n.as_bytes().to_vec())
+            .unwrap_or_default()
+    };
+    #[cfg(not(unix))]
+    let bytes = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned().into_bytes())
+        .unwrap_or_default();
+    crate::api::request::part_file_name(&bytes)
+}
+
+/// The item the server already holds for this file: the name it is sent under, and the
+/// same sha256 (or, when the server keeps no sha256, the same size: an edited file of the
+/// same size is then taken as stored, which the log says).
 fn already_on_server<'a>(
     items: &'a [Value],
     path: &Path,
     size: u64,
     sha256: &str,
 ) -> Option<&'a Value> {
-    let name = path.file_name()?.to_string_lossy();
-    items.iter().find(|item| {
+    let name = sent_name(path);
+    let found = items.iter().find(|item| {
         let meta = &item["metadata"];
-        item["key"].as_str() == Some(name.as_ref())
+        item["key"].as_str() == Some(name.as_str())
             && match meta["sha256"].as_str() {
                 Some(sum) => sum == sha256,
                 None => meta["size"].as_u64() == Some(size),
             }
-    })
+    })?;
+    if found["metadata"]["sha256"].as_str().is_none() {
+        tracing::info!(
+            "{} is taken as already stored: the server holds `{name}` with the same size (it keeps no sha256 to compare)",
+            path.display()
+        );
+    }
+    Some(found)
 }
 
 async fn upload_one(

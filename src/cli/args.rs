@@ -1,4 +1,5 @@
-//! The clap definitions: every command, flag and help text. Nothing here runs anything.
+//! The clap definitions: every command, flag and help text.
+//! Must not: run anything, or resolve settings (that is `run`, flags > env > file).
 
 use std::path::PathBuf;
 

@@ -1,4 +1,5 @@
 //! One function per command. Each returns its exit code; nothing below this layer exits.
+//! Must not: hold a stage's logic (each command calls into the library).
 
 use std::io::Write as _;
 

@@ -1,6 +1,7 @@
 //! Messages for people on stderr, in the format chosen on the command line: plain text
 //! (coloured only on a terminal), or one JSON object per line with `--log-format json`.
 //! Under GitHub Actions, pipeline problems also become `::error` annotations.
+//! Must not: print a secret or raw outside text (every message is masked and escaped).
 
 use std::sync::OnceLock;
 

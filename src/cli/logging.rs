@@ -1,5 +1,6 @@
 //! Logging setup: human lines or JSON objects on stderr, level from -v/-q or RUST_LOG,
 //! colour only on a terminal (and never with NO_COLOR).
+//! Must not: let a log line out unmasked or unescaped (secrets and outside text).
 
 use std::io::IsTerminal;
 

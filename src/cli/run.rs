@@ -170,7 +170,7 @@ fn prepare(
     let redactor = Redactor::new(secret_values.iter().flat_map(|s| crate::secrets::forms(s)));
     crate::secrets::install(redactor.clone());
     let concurrency = args.concurrency.map(usize::from).unwrap_or(p.concurrency);
-    let graph = Arc::new(Graph::of(&p));
+    let graph = Graph::of(&p);
     Ok(Prepared {
         p: Arc::new(p),
         graph,
@@ -304,7 +304,7 @@ async fn print_resume_plan(plan: &Plan, args: &RunArgs, prepared: &Prepared) -> 
     let inputs = prepared.journal_inputs(args);
     let (notes, decisions) = match crate::journal::preview::decide(&inputs).await {
         Ok(d) => d,
-        Err(e) => return invalid(prepared.redactor.text(&e)),
+        Err(e) => return invalid(prepared.redactor.text(&e.to_string())),
     };
     match args.format {
         OutputFormat::Json => {
@@ -377,13 +377,14 @@ async fn execute_run(
         globals: prepared.globals.clone(),
         graph: prepared.graph.clone(),
         journal: journal.as_ref().map(|(_, j)| j.clone()),
+        timeline: keep_timeline,
     };
     let result = execute::run(p.clone(), settings, tx).await;
     if let Some((writer, senders)) = journal {
         // The writer stops once every sender is gone.
         drop(senders);
         if let Err(e) = writer.close().await {
-            console::error(&prepared.redactor.text(&e));
+            console::error(&prepared.redactor.text(&e.to_string()));
         }
     }
     let Ok((mut progress, timeline)) = printer.await else {
@@ -446,7 +447,7 @@ fn open_journal(
     let inputs = prepared.journal_inputs(args);
     let opened = inputs
         .open()
-        .map_err(|e| invalid(prepared.redactor.text(&e)))?;
+        .map_err(|e| invalid(prepared.redactor.text(&e.to_string())))?;
     for note in &opened.notes {
         console::warn(&prepared.redactor.text(note));
     }
@@ -463,7 +464,7 @@ fn open_journal(
             )));
             return Ok(None);
         }
-        Err(e) => return Err(invalid(prepared.redactor.text(&e))),
+        Err(e) => return Err(invalid(prepared.redactor.text(&e.to_string()))),
     };
     let run = crate::journal::resume::RunJournal {
         fp: opened.fp,

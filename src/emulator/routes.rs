@@ -1,8 +1,8 @@
 //! The API routes under `/api/v1` and the storage routes, wired into two axum routers.
 //!
 //! It takes a parsed request and gives a response, reading and changing `state` and drawing
-//! every shape from `flavor`. Every route answers with and without a trailing slash. It must
-//! not check keys, limits or faults (that is `gate`, wrapped around both routers here).
+//! every shape from `flavor`. Every route answers with and without a trailing slash.
+//! Must not: check keys, limits or faults (that is `gate`, wrapped around both routers here).
 
 use std::sync::Arc;
 

@@ -5,7 +5,7 @@
 //! JSON document padded with spaces to the exact `--export-bytes`, so gigabytes cost no
 //! memory) and that file's sha256; it takes upload bodies and streams them into files under
 //! the emulator's temporary directory, hashing as they arrive. It must never ask for the API
-//! key (`gate` refuses any request that carries one), and never hold a whole file in memory.
+//! key (`gate` refuses any request that carries one). Must not: hold a whole file in memory.
 
 use std::pin::Pin;
 use std::sync::Arc;

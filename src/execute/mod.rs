@@ -140,6 +140,9 @@ pub struct RunSettings {
     pub graph: Arc<Graph>,
     /// The run journal (and the earlier run's, when resuming); `None`: `--no-journal`.
     pub journal: Option<RunJournal>,
+    /// Send every HTTP attempt and wait as an [`Event::Call`] (for the reports that draw a
+    /// timeline); off, they cost nothing.
+    pub timeline: bool,
 }
 
 /// Runs the pipeline to the end (or until cancelled).
@@ -196,6 +199,7 @@ impl Scheduler {
                 concurrency: settings.concurrency,
                 events,
                 journal: settings.journal.clone(),
+                timeline: settings.timeline,
             }),
             concurrency: settings.concurrency,
             results: vec![None; n],
@@ -430,6 +434,7 @@ struct Shared {
     concurrency: usize,
     events: mpsc::UnboundedSender<Event>,
     journal: Option<RunJournal>,
+    timeline: bool,
 }
 
 /// A copy of a result for an event: everything but the outputs, which may be many
@@ -514,16 +519,17 @@ async fn run_step(
     deps_reused: bool,
 ) -> StepResult {
     let started = Instant::now();
-    let events = shared.events.clone();
-    let call = CallCtx::new(step.retry, shared.cancel.clone(), &step.id).observed(Arc::new(
-        move |ctx: &CallCtx, event: CallEvent| {
+    let mut call = CallCtx::new(step.retry, shared.cancel.clone(), &step.id);
+    if shared.timeline {
+        let events = shared.events.clone();
+        call = call.observed(Arc::new(move |ctx: &CallCtx, event: CallEvent| {
             let _ = events.send(Event::Call {
                 step: ctx.step.clone(),
                 iteration: ctx.iteration,
                 event,
             });
-        },
-    ));
+        }));
+    }
     let work = execute_step(shared, step, steps_value, &call, deps_reused);
     let outcome = match step.timeout {
         Some(limit) => match tokio::time::timeout(limit, work).await {
@@ -753,8 +759,17 @@ async fn for_each(
         }
     });
     let finished = futures_util::future::join_all(futures).await;
-    let mut results = Vec::with_capacity(items.len());
-    let mut iterations = Vec::with_capacity(items.len());
+    gather(finished)
+}
+
+/// The step's outcome from its iterations' (in order; `None`: never started): the first
+/// failure, or every output with each iteration's result.
+fn gather(
+    finished: Vec<Option<(Duration, Result<serde_json::Value, Failure>)>>,
+) -> Result<StepOutcome, Failure> {
+    let count = finished.len();
+    let mut results = Vec::with_capacity(count);
+    let mut iterations = Vec::with_capacity(count);
     let mut first_error = None;
     for (index, entry) in finished.into_iter().enumerate() {
         let (status, took, error, output) = match entry {
@@ -791,7 +806,7 @@ async fn for_each(
         return Err(e);
     }
     Ok(StepOutcome::Done {
-        outputs: json!({"results": results, "count": items.len()}),
+        outputs: json!({"results": results, "count": count}),
         iterations,
         reused: false,
     })

@@ -10,7 +10,7 @@ use std::collections::BinaryHeap;
 use crate::pipeline::model::Pipeline;
 
 /// Steps as nodes, `deps[i]` the steps `i` waits for.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct Graph {
     pub deps: Vec<Vec<usize>>,
     pub dependants: Vec<Vec<usize>>,
@@ -52,9 +52,10 @@ impl Graph {
         Err(find_cycles(deps, &waiting))
     }
 
-    pub fn of(pipeline: &Pipeline) -> Graph {
-        let deps: Vec<Vec<usize>> = pipeline.steps.iter().map(|s| s.deps.clone()).collect();
-        Graph::build(&deps).expect("a checked pipeline has no cycles")
+    /// The graph of a checked pipeline (built once, by the validator that proved it has
+    /// no cycle).
+    pub fn of(pipeline: &Pipeline) -> std::sync::Arc<Graph> {
+        pipeline.graph.clone()
     }
 
     /// Every step that depends on `i`, directly or not.
@@ -176,7 +177,7 @@ pub fn to_dot(p: &Pipeline) -> String {
 
 /// JSON: `{"pipeline", "order", "steps": [{"id", "action", "needs", "line"}], "edges": [[from, to]]}`.
 pub fn to_json(p: &Pipeline) -> serde_json::Value {
-    let graph = Graph::of(p);
+    let graph = &p.graph;
     serde_json::json!({
         "pipeline": p.name,
         "order": graph.order.iter().map(|&i| &p.steps[i].id).collect::<Vec<_>>(),

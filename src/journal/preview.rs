@@ -6,6 +6,7 @@
 //! Takes: what the CLI resolved for the run. Gives: the decision per step, as JSON and text.
 //! Must not: send anything or write the journal.
 
+use super::JournalError;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -33,7 +34,7 @@ pub struct JournalInputs {
 
 impl JournalInputs {
     /// Opens the journal as the run would (`Err`: the resume is refused).
-    pub fn open(&self) -> Result<Opened, String> {
+    pub fn open(&self) -> Result<Opened, JournalError> {
         let bytes = std::fs::read(&self.p.path).unwrap_or_default();
         let vars = match serde_json::to_value(&self.globals.vars) {
             Ok(Value::Object(m)) => m,
@@ -54,7 +55,7 @@ impl JournalInputs {
 }
 
 /// Each step's decision: `{"step", "reuse": bool, "why", "files_skipped"?, "files_sent"?}`.
-pub async fn decide(inputs: &JournalInputs) -> Result<(Vec<String>, Vec<Value>), String> {
+pub async fn decide(inputs: &JournalInputs) -> Result<(Vec<String>, Vec<Value>), JournalError> {
     let opened = inputs.open()?;
     let p = &inputs.p;
     let n = p.steps.len();
@@ -73,97 +74,18 @@ pub async fn decide(inputs: &JournalInputs) -> Result<(Vec<String>, Vec<Value>),
     let mut out: Vec<Option<Value>> = vec![None; n];
     for &i in &inputs.graph.order {
         let s = &p.steps[i];
-        let decision = |reuse: bool, why: String| json!({"step": s.id, "reuse": reuse, "why": why});
-        let Some(rec) = prior.steps.get(&s.id) else {
-            out[i] = Some(decision(false, "runs: not in the journal".into()));
-            continue;
-        };
-        if let Some(&d) = inputs.graph.deps[i].iter().find(|&&d| !reused[d]) {
-            out[i] = Some(decision(
-                false,
-                format!("runs: it depends on `{}`, which runs", p.steps[d].id),
-            ));
-            continue;
-        }
-        let eval = Eval::new(s, step::Mode::Run);
+        let blocked_by = inputs.graph.deps[i]
+            .iter()
+            .find(|&&d| !reused[d])
+            .map(|&d| p.steps[d].id.as_str());
         let base = inputs.globals.context(&steps_value, &[]);
-        let evaluated = evaluate(&opened, eval, &base);
-        let (fingerprint, once) = match evaluated {
-            Ok(v) => v,
-            Err(e) => {
-                out[i] = Some(decision(false, format!("runs: {e}")));
-                continue;
-            }
-        };
-        if rec.inputs.as_deref() != Some(fingerprint.as_str()) {
-            out[i] = Some(decision(false, "runs: its inputs changed".into()));
-            continue;
+        let rec = prior.steps.get(&s.id);
+        let (decision, outputs) = decide_step(s, rec, blocked_by, &opened, &base, &cancel).await;
+        if let Some(outputs) = outputs {
+            reused[i] = true;
+            entries.insert(s.id.clone(), step_entry(&outputs, "succeeded"));
         }
-        // An upload that runs again sends only the files not stored yet.
-        let files = once
-            .as_ref()
-            .filter(|_| is_upload(s.action))
-            .and_then(|inp| upload_files(rec, inp))
-            .map(|(skipped, sent)| {
-                // A finished `datasets.upload` that runs again makes a new dataset: all sent.
-                if s.action == crate::actions::ActionKind::DatasetsUpload
-                    && rec.status == "succeeded"
-                {
-                    (Vec::new(), skipped.into_iter().chain(sent).collect())
-                } else {
-                    (skipped, sent)
-                }
-            });
-        let with_files = |mut d: Value| {
-            if let Some((skipped, sent)) = &files {
-                d["files_skipped"] = json!(skipped);
-                d["files_sent"] = json!(sent);
-            }
-            d
-        };
-        if rec.status != "succeeded" {
-            let mut d = with_files(decision(
-                false,
-                format!(
-                    "runs again: it {} in the earlier run",
-                    match rec.status.as_str() {
-                        "running" => "was cut short",
-                        other => other,
-                    }
-                ),
-            ));
-            if s.action == crate::actions::ActionKind::ItemsUpload {
-                d["why"] = json!(format!(
-                    "{}; it first lists the dataset, to skip files stored after the journal's last write",
-                    d["why"].as_str().unwrap_or_default()
-                ));
-            }
-            if rec.export.is_some() {
-                d["why"] = json!(format!(
-                    "{}; re-attaches to the export it created",
-                    d["why"].as_str().unwrap_or_default()
-                ));
-            }
-            out[i] = Some(d);
-            continue;
-        }
-        let Some(outputs) = rec.outputs.as_ref().filter(|_| rec.reusable) else {
-            out[i] = Some(decision(
-                false,
-                "runs: its outputs held a secret, so the journal kept them masked".into(),
-            ));
-            continue;
-        };
-        if let Some(why) = resume::still_valid(s.action, once.as_ref(), outputs, &cancel).await {
-            out[i] = Some(with_files(decision(false, format!("runs: {why}"))));
-            continue;
-        }
-        reused[i] = true;
-        entries.insert(s.id.clone(), step_entry(outputs, "succeeded"));
-        out[i] = Some(decision(
-            true,
-            "reused: it succeeded with the same inputs".into(),
-        ));
+        out[i] = Some(decision);
     }
     let mut decisions: Vec<Value> = out.into_iter().flatten().collect();
     for d in &mut decisions {
@@ -176,6 +98,92 @@ pub async fn decide(inputs: &JournalInputs) -> Result<(Vec<String>, Vec<Value>),
             .position(|s| Some(s.id.as_str()) == d["step"].as_str())
     });
     Ok((opened.notes, decisions))
+}
+
+/// One step's decision, and its recorded outputs when it would be reused.
+async fn decide_step(
+    s: &crate::pipeline::model::Step,
+    rec: Option<&super::StepRec>,
+    blocked_by: Option<&str>,
+    opened: &Opened,
+    base: &MjValue,
+    cancel: &tokio_util::sync::CancellationToken,
+) -> (Value, Option<Value>) {
+    let decision = |reuse: bool, why: String| json!({"step": s.id, "reuse": reuse, "why": why});
+    let Some(rec) = rec else {
+        return (decision(false, "runs: not in the journal".into()), None);
+    };
+    if let Some(dep) = blocked_by {
+        let why = format!("runs: it depends on `{dep}`, which runs");
+        return (decision(false, why), None);
+    }
+    let (fingerprint, once) = match evaluate(opened, Eval::new(s, step::Mode::Run), base) {
+        Ok(v) => v,
+        Err(e) => return (decision(false, format!("runs: {e}")), None),
+    };
+    if rec.inputs.as_deref() != Some(fingerprint.as_str()) {
+        return (decision(false, "runs: its inputs changed".into()), None);
+    }
+    let files = upload_plan(s, rec, once.as_ref());
+    let with_files = |mut d: Value| {
+        if let Some((skipped, sent)) = &files {
+            d["files_skipped"] = json!(skipped);
+            d["files_sent"] = json!(sent);
+        }
+        d
+    };
+    if rec.status != "succeeded" {
+        return (
+            with_files(rerun(s, rec, decision(false, String::new()))),
+            None,
+        );
+    }
+    let Some(outputs) = rec.outputs.as_ref().filter(|_| rec.reusable) else {
+        let why = "runs: its outputs held a secret, so the journal kept them masked";
+        return (decision(false, why.into()), None);
+    };
+    if let Some(why) = resume::still_valid(s.action, once.as_ref(), outputs, cancel).await {
+        return (with_files(decision(false, format!("runs: {why}"))), None);
+    }
+    let why = "reused: it succeeded with the same inputs".into();
+    (decision(true, why), Some(outputs.clone()))
+}
+
+/// Why a step that did not succeed in the earlier run runs again, and what it re-attaches.
+fn rerun(s: &crate::pipeline::model::Step, rec: &super::StepRec, mut d: Value) -> Value {
+    let mut why = format!(
+        "runs again: it {} in the earlier run",
+        match rec.status.as_str() {
+            "running" => "was cut short",
+            other => other,
+        }
+    );
+    if s.action == crate::actions::ActionKind::ItemsUpload {
+        why.push_str(
+            "; it first lists the dataset, to skip files stored after the journal's last write",
+        );
+    }
+    if rec.export.is_some() {
+        why.push_str("; re-attaches to the export it created");
+    }
+    d["why"] = json!(why);
+    d
+}
+
+/// An upload's files now: (skipped, sent). A finished `datasets.upload` that runs again
+/// makes a new dataset: every file is sent.
+fn upload_plan(
+    s: &crate::pipeline::model::Step,
+    rec: &super::StepRec,
+    once: Option<&crate::actions::Inputs>,
+) -> Option<(Vec<String>, Vec<String>)> {
+    let (skipped, sent) = once
+        .filter(|_| is_upload(s.action))
+        .and_then(|inp| upload_files(rec, inp))?;
+    if s.action == crate::actions::ActionKind::DatasetsUpload && rec.status == "succeeded" {
+        return Some((Vec::new(), skipped.into_iter().chain(sent).collect()));
+    }
+    Some((skipped, sent))
 }
 
 /// The files an upload names now: those the journal has with the same sha256 (skipped),
@@ -220,7 +228,7 @@ fn evaluate(
     opened: &Opened,
     eval: Eval<'_>,
     base: &MjValue,
-) -> Result<(String, Option<crate::actions::Inputs>), String> {
+) -> Result<(String, Option<crate::actions::Inputs>), JournalError> {
     if eval.condition(base).map_err(|e| e.to_string())? == Some(step::Decision::Skip) {
         return Err("its `if` is false now (it is skipped, not reused)".into());
     }

@@ -7,7 +7,11 @@
 //! run (an output of a step that ran again is never mixed with the old run's), and what it
 //! left on disk is still there (a download's file with its sha256; an upload's files
 //! unchanged and the same set).
+//!
+//! Must not: reuse a step whose inputs or dependencies changed, or read a secret's value
+//! into a fingerprint.
 
+use super::JournalError;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -50,7 +54,7 @@ pub struct Identity<'a> {
 }
 
 /// Opens (or starts) the journal at `path`. `Err`: the resume is refused (exit 2).
-pub fn open(path: &Path, mode: Mode, id: &Identity<'_>) -> Result<Opened, String> {
+pub fn open(path: &Path, mode: Mode, id: &Identity<'_>) -> Result<Opened, JournalError> {
     let prior = match mode {
         Mode::Off => None,
         Mode::On | Mode::Force => super::load(path)?,
@@ -82,7 +86,7 @@ pub fn open(path: &Path, mode: Mode, id: &Identity<'_>) -> Result<Opened, String
             "cannot resume from {}: changed since that run: {}. Re-run with --resume=force to reuse the steps whose own inputs did not change, or without --resume to run everything",
             path.display(),
             changed.join(", ")
-        ));
+        ).into());
     }
     if !changed.is_empty() {
         notes.push(format!(

@@ -173,6 +173,8 @@ pub struct Pipeline {
     pub concurrency: usize,
     pub steps: Vec<Step>,
     pub outputs: IndexMap<String, TValue>,
+    /// The steps' dependency graph, built once by the validator (which proved it acyclic).
+    pub graph: Arc<crate::graph::Graph>,
 }
 
 impl Pipeline {

@@ -271,6 +271,3 @@ pub fn action(name: &str) -> Option<&'static ActionSpec> {
 pub fn field<'a>(fields: &'a [Field], name: &str) -> Option<&'a Field> {
     fields.iter().find(|f| f.name == name)
 }
-
-/// `request`'s `poll` keys (declared with the action).
-pub const POLL: &[Field] = crate::actions::request::POLL_FIELDS;

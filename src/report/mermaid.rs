@@ -110,7 +110,7 @@ pub fn status_graph(p: &Pipeline, result: &RunResult) -> String {
     let mut nodes = String::new();
     let mut edges = String::new();
     let (mut shown, mut edge_count) = (vec![false; p.steps.len()], 0);
-    let graph = crate::graph::Graph::of(p);
+    let graph = &p.graph;
     for &i in &graph.order {
         let s = &p.steps[i];
         let class = match status.get(s.id.as_str()) {

@@ -196,6 +196,47 @@ async fn the_official_sdk_lists_uploads_waits_exports_and_downloads() {
         .map(|u| (u.name, u.sha256))
         .collect();
     assert!(stored.contains(&("big.bin".into(), sha256_file(&folder.join("big.bin")))));
+
+    // The same journey as an avala-pipe pipeline, against the same emulator, sees what the
+    // SDK uploaded: the dataset by uid, its items by owner/slug, its export.
+    let uploaded = s["dataset_uid"].as_str().expect("the SDK's dataset uid");
+    let pipeline = write(
+        dir.path(),
+        "after-sdk.yaml",
+        "version: 1\napi: { flavor: current }\nvars:\n  dataset: x\nsteps:\n  - id: got\n    action: datasets.get\n    with: { dataset: \"{{ vars.dataset }}\" }\n  - id: items\n    action: items.list\n    with: { dataset: \"{{ steps.got.outputs.owner_name }}/{{ steps.got.outputs.slug }}\" }\n  - id: export\n    action: exports.create\n    with: { dataset_id: \"{{ vars.dataset }}\" }\n  - id: ready\n    action: exports.wait\n    with: { export: \"{{ steps.export.outputs.id }}\", interval: 200ms }\n  - id: fetch\n    action: download\n    with: { url: \"{{ steps.ready.outputs.download_url }}\", to: out/export.json }\noutputs:\n  keys: \"{{ steps.items.outputs.items | map(attribute='key') | sort | list }}\"\n",
+    );
+    let out = crate::support::avala_pipe()
+        .args([
+            "run",
+            "--format",
+            "json",
+            "--no-journal",
+            "--base-url",
+            &emu.base_url(),
+        ])
+        .arg(&pipeline)
+        .args(["--var", &format!("dataset={uploaded}")])
+        .env("AVALA_API_KEY", "avk_sdk_test_key")
+        .current_dir(dir.path())
+        .run_async()
+        .await;
+    out.success();
+    assert_eq!(
+        out.json()["outputs"]["keys"],
+        serde_json::json!(["a.txt", "big.bin", "sub/b.json"])
+    );
+    let exported: Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("out/export.json")).unwrap())
+            .unwrap();
+    let mut keys: Vec<&str> = exported["datasets"][0]["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|i| i["key"].as_str())
+        .collect();
+    keys.sort();
+    assert_eq!(keys, ["a.txt", "big.bin", "sub/b.json"]);
+    assert_no_key_on_storage(&emu);
     emu.shutdown().await;
 }
 

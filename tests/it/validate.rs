@@ -662,7 +662,8 @@ fn completions_and_man_page() {
 
 /// The README's action table, rendered from the format table in `pipeline::spec`.
 fn actions_table() -> String {
-    use avala_pipe::pipeline::spec::{Field, ACTIONS, POLL};
+    use avala_pipe::actions::request::POLL_FIELDS as POLL;
+    use avala_pipe::pipeline::spec::{Field, ACTIONS};
     let input = |f: &Field| match (f.required, f.default) {
         (true, _) => format!("`{}` (required)", f.name),
         (false, Some(d)) => format!("`{}` = `{d}`", f.name),

@@ -49,6 +49,7 @@ dataset = c.datasets.create_from_local(
 summary["created_status"] = dataset.status
 dataset = c.datasets.wait(dataset.uid, interval=0.2, timeout=30)
 summary["waited_status"] = dataset.status
+summary["dataset_uid"] = dataset.uid
 summary["item_count"] = dataset.item_count
 listed = c.datasets.list_items(dataset.owner_name, dataset.slug, limit=100)
 summary["uploaded_keys"] = sorted(i.key for i in listed.items)

@@ -44,9 +44,10 @@ impl Checker<'_> {
         self.unique_ids(&steps);
         let mut templated = Templated { vars, outputs };
         self.link(&mut steps, &mut templated, &secrets, all_steps_parsed);
-        if self.diags.is_empty() {
-            self.cycles(&steps);
-        }
+        let graph = match self.diags.is_empty() {
+            true => self.graph(&steps),
+            false => Default::default(),
+        };
         Some(Pipeline {
             path: path.to_path_buf(),
             source: Arc::from(self.source),
@@ -60,6 +61,7 @@ impl Checker<'_> {
             concurrency,
             steps,
             outputs: templated.outputs,
+            graph: Arc::new(graph),
         })
     }
 
@@ -231,11 +233,12 @@ impl Checker<'_> {
         }
     }
 
-    /// Reports each dependency cycle as the whole loop, at its first step.
-    fn cycles(&mut self, steps: &[Step]) {
+    /// The dependency graph; each cycle is reported as the whole loop, at its first step.
+    fn graph(&mut self, steps: &[Step]) -> graph::Graph {
         let deps: Vec<Vec<usize>> = steps.iter().map(|s| s.deps.clone()).collect();
-        let Err(cycles) = graph::Graph::build(&deps) else {
-            return;
+        let cycles = match graph::Graph::build(&deps) {
+            Ok(graph) => return graph,
+            Err(cycles) => cycles,
         };
         for cycle in cycles {
             let first = &steps[cycle[0]];
@@ -249,6 +252,7 @@ impl Checker<'_> {
                 .help("a step cannot depend, directly or through others, on itself; remove one of these edges (`needs` or a `steps.<id>` reference)");
         }
         self.step = None;
+        graph::Graph::default()
     }
 }
 

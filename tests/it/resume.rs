@@ -54,7 +54,9 @@ async fn an_upload_killed_at_any_moment_resumes_storing_each_file_exactly_once()
         let emu = start_emulator(
             Some(KEY),
             EmulatorOptions {
-                latency: Some(3),
+                // Slow enough that the journal (written at most every 200 ms) records
+                // stored files while the upload is still going.
+                latency: Some(10),
                 ..EmulatorOptions::default()
             },
         )
@@ -74,9 +76,22 @@ async fn an_upload_killed_at_any_moment_resumes_storing_each_file_exactly_once()
             .spawn()
             .unwrap();
         let started = Instant::now();
+        // The 111 round checks the dry-run's file list, which the journal's (debounced)
+        // record of stored files drives: it kills only once the journal holds some.
+        let journal = dir.path().join(".avala-pipe/upload.journal.json");
+        let journaled = |path: &Path| {
+            std::fs::read_to_string(path)
+                .ok()
+                .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+                .and_then(|j| j["steps"]["up"]["files"].as_object().map(|f| !f.is_empty()))
+                .unwrap_or(false)
+        };
         loop {
             let stored = emu.uploads().len();
-            if (after == 0 && posts_to(&emu, "ds_0001") > 0) || (after > 0 && stored >= after) {
+            let ready = after != 111 || journaled(&journal);
+            if (after == 0 && posts_to(&emu, "ds_0001") > 0)
+                || (after > 0 && stored >= after && ready)
+            {
                 break;
             }
             if child.try_wait().unwrap().is_some() {
@@ -87,10 +102,15 @@ async fn an_upload_killed_at_any_moment_resumes_storing_each_file_exactly_once()
             assert!(started.elapsed() < Duration::from_secs(30));
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
-        if child.try_wait().unwrap().is_none() {
+        let cut = child.try_wait().unwrap().is_none();
+        if cut {
             child.kill().unwrap(); // SIGKILL
             killed += 1;
         }
+        assert!(
+            cut || after != 111,
+            "round {round}: the run ended before it could be killed with files in its journal"
+        );
         child.wait().unwrap();
         // Requests the server was still answering when the client died end now.
         tokio::time::sleep(Duration::from_millis(50)).await;

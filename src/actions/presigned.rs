@@ -14,7 +14,7 @@ use futures_util::stream::{self, StreamExt};
 use serde_json::{json, Value};
 
 use super::datasets::{needs_current, wait_created, NewDataset};
-use super::upload::{content_type, hash_file, resolve_files};
+use super::upload::{content_type, hash_file, resolve_files, ALLOW_EMPTY, FILES};
 use super::{Action, ActionError, ActionPlan, ActionResult, Inputs, RunCtx};
 use crate::api::request::{Body, HttpRequest, Method, Part};
 use crate::api::{ApiError, Endpoint, ErrorKind};
@@ -30,7 +30,6 @@ const SLUG: Field = opt(
     Ty::Str,
     "Its URL name (default: the name in lower case, runs of other characters as `-`).",
 );
-const FILES: Field = req("files", Ty::StrOrList, "A path, a glob, or a list of them.");
 const CONCURRENCY: Field = dflt(
     "concurrency",
     Ty::Int { min: 1, max: 10 },
@@ -42,12 +41,6 @@ const PROTOCOL: Field = dflt(
     Ty::Enum(&["2", "legacy"]),
     "2",
     "Upload protocol: `2` (PUT, multipart sessions for large files) or `legacy` (POST form).",
-);
-const ALLOW_EMPTY: Field = dflt(
-    "allow_empty",
-    Ty::Bool,
-    "false",
-    "Succeed when no file matches.",
 );
 
 /// `datasets.upload`.

@@ -19,7 +19,8 @@ use crate::pipeline::spec::{dflt, req, ActionSpec, Field, Ty};
 use crate::template::Text;
 
 const DATASET: Field = req("dataset", Ty::Str, "Dataset id.");
-const FILES: Field = req("files", Ty::StrOrList, "A path, a glob, or a list of them.");
+/// The files to upload (shared with `datasets.upload`).
+pub const FILES: Field = req("files", Ty::StrOrList, "A path, a glob, or a list of them.");
 const FIELD: Field = dflt(
     "field",
     Ty::Str,
@@ -32,7 +33,8 @@ const CONCURRENCY: Field = dflt(
     "4",
     "Uploads in flight at once.",
 );
-const ALLOW_EMPTY: Field = dflt(
+/// Whether no matching file is fine (shared with `datasets.upload`).
+pub const ALLOW_EMPTY: Field = dflt(
     "allow_empty",
     Ty::Bool,
     "false",

@@ -588,6 +588,12 @@ enum StepOutcome {
     Skipped(String),
 }
 
+/// What a step that runs does: one run of these inputs, or one run per item.
+enum Work {
+    Once(crate::actions::Inputs),
+    Each(Vec<serde_json::Value>),
+}
+
 async fn execute_step(
     shared: &Shared,
     step: &Step,
@@ -600,11 +606,17 @@ async fn execute_step(
     if eval.condition(&base)? == Some(step::Decision::Skip) {
         return Ok(StepOutcome::Skipped("`if` was false".into()));
     }
-    let iterations = eval.iterations(&base)?;
+    // A step that runs once renders its inputs once: the journal's fingerprint and the
+    // action read the same `Inputs`. (A run knows every list: `Later` is a dry-run's.)
+    let work = match eval.iterations(&base)? {
+        Iterations::Each(items) => Work::Each(items),
+        Iterations::Once | Iterations::Later => Work::Once(eval.inputs(&base, false)?),
+    };
     let log = match &shared.journal {
         None => StepLog::default(),
         Some(journal) => {
-            match from_journal(shared, journal, eval, &base, &iterations, deps_reused).await? {
+            let from = from_journal(shared, journal, eval, &base, &work, deps_reused);
+            match from.await? {
                 Ok(reused) => return Ok(reused),
                 Err(log) => log,
             }
@@ -614,11 +626,10 @@ async fn execute_step(
         log: &log,
         deps_reused,
     };
-    match iterations {
-        Iterations::Each(items) => for_each(shared, eval, &base, items, call, &from).await,
-        // A run knows every list.
-        Iterations::Once | Iterations::Later => Ok(StepOutcome::Done {
-            outputs: run_once(shared, eval, &base, call, &log).await?,
+    match work {
+        Work::Each(items) => for_each(shared, eval, &base, items, call, &from).await,
+        Work::Once(inputs) => Ok(StepOutcome::Done {
+            outputs: run_once(shared, eval, &base, inputs, call, &log).await?,
             iterations: vec![],
             reused: false,
         }),
@@ -638,12 +649,12 @@ async fn from_journal(
     journal: &RunJournal,
     eval: Eval<'_>,
     base: &Value,
-    iterations: &Iterations,
+    work: &Work,
     deps_reused: bool,
 ) -> Result<Result<StepOutcome, StepLog>, Failure> {
     let step = eval.step;
-    let (items, rendered, once) = match iterations {
-        Iterations::Each(items) => {
+    let (items, rendered, once) = match work {
+        Work::Each(items) => {
             let mut rendered = Vec::with_capacity(items.len());
             for (index, item) in items.iter().enumerate() {
                 let ctx = step::item_context(base, item, index);
@@ -653,10 +664,7 @@ async fn from_journal(
             }
             (Some(items.as_slice()), rendered, None)
         }
-        Iterations::Once | Iterations::Later => {
-            let inputs = eval.inputs(base, false)?;
-            (None, vec![resume::inputs_json(&inputs)], Some(inputs))
-        }
+        Work::Once(inputs) => (None, vec![resume::inputs_json(inputs)], Some(inputs)),
     };
     let fingerprint = resume::step_fingerprint(&journal.fp, step, items, &rendered);
     let prior = journal.prior_step(&step.id, &fingerprint);
@@ -665,7 +673,7 @@ async fn from_journal(
         .filter(|p| deps_reused && p.status == "succeeded")
     {
         if let (true, Some(outputs)) = (p.reusable, &p.outputs) {
-            match resume::still_valid(step.action, once.as_ref(), outputs, &shared.cancel).await {
+            match resume::still_valid(step.action, once, outputs, &shared.cancel).await {
                 None => {
                     return Ok(Ok(StepOutcome::Done {
                         outputs: outputs.clone(),
@@ -724,25 +732,26 @@ async fn for_each(
             }
             let started = Instant::now();
             let ctx = step::item_context(base, item, index);
-            let fingerprint = shared.journal.as_ref().and_then(|j| {
-                let inputs = eval.inputs(&ctx, false).ok()?;
-                Some(resume::iteration_fingerprint(
+            // Rendered once: the iteration's fingerprint and its action read the same.
+            let inputs = eval.inputs(&ctx, false);
+            let fingerprint = match (&shared.journal, &inputs) {
+                (Some(j), Ok(inputs)) => Some(resume::iteration_fingerprint(
                     &j.fp,
                     item,
-                    &resume::inputs_json(&inputs),
-                ))
-            });
+                    &resume::inputs_json(inputs),
+                )),
+                _ => None,
+            };
             if let Some(output) = reused_iteration(journaled, index, fingerprint.as_deref()) {
                 return Some((started.elapsed(), Ok(output)));
             }
-            let r = run_once(
-                shared,
-                eval,
-                &ctx,
-                &call.for_iteration(index),
-                journaled.log,
-            )
-            .await;
+            let r = match inputs {
+                Ok(inputs) => {
+                    let call = call.for_iteration(index);
+                    run_once(shared, eval, &ctx, inputs, &call, journaled.log).await
+                }
+                Err(e) => Err(e.into()),
+            };
             if let (Some(j), Some(fingerprint)) = (&shared.journal, fingerprint) {
                 j.sink.send(Record::Iteration {
                     step: eval.step.id.clone(),
@@ -827,15 +836,15 @@ fn reused_iteration(
     .then(|| prior.output.clone())
 }
 
-/// Renders the inputs in `ctx`, runs the action, adds the step's `outputs`.
+/// Runs the action on inputs rendered in `ctx`, adds the step's `outputs`.
 async fn run_once(
     shared: &Shared,
     eval: Eval<'_>,
     ctx: &Value,
+    inputs: crate::actions::Inputs,
     call: &CallCtx,
     log: &StepLog,
 ) -> Result<serde_json::Value, Failure> {
-    let inputs = eval.inputs(ctx, false)?;
     let late = LateInputs::new(ctx.clone());
     let progress = |label: &str, done: u64, total: Option<u64>| {
         let _ = shared.events.send(Event::Transfer {

@@ -16,7 +16,7 @@ use tokio::io::AsyncWriteExt;
 
 use super::{Action, ActionError, ActionPlan, ActionResult, Inputs, RunCtx};
 use crate::api::request::{display_path, HttpRequest, Method};
-use crate::api::{retry, ApiError, Endpoint, ErrorKind};
+use crate::api::{retry, Endpoint, ErrorKind};
 use crate::pipeline::spec::{dflt, opt, req, ActionSpec, Field, Ty};
 use crate::template::Text;
 
@@ -244,15 +244,15 @@ async fn answered(ctx: &RunCtx<'_>, req: &HttpRequest) -> Result<reqwest::Respon
         return Ok(resp);
     }
     let message = crate::api::error_body_message(resp).await;
-    Err(FetchError::Fatal(ActionError::Api(ApiError {
-        kind: ErrorKind::Status,
-        method: req.method,
-        path: display_path(&req.url),
-        status: Some(status),
+    let attempts = ctx.call.attempts.load(std::sync::atomic::Ordering::Relaxed);
+    Err(FetchError::Fatal(ActionError::Api(crate::api::call_error(
+        req,
+        ErrorKind::Status,
+        Some(status),
         message,
-        attempts: ctx.call.attempts.load(std::sync::atomic::Ordering::Relaxed),
-        maybe_applied: false,
-    })))
+        attempts,
+        false,
+    ))))
 }
 
 async fn fetch_once(

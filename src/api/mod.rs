@@ -374,14 +374,8 @@ impl Client {
         expect: Option<&[u16]>,
     ) -> Result<(reqwest::Response, u32), ApiError> {
         let path = request::display_path(&req.url);
-        let fail = |kind, status, message: String, attempts, maybe_applied| ApiError {
-            kind,
-            method: req.method,
-            path: path.clone(),
-            status,
-            message,
-            attempts,
-            maybe_applied,
+        let fail = |kind, status, message: String, attempts, maybe_applied| {
+            call_error(req, kind, status, message, attempts, maybe_applied)
         };
         let mut attempt = used;
         loop {
@@ -595,14 +589,8 @@ impl Client {
         ctx: &CallCtx,
         expect: Option<&[u16]>,
     ) -> Result<JsonResponse, ApiError> {
-        let error = |kind, status, message: String, attempts| ApiError {
-            kind,
-            method: req.method,
-            path: request::display_path(&req.url),
-            status,
-            message,
-            attempts,
-            maybe_applied: !req.method.is_safe(),
+        let error = |kind, status, message: String, attempts| {
+            call_error(req, kind, status, message, attempts, !req.method.is_safe())
         };
         let mut used = 0;
         let (status, headers, bytes, attempts) = loop {
@@ -657,16 +645,16 @@ impl Client {
             if !req.storage && self.other_flavor_route(req, status, &bytes) {
                 message = format!("{message}; {}", self.cfg.endpoint.flavor_hint());
             }
-            return Err(ApiError {
-                kind: ErrorKind::Status,
-                method: req.method,
-                path: request::display_path(&req.url),
-                status: Some(status),
+            // A 5xx after the body went out: the server may have applied it.
+            let maybe_applied = !req.method.is_safe() && status >= 500;
+            return Err(call_error(
+                req,
+                ErrorKind::Status,
+                Some(status),
                 message,
                 attempts,
-                // A 5xx after the body went out: the server may have applied it.
-                maybe_applied: !req.method.is_safe() && status >= 500,
-            });
+                maybe_applied,
+            ));
         }
         let (mut body, not_json) = shapes::decode_body(&bytes);
         shapes::normalize_ids(&mut body);
@@ -735,7 +723,7 @@ enum Next {
 }
 
 /// A failed call of `req`.
-fn call_error(
+pub fn call_error(
     req: &HttpRequest,
     kind: ErrorKind,
     status: Option<u16>,

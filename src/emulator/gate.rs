@@ -68,7 +68,15 @@ pub(crate) async fn gate(State(gate): State<Gate>, request: Request, next: Next)
             "avala emulator: KEY LEAK: {method} {path} on the storage origin carried X-Avala-Api-Key (refused with 400; {leaks} so far)"
         );
     }
-    let (request, body_pending) = read_small_body(request).await;
+    let (request, body_pending, small) = read_small_body(request).await;
+    let is_json = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    let json = small
+        .filter(|_| is_json)
+        .and_then(|b| serde_json::from_slice(&b).ok());
     let seq = gate.shared.record(RecordedRequest {
         origin: gate.origin,
         method: method.clone(),
@@ -76,6 +84,7 @@ pub(crate) async fn gate(State(gate): State<Gate>, request: Request, next: Next)
         query: request.uri().query().unwrap_or("").to_owned(),
         headers: journal_headers(request.headers()),
         status: 0,
+        json,
     });
     let mut response = answer(&gate, &method, &path, request, next).await;
     if body_pending && !response.status().is_success() {
@@ -89,7 +98,9 @@ pub(crate) async fn gate(State(gate): State<Gate>, request: Request, next: Next)
 
 /// Reads a small request body up front (see [`BUFFERED_BODY`]); the flag says a body is
 /// left to stream (large or of unknown length).
-async fn read_small_body(request: Request) -> (Request, bool) {
+/// The request with a small body read in (and its bytes), and whether a body is still
+/// unread.
+async fn read_small_body(request: Request) -> (Request, bool, Option<axum::body::Bytes>) {
     let length = request
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -97,17 +108,21 @@ async fn read_small_body(request: Request) -> (Request, bool) {
         .and_then(|v| v.parse::<u64>().ok());
     let chunked = request.headers().contains_key(header::TRANSFER_ENCODING);
     match length {
-        Some(0) => (request, false),
+        Some(0) => (request, false, None),
         Some(n) if n <= BUFFERED_BODY && !chunked => {
             let (parts, body) = request.into_parts();
             match axum::body::to_bytes(body, n as usize).await {
-                Ok(bytes) => (Request::from_parts(parts, Body::from(bytes)), false),
+                Ok(bytes) => (
+                    Request::from_parts(parts, Body::from(bytes.clone())),
+                    false,
+                    Some(bytes),
+                ),
                 // A body shorter or longer than announced: let the route see the failure.
-                Err(_) => (Request::from_parts(parts, Body::empty()), true),
+                Err(_) => (Request::from_parts(parts, Body::empty()), true, None),
             }
         }
-        None if !chunked => (request, false),
-        _ => (request, true),
+        None if !chunked => (request, false, None),
+        _ => (request, true, None),
     }
 }
 

@@ -43,6 +43,8 @@ pub struct RecordedRequest {
     pub headers: BTreeMap<String, String>,
     /// The status sent, or 0 while the request is still being answered.
     pub status: u16,
+    /// A small JSON body (≤ 1 MiB, `Content-Type: application/json`), parsed.
+    pub json: Option<serde_json::Value>,
 }
 
 /// One file stored by `POST /datasets/{id}/items`.

@@ -6,13 +6,12 @@
 //! Takes: rendered inputs. Gives: the dataset or item as the server sent it.
 //! Must not: guess an owner or a slug: they come from the input or from the server.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
 use super::{
-    next_interval, shown_duration, Action, ActionError, ActionPlan, ActionResult, Inputs, Repeats,
-    RunCtx,
+    shown_duration, Action, ActionError, ActionPlan, ActionResult, Inputs, Repeats, RunCtx,
 };
 use crate::api::request::{Body, HttpRequest, Method};
 use crate::api::{Endpoint, Target};
@@ -461,8 +460,7 @@ pub async fn wait_created(dataset: &Value, timeout: Duration, ctx: &RunCtx<'_>) 
             .endpoint()
             .at("/datasets/{}", &[&Text::Known(uid.clone())]),
     );
-    let started = Instant::now();
-    let mut interval = Duration::from_secs(2);
+    let mut poller = super::Poller::new(Duration::from_secs(2), Duration::from_secs(10), timeout);
     let mut current = dataset.clone();
     loop {
         match current.get("status").and_then(Value::as_str) {
@@ -472,16 +470,15 @@ pub async fn wait_created(dataset: &Value, timeout: Duration, ctx: &RunCtx<'_>) 
             }
             _ => {}
         }
-        if started.elapsed() + interval > timeout {
+        if poller.out_of_time() {
             return Err(ActionError::Other(format!(
                 "dataset {uid} is still `{}` after {}; timed out waiting for `created` (timeout: {})",
                 current.get("status").and_then(Value::as_str).unwrap_or("?"),
-                format_duration(Duration::from_secs(started.elapsed().as_secs())),
+                poller.waited(),
                 format_duration(timeout)
             )));
         }
-        super::poll_pause(ctx, interval, "while waiting for the dataset").await?;
-        interval = next_interval(interval, Duration::from_secs(10));
+        poller.pause(ctx, "while waiting for the dataset").await?;
         current = super::fetch_json(ctx, &req).await?;
     }
 }

@@ -5,13 +5,12 @@
 //! Takes: rendered inputs. Gives: the created export, or the finished one.
 //! Must not: treat a failed export as still running, or poll past the timeout.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Map, Value};
 
 use super::{
-    next_interval, shown_duration, Action, ActionError, ActionPlan, ActionResult, Inputs, Repeats,
-    RunCtx,
+    shown_duration, Action, ActionError, ActionPlan, ActionResult, Inputs, Repeats, RunCtx,
 };
 use crate::api::request::{Body, HttpRequest, Method};
 use crate::api::shapes::{export_state, ExportState};
@@ -190,15 +189,13 @@ async fn run_wait(inputs: WaitInputs, ctx: &RunCtx<'_>) -> ActionResult {
     let req = inputs.request(ctx.client.endpoint());
     let id = inputs.export.shown();
     let known = |d: Option<Duration>| d.unwrap_or_default();
-    let mut interval = known(inputs.interval);
-    let max = known(inputs.max_interval);
     let timeout = known(inputs.timeout);
-    let started = Instant::now();
-    let mut polls = 0u32;
+    let mut poller =
+        super::Poller::new(known(inputs.interval), known(inputs.max_interval), timeout);
     // Polls that said the export is done but gave no download URL.
     let mut without_url = 0u32;
     loop {
-        polls += 1;
+        let polls = poller.poll();
         let resp = ctx.client.send_json(&req, &ctx.call, None).await?;
         let body = resp.json().map_err(|why| {
             ActionError::Other(format!(
@@ -218,8 +215,7 @@ async fn run_wait(inputs: WaitInputs, ctx: &RunCtx<'_>) -> ActionResult {
                 )))
             }
             ExportState::Running { status } | ExportState::NoUrl { status } => {
-                let elapsed = started.elapsed();
-                if elapsed + interval > timeout {
+                if poller.out_of_time() {
                     let mut now = match no_url {
                         true => format!("is `{status}` but has no download URL yet"),
                         false => format!("is still `{status}`"),
@@ -231,13 +227,12 @@ async fn run_wait(inputs: WaitInputs, ctx: &RunCtx<'_>) -> ActionResult {
                     }
                     return Err(ActionError::Other(format!(
                         "export {id} {now} after {} ({polls} polls); timed out waiting (timeout: {})",
-                        format_duration(Duration::from_secs(elapsed.as_secs())),
+                        poller.waited(),
                         format_duration(timeout)
                     )));
                 }
-                tracing::debug!(step = %ctx.call.step, "export {id} is {status}; polling again in {}", format_duration(interval));
-                super::poll_pause(ctx, interval, "while waiting for the export").await?;
-                interval = next_interval(interval, max);
+                tracing::debug!(step = %ctx.call.step, "export {id} is {status}; polling again in {}", format_duration(poller.interval()));
+                poller.pause(ctx, "while waiting for the export").await?;
             }
         }
     }

@@ -645,23 +645,67 @@ pub async fn fetch_json(ctx: &RunCtx<'_>, req: &HttpRequest) -> Result<Value, Ac
     })
 }
 
-/// The pause between two polls: `interval`, cut short by an interrupt (`what`: what was
-/// being waited for, "while polling"); recorded as a poll wait for the run's timeline.
-pub async fn poll_pause(
-    ctx: &RunCtx<'_>,
+/// The clock of every action that polls (`exports.wait`, `tasks.wait`, `request` with
+/// `poll`, waiting for a dataset): polls counted, the interval growing ×1.5 to its cap,
+/// the timeout, and the pause between two polls. Each action keeps only its own state
+/// check and its own words.
+pub struct Poller {
+    started: std::time::Instant,
     interval: Duration,
-    what: &str,
-) -> Result<(), ActionError> {
-    let waiting = std::time::Instant::now();
-    tokio::select! {
-        _ = tokio::time::sleep(interval) => {}
-        _ = ctx.call.cancel.cancelled() => return Err(ActionError::Interrupted(what.to_string())),
-    }
-    ctx.call.waited(crate::api::WaitCause::Poll, waiting);
-    Ok(())
+    max: Duration,
+    pub timeout: Duration,
+    /// Polls made so far.
+    pub polls: u32,
 }
 
-/// Poll interval growth: ×1.5 per poll, capped.
-pub fn next_interval(current: Duration, max: Duration) -> Duration {
-    current.mul_f64(1.5).min(max).max(Duration::from_millis(10))
+impl Poller {
+    pub fn new(interval: Duration, max: Duration, timeout: Duration) -> Self {
+        Poller {
+            started: std::time::Instant::now(),
+            interval,
+            max,
+            timeout,
+            polls: 0,
+        }
+    }
+
+    /// Counts the poll about to be made; gives its number.
+    pub fn poll(&mut self) -> u32 {
+        self.polls += 1;
+        self.polls
+    }
+
+    /// The next pause would end past the timeout.
+    pub fn out_of_time(&self) -> bool {
+        self.started.elapsed() + self.interval > self.timeout
+    }
+
+    /// Time since the first poll, in whole seconds, as people write it.
+    pub fn waited(&self) -> String {
+        crate::pipeline::model::format_duration(Duration::from_secs(
+            self.started.elapsed().as_secs(),
+        ))
+    }
+
+    pub fn interval(&self) -> Duration {
+        self.interval
+    }
+
+    /// The pause before the next poll, cut short by an interrupt (`what`: what was being
+    /// waited for, "while polling"), recorded as a poll wait for the run's timeline; the
+    /// interval then grows.
+    pub async fn pause(&mut self, ctx: &RunCtx<'_>, what: &str) -> Result<(), ActionError> {
+        let waiting = std::time::Instant::now();
+        tokio::select! {
+            _ = tokio::time::sleep(self.interval) => {}
+            _ = ctx.call.cancel.cancelled() => return Err(ActionError::Interrupted(what.to_string())),
+        }
+        ctx.call.waited(crate::api::WaitCause::Poll, waiting);
+        self.interval = self
+            .interval
+            .mul_f64(1.5)
+            .min(self.max)
+            .max(Duration::from_millis(10));
+        Ok(())
+    }
 }

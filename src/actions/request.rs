@@ -5,13 +5,12 @@
 //! Takes: rendered inputs (a poll's conditions unrendered). Gives: the response.
 //! Must not: send the key off the API's origin (the client enforces it).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
 use super::{
-    list, next_interval, shown_duration, Action, ActionError, ActionPlan, ActionResult, Inputs,
-    Repeats, RunCtx,
+    list, shown_duration, Action, ActionError, ActionPlan, ActionResult, Inputs, Repeats, RunCtx,
 };
 use crate::api::request::{Body, HttpRequest, Method, Part};
 use crate::api::{Endpoint, JsonResponse};
@@ -361,13 +360,14 @@ async fn run(inputs: RequestInputs, ctx: &RunCtx<'_>) -> ActionResult {
             .await?;
         return Ok(response_value(&resp));
     };
-    let started = Instant::now();
-    let mut interval = poll.interval.unwrap_or_default();
-    let max_interval = poll.max_interval.unwrap_or_default();
     let timeout = poll.timeout.unwrap_or_default();
-    let mut polls = 0u32;
+    let mut poller = super::Poller::new(
+        poll.interval.unwrap_or_default(),
+        poll.max_interval.unwrap_or_default(),
+        timeout,
+    );
     loop {
-        polls += 1;
+        let polls = poller.poll();
         let resp = ctx
             .client
             .send_json(&req, &ctx.call, expect.as_deref())
@@ -393,7 +393,7 @@ async fn run(inputs: RequestInputs, ctx: &RunCtx<'_>) -> ActionResult {
             }
             return Ok(out);
         }
-        if started.elapsed() + interval > timeout {
+        if poller.out_of_time() {
             return Err(ActionError::Other(format!(
                 "{} {}: poll.until still false after {polls} polls; timed out (timeout: {})",
                 req.method.as_str(),
@@ -401,7 +401,6 @@ async fn run(inputs: RequestInputs, ctx: &RunCtx<'_>) -> ActionResult {
                 format_duration(timeout)
             )));
         }
-        super::poll_pause(ctx, interval, "while polling").await?;
-        interval = next_interval(interval, max_interval);
+        poller.pause(ctx, "while polling").await?;
     }
 }

@@ -6,14 +6,13 @@
 //! Takes: rendered inputs (ids, filters). Gives: resources as the server sent them (ids
 //! normalised). Must not: send anything but GETs.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
 use super::list::{paginate, Paging, LIST_OUTPUTS, PAGING};
 use super::{
-    next_interval, shown_duration, Action, ActionError, ActionPlan, ActionResult, Inputs, Repeats,
-    RunCtx,
+    shown_duration, Action, ActionError, ActionPlan, ActionResult, Inputs, Repeats, RunCtx,
 };
 use crate::api::request::{HttpRequest, Method};
 use crate::api::{Endpoint, Target};
@@ -315,15 +314,14 @@ impl Action for TasksWait {
 
 async fn wait_tasks(wait: WaitInputs, ctx: &RunCtx<'_>) -> ActionResult {
     let first = wait.first(ctx.client.endpoint());
-    let (mut interval, max, timeout) = (
+    let timeout = wait.timeout.unwrap_or_default();
+    let mut poller = super::Poller::new(
         wait.interval.unwrap_or_default(),
         wait.max_interval.unwrap_or_default(),
-        wait.timeout.unwrap_or_default(),
+        timeout,
     );
-    let started = Instant::now();
-    let mut polls = 0u32;
     loop {
-        polls += 1;
+        let polls = poller.poll();
         let mut statuses = serde_json::Map::new();
         let mut failed = None;
         let (count, _) = paginate(ctx.client, &ctx.call, &first, None, &mut |task| {
@@ -354,16 +352,15 @@ async fn wait_tasks(wait: WaitInputs, ctx: &RunCtx<'_>) -> ActionResult {
         if pending == 0 {
             return Ok(json!({"count": count, "statuses": statuses, "polls": polls}));
         }
-        if started.elapsed() + interval > timeout {
+        if poller.out_of_time() {
             return Err(ActionError::Other(format!(
                 "{pending} of {count} tasks of project {} are not done after {} ({polls} polls; statuses: {}); timed out (timeout: {})",
                 wait.project.shown(),
-                format_duration(Duration::from_secs(started.elapsed().as_secs())),
+                poller.waited(),
                 Value::Object(statuses),
                 format_duration(timeout)
             )));
         }
-        super::poll_pause(ctx, interval, "while waiting for tasks").await?;
-        interval = next_interval(interval, max);
+        poller.pause(ctx, "while waiting for tasks").await?;
     }
 }

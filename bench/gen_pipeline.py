@@ -36,6 +36,7 @@ for i in range(n):
     elif i % 10 == 0:
         lines += [
             f"  - id: {sid}",
+            f"    name: Export {i}",
             "    action: exports.create",
             f"    needs: [s{i - 1:05d}]",
             "    with:",
@@ -47,15 +48,13 @@ for i in range(n):
         prev = f"s{i - 1:05d}"
         lines += [
             f"  - id: {sid}",
-            f"    name: Request {i}",
             "    action: request",
             f"    if: \"{{{{ steps.{prev}.status != 'failed' }}}}\"",
             "    with:",
             "      method: GET",
             f'      path: "/datasets/{{{{ vars.dataset }}}}/items"',
-            "      query:",
-            f'        after: "{{{{ steps.{prev}.outputs.id | default(\'none\') }}}}"',
-            '        limit: "{{ vars.page_size }}"',
+            f"      query: {{ after: \"{{{{ steps.{prev}.outputs.id | default('none') }}}}\","
+            ' limit: "{{ vars.page_size }}" }',
             "    outputs:",
             f'      id: "{{{{ result.body.id | default(\'{sid}\') }}}}"',
         ]

@@ -114,8 +114,13 @@ async fn run_async(
         Ok(prepared) => prepared,
         Err(code) => return code,
     };
-    // The plan: what dry-run prints, and the preflight of a real run.
-    let plan = match crate::plan::build(
+    // The plan: what dry-run prints, and the preflight of a real run (which keeps
+    // nothing of it).
+    let build = match args.dry_run {
+        true => crate::plan::build,
+        false => crate::plan::preflight,
+    };
+    let plan = match build(
         &prepared.p,
         &prepared.graph,
         &prepared.globals,
@@ -139,6 +144,7 @@ async fn run_async(
         }
         return print_plan(&plan, &args, &prepared);
     }
+    drop(plan);
     let code = execute_run(prepared, &args, &ui, emulator.as_ref()).await;
     if let Some(e) = emulator {
         e.shutdown().await;
@@ -378,6 +384,13 @@ async fn execute_run(
         graph: prepared.graph.clone(),
         journal: journal.as_ref().map(|(_, j)| j.clone()),
         timeline: keep_timeline,
+        keep: execute::Keep {
+            outputs: args.report.is_some() || args.format == OutputFormat::Json,
+            iterations: args.report.is_some()
+                || args.format == OutputFormat::Json
+                || args.junit.is_some()
+                || args.html.is_some(),
+        },
     };
     let result = execute::run(p.clone(), settings, tx).await;
     if let Some((writer, senders)) = journal {

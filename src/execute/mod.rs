@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use minijinja::value::Value;
 use serde::Serialize;
 use serde_json::json;
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -143,6 +143,19 @@ pub struct RunSettings {
     /// Send every HTTP attempt and wait as an [`Event::Call`] (for the reports that draw a
     /// timeline); off, they cost nothing.
     pub timeline: bool,
+    /// What the reports read besides what templates read.
+    pub keep: Keep,
+}
+
+/// What the reports asked for read of every step. Off, a `for_each` step keeps only its
+/// iterations' count (and their outputs when a template reads `outputs.results`): its
+/// memory stays flat however many iterations it runs.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Keep {
+    /// Every step's outputs (the JSON report shows them).
+    pub outputs: bool,
+    /// Each `for_each` iteration's record (the JSON, JUnit and HTML reports list them).
+    pub iterations: bool,
 }
 
 /// Runs the pipeline to the end (or until cancelled).
@@ -200,6 +213,7 @@ impl Scheduler {
                 events,
                 journal: settings.journal.clone(),
                 timeline: settings.timeline,
+                keep: settings.keep,
             }),
             concurrency: settings.concurrency,
             results: vec![None; n],
@@ -435,6 +449,14 @@ struct Shared {
     events: mpsc::UnboundedSender<Event>,
     journal: Option<RunJournal>,
     timeline: bool,
+    keep: Keep,
+}
+
+impl Shared {
+    /// Does this `for_each` step keep its iterations' outputs (`outputs.results`)?
+    fn keeps_results(&self, step: &Step) -> bool {
+        step.results_read || self.keep.outputs
+    }
 }
 
 /// A copy of a result for an event: everything but the outputs, which may be many
@@ -591,7 +613,7 @@ enum StepOutcome {
 /// What a step that runs does: one run of these inputs, or one run per item.
 enum Work {
     Once(crate::actions::Inputs),
-    Each(Vec<serde_json::Value>),
+    Each(step::Items),
 }
 
 async fn execute_step(
@@ -608,7 +630,7 @@ async fn execute_step(
     }
     // A step that runs once renders its inputs once: the journal's fingerprint and the
     // action read the same `Inputs`. (A run knows every list: `Later` is a dry-run's.)
-    let work = match eval.iterations(&base)? {
+    let work = match eval.items(&base)? {
         Iterations::Each(items) => Work::Each(items),
         Iterations::Once | Iterations::Later => Work::Once(eval.inputs(&base, false)?),
     };
@@ -653,8 +675,13 @@ async fn from_journal(
     deps_reused: bool,
 ) -> Result<Result<StepOutcome, StepLog>, Failure> {
     let step = eval.step;
-    let (items, rendered, once) = match work {
-        Work::Each(items) => {
+    // The step's fingerprint covers the whole list: here it is held whole.
+    let items: Option<Vec<serde_json::Value>> = match work {
+        Work::Each(items) => Some(items.iter().collect()),
+        Work::Once(_) => None,
+    };
+    let (rendered, once) = match (work, &items) {
+        (Work::Each(_), Some(items)) => {
             let mut rendered = Vec::with_capacity(items.len());
             for (index, item) in items.iter().enumerate() {
                 let ctx = step::item_context(base, item, index);
@@ -662,17 +689,25 @@ async fn from_journal(
                 // index in the error, as without a journal.
                 rendered.push(resume::iteration_inputs(eval.inputs(&ctx, false).ok()));
             }
-            (Some(items.as_slice()), rendered, None)
+            (rendered, None)
         }
-        Work::Once(inputs) => (None, vec![resume::inputs_json(inputs)], Some(inputs)),
+        (Work::Once(inputs), _) => (vec![resume::inputs_json(inputs)], Some(inputs)),
+        (Work::Each(_), None) => (vec![], None),
     };
-    let fingerprint = resume::step_fingerprint(&journal.fp, step, items, &rendered);
+    let fingerprint = resume::step_fingerprint(&journal.fp, step, items.as_deref(), &rendered);
     let prior = journal.prior_step(&step.id, &fingerprint);
     if let Some(p) = prior
         .as_ref()
         .filter(|p| deps_reused && p.status == "succeeded")
     {
-        if let (true, Some(outputs)) = (p.reusable, &p.outputs) {
+        // A `for_each` run that kept no results cannot stand for one whose results are
+        // read now (its iterations still can, one by one).
+        let lacks_results = step.for_each.is_some()
+            && shared.keeps_results(step)
+            && p.outputs
+                .as_ref()
+                .is_some_and(|o| o.get("results").is_none());
+        if let (true, false, Some(outputs)) = (p.reusable, lacks_results, &p.outputs) {
             match resume::still_valid(step.action, once, outputs, &shared.cancel).await {
                 None => {
                     return Ok(Ok(StepOutcome::Done {
@@ -710,115 +745,193 @@ async fn from_journal(
     }))
 }
 
-/// Runs one iteration per item, `max_parallel` at a time; the first failure stops new
-/// iterations (those in flight finish).
+/// Runs one iteration per item, `max_parallel` at a time, the first failure stopping new
+/// iterations (those in flight finish). An iteration's future is made when it starts and
+/// its end is gathered when it ends: however long the list, at most `max_parallel`
+/// iterations exist at once, and what is kept of the ended ones is what something reads.
 async fn for_each(
     shared: &Shared,
     eval: Eval<'_>,
     base: &Value,
-    items: Vec<serde_json::Value>,
+    items: step::Items,
     call: &CallCtx,
     journaled: &Journaled<'_>,
 ) -> Result<StepOutcome, Failure> {
+    use futures_util::StreamExt as _;
     let parallel = eval.step.max_parallel.unwrap_or(shared.concurrency).max(1);
-    let semaphore = Arc::new(Semaphore::new(parallel));
     let stop = CancellationToken::new();
-    let futures = items.iter().enumerate().map(|(index, item)| {
-        let (semaphore, stop) = (semaphore.clone(), stop.clone());
-        async move {
-            let _permit = semaphore.acquire().await.ok();
-            if stop.is_cancelled() || shared.cancel.is_cancelled() {
-                return None;
-            }
-            let started = Instant::now();
-            let ctx = step::item_context(base, item, index);
-            // Rendered once: the iteration's fingerprint and its action read the same.
-            let inputs = eval.inputs(&ctx, false);
-            let fingerprint = match (&shared.journal, &inputs) {
-                (Some(j), Ok(inputs)) => Some(resume::iteration_fingerprint(
-                    &j.fp,
-                    item,
-                    &resume::inputs_json(inputs),
-                )),
-                _ => None,
+    let keep_results = shared.keeps_results(eval.step);
+    let mut gathered = Gathered::new(items.len(), keep_results, shared.keep.iterations);
+    let each = Each {
+        shared,
+        eval,
+        base,
+        call,
+        journaled,
+        stop: &stop,
+        keep_results,
+    };
+    let mut next = items.iter().enumerate();
+    let mut running = futures_util::stream::FuturesUnordered::new();
+    loop {
+        while running.len() < parallel {
+            let Some((index, item)) = next.next() else {
+                break;
             };
-            if let Some(output) = reused_iteration(journaled, index, fingerprint.as_deref()) {
-                return Some((started.elapsed(), Ok(output)));
-            }
-            let r = match inputs {
-                Ok(inputs) => {
-                    let call = call.for_iteration(index);
-                    run_once(shared, eval, &ctx, inputs, &call, journaled.log).await
-                }
-                Err(e) => Err(e.into()),
-            };
-            if let (Some(j), Some(fingerprint)) = (&shared.journal, fingerprint) {
-                j.sink.send(Record::Iteration {
-                    step: eval.step.id.clone(),
-                    index,
-                    inputs: fingerprint,
-                    status: if r.is_ok() { "succeeded" } else { "failed" },
-                    output: r.as_ref().map_or(serde_json::Value::Null, Clone::clone),
-                });
-            }
-            if r.is_err() {
-                stop.cancel();
-            }
-            Some((started.elapsed(), r))
+            running.push(each.run(index, item));
         }
-    });
-    let finished = futures_util::future::join_all(futures).await;
-    gather(finished)
+        let Some((index, end)) = running.next().await else {
+            break;
+        };
+        gathered.add(index, end);
+    }
+    gathered.outcome()
 }
 
-/// The step's outcome from its iterations' (in order; `None`: never started): the first
-/// failure, or every output with each iteration's result.
-fn gather(
-    finished: Vec<Option<(Duration, Result<serde_json::Value, Failure>)>>,
-) -> Result<StepOutcome, Failure> {
-    let count = finished.len();
-    let mut results = Vec::with_capacity(count);
-    let mut iterations = Vec::with_capacity(count);
-    let mut first_error = None;
-    for (index, entry) in finished.into_iter().enumerate() {
-        let (status, took, error, output) = match entry {
-            Some((took, Ok(out))) => (StepStatus::Succeeded, took, None, out),
-            Some((took, Err(e))) => {
-                let text = e.to_string();
-                first_error.get_or_insert(Failure::Iteration {
-                    index,
-                    source: Box::new(e),
-                });
-                (
-                    StepStatus::Failed,
-                    took,
-                    Some(text),
-                    serde_json::Value::Null,
-                )
-            }
-            None => (
-                StepStatus::Skipped,
-                Duration::ZERO,
-                None,
-                serde_json::Value::Null,
-            ),
+/// What every iteration of one `for_each` step shares.
+struct Each<'a> {
+    shared: &'a Shared,
+    eval: Eval<'a>,
+    base: &'a Value,
+    call: &'a CallCtx,
+    journaled: &'a Journaled<'a>,
+    /// Cancelled by the first failure: no new iteration starts.
+    stop: &'a CancellationToken,
+    keep_results: bool,
+}
+
+/// How one iteration ended: `None` when it never started.
+type IterationEnd = Option<(Duration, Result<serde_json::Value, Failure>)>;
+
+impl Each<'_> {
+    /// One iteration; its output is `Null` when the step does not keep its results.
+    async fn run(&self, index: usize, item: serde_json::Value) -> (usize, IterationEnd) {
+        let (shared, eval) = (self.shared, self.eval);
+        if self.stop.is_cancelled() || shared.cancel.is_cancelled() {
+            return (index, None);
+        }
+        let started = Instant::now();
+        let ctx = step::item_context(self.base, &item, index);
+        // Rendered once: the iteration's fingerprint and its action read the same.
+        let inputs = eval.inputs(&ctx, false);
+        let fingerprint = match (&shared.journal, &inputs) {
+            (Some(j), Ok(inputs)) => Some(resume::iteration_fingerprint(
+                &j.fp,
+                &item,
+                &resume::inputs_json(inputs),
+            )),
+            _ => None,
         };
-        iterations.push(IterationResult {
-            index,
-            status,
-            duration_ms: took.as_millis() as u64,
-            error,
-        });
-        results.push(output);
+        if let Some(output) = reused_iteration(self.journaled, index, fingerprint.as_deref()) {
+            return (index, Some((started.elapsed(), Ok(output))));
+        }
+        let mut r = match inputs {
+            Ok(inputs) => {
+                let call = self.call.for_iteration(index);
+                run_once(shared, eval, &ctx, inputs, &call, self.journaled.log).await
+            }
+            Err(e) => Err(e.into()),
+        };
+        if let (Some(j), Some(fingerprint)) = (&shared.journal, fingerprint) {
+            // An output the step does not keep is handed over, not copied.
+            let output = match &mut r {
+                Ok(out) if self.keep_results => out.clone(),
+                Ok(out) => std::mem::take(out),
+                Err(_) => serde_json::Value::Null,
+            };
+            j.sink.send(Record::Iteration {
+                step: eval.step.id.clone(),
+                index,
+                inputs: fingerprint,
+                status: if r.is_ok() { "succeeded" } else { "failed" },
+                output,
+            });
+        }
+        if r.is_err() {
+            self.stop.cancel();
+        }
+        (index, Some((started.elapsed(), r)))
     }
-    if let Some(e) = first_error {
-        return Err(e);
+}
+
+/// The ends of a step's iterations as they come (in any order): their count, the failure
+/// of the first that failed, and, when something reads them, each one's output (in order)
+/// and record.
+struct Gathered {
+    count: usize,
+    /// Every iteration's output by index (`Null` for one that failed or never ran).
+    results: Option<Vec<serde_json::Value>>,
+    /// Every iteration's record by index (skipped until it ends).
+    records: Option<Vec<IterationResult>>,
+    first_error: Option<(usize, Failure)>,
+}
+
+impl Gathered {
+    fn new(count: usize, keep_results: bool, keep_records: bool) -> Self {
+        Gathered {
+            count,
+            results: keep_results.then(|| vec![serde_json::Value::Null; count]),
+            records: keep_records.then(|| {
+                (0..count)
+                    .map(|index| IterationResult {
+                        index,
+                        status: StepStatus::Skipped,
+                        duration_ms: 0,
+                        error: None,
+                    })
+                    .collect()
+            }),
+            first_error: None,
+        }
     }
-    Ok(StepOutcome::Done {
-        outputs: json!({"results": results, "count": count}),
-        iterations,
-        reused: false,
-    })
+
+    fn add(&mut self, index: usize, end: IterationEnd) {
+        let Some((took, r)) = end else { return };
+        let (status, error) = match r {
+            Ok(out) => {
+                if let Some(slot) = self.results.as_mut().and_then(|r| r.get_mut(index)) {
+                    *slot = out;
+                }
+                (StepStatus::Succeeded, None)
+            }
+            Err(e) => {
+                let text = self.records.is_some().then(|| e.to_string());
+                if self
+                    .first_error
+                    .as_ref()
+                    .is_none_or(|(first, _)| index < *first)
+                {
+                    self.first_error = Some((index, e));
+                }
+                (StepStatus::Failed, text)
+            }
+        };
+        if let Some(record) = self.records.as_mut().and_then(|r| r.get_mut(index)) {
+            record.status = status;
+            record.duration_ms = took.as_millis() as u64;
+            record.error = error;
+        }
+    }
+
+    /// The step's outcome: the first failure, or the outputs (`results` only when kept).
+    fn outcome(self) -> Result<StepOutcome, Failure> {
+        if let Some((index, e)) = self.first_error {
+            return Err(Failure::Iteration {
+                index,
+                source: Box::new(e),
+            });
+        }
+        let mut outputs = serde_json::Map::new();
+        if let Some(results) = self.results {
+            outputs.insert("results".into(), serde_json::Value::Array(results));
+        }
+        outputs.insert("count".into(), self.count.into());
+        Ok(StepOutcome::Done {
+            outputs: serde_json::Value::Object(outputs),
+            iterations: self.records.unwrap_or_default(),
+            reused: false,
+        })
+    }
 }
 
 /// An iteration the earlier run finished with the same item and inputs (its step's
@@ -863,4 +976,68 @@ async fn run_once(
     };
     let result = actions::run(&inputs, &run_ctx).await?;
     Ok(eval.outputs(ctx, result)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn end(ms: u64, r: Result<serde_json::Value, Failure>) -> IterationEnd {
+        Some((Duration::from_millis(ms), r))
+    }
+
+    #[test]
+    fn iterations_ending_in_any_order_are_gathered_in_order_and_only_as_far_as_kept() {
+        let ends = || {
+            [
+                (2, end(3, Ok(json!("c")))),
+                (0, end(1, Ok(json!("a")))),
+                (1, end(2, Ok(json!("b")))),
+            ]
+        };
+        let mut kept = Gathered::new(3, true, true);
+        let mut flat = Gathered::new(3, false, false);
+        for (index, e) in ends() {
+            kept.add(index, e);
+        }
+        for (index, e) in ends() {
+            flat.add(index, e);
+        }
+        let Ok(StepOutcome::Done {
+            outputs,
+            iterations,
+            ..
+        }) = kept.outcome()
+        else {
+            panic!("succeeded")
+        };
+        assert_eq!(outputs, json!({"results": ["a", "b", "c"], "count": 3}));
+        let took: Vec<u64> = iterations.iter().map(|i| i.duration_ms).collect();
+        assert_eq!(took, [1, 2, 3]);
+        let Ok(StepOutcome::Done {
+            outputs,
+            iterations,
+            ..
+        }) = flat.outcome()
+        else {
+            panic!("succeeded")
+        };
+        assert_eq!(outputs, json!({"count": 3}));
+        assert!(iterations.is_empty());
+    }
+
+    #[test]
+    fn the_failure_of_the_first_iteration_that_failed_is_the_steps() {
+        let failure = |text: &str| Err(Failure::Step(StepError::NotAList(text.into())));
+        let mut g = Gathered::new(4, false, true);
+        g.add(3, end(1, failure("third")));
+        g.add(1, end(1, failure("first")));
+        g.add(0, end(1, Ok(json!(0))));
+        g.add(2, None);
+        let Err(Failure::Iteration { index, source }) = g.outcome() else {
+            panic!("failed")
+        };
+        assert_eq!(index, 1);
+        assert!(source.to_string().contains("first"), "{source}");
+    }
 }

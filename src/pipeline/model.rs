@@ -132,6 +132,9 @@ pub struct Step {
     /// The steps whose `steps.<id>.status` a template of this step reads, as indexes,
     /// sorted: a skipped one does not skip this step.
     pub status_tested: Vec<usize>,
+    /// Some template reads more of this step than its `status` and `outputs.count`: a
+    /// `for_each` step keeps its iterations' outputs (`outputs.results`) for it.
+    pub results_read: bool,
     pub condition: Option<TValue>,
     pub for_each: Option<TValue>,
     pub max_parallel: Option<usize>,

@@ -199,6 +199,39 @@ pub fn build(
     endpoint: &Endpoint,
     concurrency: usize,
 ) -> Result<Plan, PlanError> {
+    plan_all(p, graph, globals, endpoint, concurrency, Requests::All)
+}
+
+/// The preflight of a real run: every step planned as for [`build`] (every iteration's
+/// inputs rendered, every upload file found), with the same errors, but the requests of
+/// a `for_each` step beyond its first not kept: a run over 100,000 items does not hold
+/// 100,000 planned requests.
+pub fn preflight(
+    p: &Pipeline,
+    graph: &Graph,
+    globals: &Globals,
+    endpoint: &Endpoint,
+    concurrency: usize,
+) -> Result<Plan, PlanError> {
+    plan_all(p, graph, globals, endpoint, concurrency, Requests::First)
+}
+
+/// Which planned requests a step keeps.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Requests {
+    All,
+    /// Those of the first iteration only (the others are checked, then dropped).
+    First,
+}
+
+fn plan_all(
+    p: &Pipeline,
+    graph: &Graph,
+    globals: &Globals,
+    endpoint: &Endpoint,
+    concurrency: usize,
+    keep: Requests,
+) -> Result<Plan, PlanError> {
     let steps_map: BTreeMap<String, Value> = p
         .steps
         .iter()
@@ -209,14 +242,17 @@ pub fn build(
     let mut steps = Vec::with_capacity(p.steps.len());
     for &i in &graph.order {
         let step = &p.steps[i];
-        let planned =
-            plan_step(p, step, &base, endpoint, concurrency, &mut states).map_err(|e| {
-                PlanError {
-                    step: step.id.clone(),
-                    line: step.pos.line,
-                    message: e.to_string(),
-                }
-            })?;
+        let at = At {
+            base: &base,
+            endpoint,
+            concurrency,
+            keep,
+        };
+        let planned = plan_step(p, step, &at, &mut states).map_err(|e| PlanError {
+            step: step.id.clone(),
+            line: step.pos.line,
+            message: e.to_string(),
+        })?;
         steps.push(planned);
     }
     Ok(Plan {
@@ -225,15 +261,22 @@ pub fn build(
     })
 }
 
+/// Where every step is planned: the context, the endpoint, what is kept.
+struct At<'a> {
+    base: &'a Value,
+    endpoint: &'a Endpoint,
+    concurrency: usize,
+    keep: Requests,
+}
+
 /// One step of the plan; records what is known of its running in `states`.
 fn plan_step(
     p: &Pipeline,
     step: &Step,
-    base: &Value,
-    endpoint: &Endpoint,
-    concurrency: usize,
+    at: &At,
     states: &mut [DepState],
 ) -> Result<PlannedStep, Problem> {
+    let (base, endpoint, concurrency) = (at.base, at.endpoint, at.concurrency);
     let eval = Eval::new(step, Mode::Preview);
     let decision = eval.condition(base)?;
     let condition = step.condition.as_ref().map(|c| Condition {
@@ -248,7 +291,7 @@ fn plan_step(
         },
     });
     let (skipped, mut notes) = skips(p, step, decision, states);
-    let iterations = eval.iterations(base)?;
+    let iterations = eval.items(base)?;
     let for_each = step.for_each.as_ref().map(|fe| ForEach {
         over: source(fe),
         count: match &iterations {
@@ -260,19 +303,23 @@ fn plan_step(
     let mut requests = Vec::new();
     let mut repeats = None;
     if skipped.is_none() {
-        let contexts: Vec<(Value, bool)> = match &iterations {
-            Iterations::Once => vec![(base.clone(), false)],
-            Iterations::Each(items) => items
-                .iter()
-                .enumerate()
-                .map(|(index, item)| (step::item_context(base, item, index), false))
-                .collect(),
-            Iterations::Later => vec![(step::later_item_context(base), true)],
+        // Each iteration's context is made when it is planned, not all of them first.
+        let contexts: Box<dyn Iterator<Item = (Value, bool)>> = match &iterations {
+            Iterations::Once => Box::new(std::iter::once((base.clone(), false))),
+            Iterations::Each(items) => Box::new(
+                items
+                    .iter()
+                    .enumerate()
+                    .map(|(index, item)| (step::item_context(base, &item, index), false)),
+            ),
+            Iterations::Later => Box::new(std::iter::once((step::later_item_context(base), true))),
         };
-        for (ctx, item_later) in &contexts {
-            let inputs = eval.inputs(ctx, *item_later)?;
+        for (n, (ctx, item_later)) in contexts.enumerate() {
+            let inputs = eval.inputs(&ctx, item_later)?;
             let action_plan = actions::plan(&inputs, endpoint)?;
-            requests.extend(action_plan.requests.iter().map(|r| planned(r, endpoint)));
+            if n == 0 || at.keep == Requests::All {
+                requests.extend(action_plan.requests.iter().map(|r| planned(r, endpoint)));
+            }
             repeats = repeats.or(action_plan.repeats);
             for note in action_plan.notes {
                 if !notes.contains(&note) {

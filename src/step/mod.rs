@@ -11,7 +11,7 @@
 pub mod context;
 
 use indexmap::IndexMap;
-use minijinja::value::Value;
+use minijinja::value::{Value, ValueKind};
 
 use crate::actions::{Inputs, Renderer};
 use crate::api::shapes::shorten;
@@ -48,15 +48,53 @@ pub enum Decision {
     Undecided,
 }
 
-/// The iterations of a step.
+/// The iterations of a step (`L`: how the list is held).
 #[derive(Debug)]
-pub enum Iterations {
+pub enum Iterations<L = Vec<serde_json::Value>> {
     /// No `for_each`: the step runs once.
     Once,
     /// One per element of this list.
-    Each(Vec<serde_json::Value>),
+    Each(L),
     /// A list known only after the run (dry-run): shown once with `item` placeholders.
     Later,
+}
+
+/// The elements a run's `for_each` goes over, read one at a time, in order, each as the
+/// JSON value a whole render of the list would give.
+#[derive(Debug)]
+pub enum Items {
+    /// A list written in the file.
+    Json(Vec<serde_json::Value>),
+    /// What the template evaluated to, as minijinja holds it: a `range(...)` stays lazy,
+    /// and a list held by vars or by a step's outputs is not copied.
+    Value(Value),
+}
+
+impl Items {
+    /// The number of elements (a lazy list is counted, not collected).
+    pub fn len(&self) -> usize {
+        match self {
+            Items::Json(items) => items.len(),
+            Items::Value(v) => v
+                .len()
+                .unwrap_or_else(|| v.try_iter().map_or(0, Iterator::count)),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Each element as JSON, made when it is reached.
+    pub fn iter(&self) -> Box<dyn Iterator<Item = serde_json::Value> + Send + '_> {
+        match self {
+            Items::Json(items) => Box::new(items.iter().cloned()),
+            Items::Value(v) => match v.try_iter() {
+                Ok(iter) => Box::new(iter.map(|item| template::to_json(&item))),
+                Err(_) => Box::new(std::iter::empty()),
+            },
+        }
+    }
 }
 
 /// One step, evaluated in one mode.
@@ -95,6 +133,16 @@ impl<'a> Eval<'a> {
 
     /// The step's iterations.
     pub fn iterations(&self, base: &Value) -> Result<Iterations, StepError> {
+        Ok(match self.items(base)? {
+            Iterations::Each(Items::Json(items)) => Iterations::Each(items),
+            Iterations::Each(items) => Iterations::Each(items.iter().collect()),
+            Iterations::Once => Iterations::Once,
+            Iterations::Later => Iterations::Later,
+        })
+    }
+
+    /// The iterations from the `for_each` value rendered whole.
+    fn rendered_iterations(&self, base: &Value) -> Result<Iterations, StepError> {
         let Some(fe) = &self.step.for_each else {
             return Ok(Iterations::Once);
         };
@@ -105,6 +153,38 @@ impl<'a> Eval<'a> {
             Rendered::Json(serde_json::Value::Array(items)) => Ok(Iterations::Each(items)),
             Rendered::Json(other) => Err(StepError::NotAList(shorten(&other.to_string(), 80))),
             _ => Ok(Iterations::Later),
+        }
+    }
+
+    /// The step's iterations, their list read as it goes (see [`Items`]).
+    pub fn items(&self, base: &Value) -> Result<Iterations<Items>, StepError> {
+        let Some(fe) = &self.step.for_each else {
+            return Ok(Iterations::Once);
+        };
+        // A dry-run reads the list as a run does when it is known now.
+        let whole = match fe {
+            TValue::Tmpl(t)
+                if self.mode == Mode::Run || preview::is_known(t, Unknowns { item: false })? =>
+            {
+                t.whole_expr.as_deref().map(|e| (t, e))
+            }
+            _ => None,
+        };
+        let Some((tmpl, expr)) = whole else {
+            return Ok(match self.rendered_iterations(base)? {
+                Iterations::Each(items) => Iterations::Each(Items::Json(items)),
+                Iterations::Once => Iterations::Once,
+                Iterations::Later => Iterations::Later,
+            });
+        };
+        let value = template::eval_whole(&tmpl.source, expr, base)
+            .map_err(|e| StepError::from(e.context("`for_each`")))?;
+        match value.kind() {
+            ValueKind::Seq | ValueKind::Iterable => Ok(Iterations::Each(Items::Value(value))),
+            _ => Err(StepError::NotAList(shorten(
+                &template::to_json(&value).to_string(),
+                80,
+            ))),
         }
     }
 

@@ -172,6 +172,25 @@ pub fn render_text(
     }
 }
 
+/// Evaluates a template that is one `{{ expr }}` (`text`) to minijinja's own value, not
+/// converted to JSON (a run's `for_each` list, read item by item); bounded as
+/// [`render_text`] is.
+pub fn eval_whole(text: &str, expr: &str, ctx: &Value) -> Result<Value, TemplateError> {
+    fn eval(expr: &str, ctx: &Value) -> Result<Value, TemplateError> {
+        let value = environment().compile_expression(expr)?.eval(ctx)?;
+        if value.is_undefined() {
+            return Err(TemplateError(format!("`{expr}` is undefined")));
+        }
+        Ok(value)
+    }
+    if !budget::could_grow(text) {
+        return eval(expr, ctx);
+    }
+    let (owned, ctx) = (expr.to_string(), ctx.clone());
+    budget::run(text, move || eval(&owned, &ctx))
+        .unwrap_or_else(|stopped| Err(TemplateError(stopped_message(text, stopped))))
+}
+
 /// minijinja's own `render_str`, within the memory budget, for callers that read
 /// minijinja's error kinds (the dry-run preview); a stop is an `InvalidOperation`.
 pub fn render_str(text: &str, ctx: &Value) -> Result<String, minijinja::Error> {

@@ -36,6 +36,11 @@ impl Unknowns {
     }
 }
 
+/// Does the template read nothing unknown (so the plan renders it as a run would)?
+pub fn is_known(t: &Tmpl, unknowns: Unknowns) -> Result<bool, TemplateError> {
+    Ok(!unknowns.touched_by(&template::analyze(&t.source)?.references))
+}
+
 /// Renders a value tree for the plan.
 pub fn value(v: &TValue, ctx: &Value, unknowns: Unknowns) -> Result<Rendered, TemplateError> {
     Ok(match v {

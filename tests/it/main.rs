@@ -7,6 +7,7 @@ mod faults;
 mod html;
 mod resume;
 mod run;
+mod scale;
 mod sdk;
 mod support;
 mod validate;

@@ -45,6 +45,17 @@ pub(super) fn add_edges(
         if let Some(index) = p.step {
             by_step.entry(index).or_default().push(p);
         }
+        // Any template (a step's or the pipeline's outputs) may read a step's results.
+        for id in results_reads(&p.references) {
+            // Steps are in file order (an index, not a position: a step that could not
+            // be read is missing).
+            let found = ids
+                .get(id)
+                .and_then(|i| steps.binary_search_by_key(i, |s| s.index).ok());
+            if let Some(k) = found {
+                steps[k].results_read = true;
+            }
+        }
     }
     for step in steps {
         let mut deps: Vec<usize> = step
@@ -68,6 +79,20 @@ pub(super) fn add_edges(
         deps.dedup();
         step.deps = deps;
     }
+}
+
+/// The step ids of references that may read a step's `outputs.results`: every
+/// `steps.<id>...` but `steps.<id>.status` and `steps.<id>.outputs.count` (a reference
+/// to the whole step or its whole outputs counts: the template may read anything).
+fn results_reads(references: &[String]) -> impl Iterator<Item = &str> {
+    references.iter().filter_map(|r| {
+        let mut parts = r.strip_prefix("steps.")?.split('.');
+        let id = parts.next()?;
+        match (parts.next(), parts.next()) {
+            (Some("status"), _) | (Some("outputs"), Some("count")) => None,
+            _ => Some(id),
+        }
+    })
 }
 
 /// The step ids named by `steps.<id>.status` references.

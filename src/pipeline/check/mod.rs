@@ -235,4 +235,36 @@ steps:
         // Text that merely looks like the reference inside a string literal is no test.
         assert!(!p.steps[2].tests_status_of(0));
     }
+
+    #[test]
+    fn a_step_keeps_its_results_for_any_reference_but_its_status_and_count() {
+        let each = |id: &str| {
+            format!("  - id: {id}\n    action: request\n    for_each: [1, 2]\n    with: {{ path: /x }}\n")
+        };
+        let source = format!(
+            "version: 1\nsteps:\n{}{}{}{}{}  - id: read\n    action: request\n    if: \"{{{{ steps.status.status == 'succeeded' and steps.count.outputs.count > 1 }}}}\"\n    with:\n      path: \"/{{{{ steps.results.outputs.results[0].status }}}}\"\n      query: {{ n: \"{{{{ steps.whole.outputs | length }}}}\" }}\noutputs:\n  all: \"{{{{ steps.piped.outputs.results | map(attribute='status') | list }}}}\"\n",
+            each("status"),
+            each("count"),
+            each("results"),
+            each("whole"),
+            each("piped"),
+        );
+        let p = check_source(Path::new("p.yaml"), &source).unwrap();
+        let read: Vec<(&str, bool)> = p
+            .steps
+            .iter()
+            .map(|s| (s.id.as_str(), s.results_read))
+            .collect();
+        assert_eq!(
+            read,
+            [
+                ("status", false),
+                ("count", false),
+                ("results", true),
+                ("whole", true),
+                ("piped", true),
+                ("read", false),
+            ]
+        );
+    }
 }

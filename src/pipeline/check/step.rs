@@ -60,6 +60,7 @@ impl Checker<'_> {
             needs,
             deps: vec![],
             status_tested: vec![],
+            results_read: false,
             condition,
             for_each,
             max_parallel,

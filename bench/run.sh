@@ -11,6 +11,7 @@
 #   BENCH_REPS=3 bench/run.sh         # fewer repetitions
 #   BENCH_ONLY="list upload" bench/run.sh
 #                                     # some of: list download upload ratelimit check memory
+#                                     # foreach startup
 #   BENCH_KEEP=1 bench/run.sh         # keep the work directory (logs, reports, raw results)
 #
 # The emulator and every pipeline speak the documented flavour of the API (items.upload,
@@ -22,7 +23,7 @@
 set -euo pipefail
 
 REPS=${BENCH_REPS:-5}
-ONLY=${BENCH_ONLY:-list download upload ratelimit check memory}
+ONLY=${BENCH_ONLY:-list download upload ratelimit check memory foreach startup}
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/avala-pipe
 KEY=avk_emulator_demo
@@ -36,8 +37,12 @@ UPLOAD_BYTES=65536
 UPLOAD_CONCURRENCY=8
 RL_LIMIT=20
 RL_FILES=200
-CHECK_SIZES="1000 2000 4000 8000"
+CHECK_SIZES="1000 2000 5000 10000 25000 50000"
 MEM_DATASETS=100000
+FOREACH_SIZES="10000 100000"
+STARTUP_RUNS=50
+# The long scenarios (validate 50k steps, 100k iterations) take fewer repetitions.
+LONG_REPS=$((REPS < 3 ? REPS : 3))
 
 want() { [[ " $ONLY " == *" $1 "* ]]; }
 say() { printf '%s\n' "$*" >&2; }
@@ -52,6 +57,11 @@ if [ ! -x /usr/bin/time ] || ! command -v curl >/dev/null; then
     say "installing time and curl (apt-get)"
     as_root apt-get update -qq
     as_root apt-get install -y -qq time curl >/dev/null
+fi
+if want startup && ! command -v hyperfine >/dev/null; then
+    say "installing hyperfine (apt-get)"
+    as_root apt-get update -qq
+    as_root apt-get install -y -qq hyperfine >/dev/null
 fi
 
 say "building the release binary"
@@ -305,19 +315,25 @@ bench_ratelimit() {
     stop_emulator
 }
 
-# --- 5. validate and dry-run 1k-8k steps --------------------------------------------------
+# --- 5. validate and dry-run 1k-50k steps -------------------------------------------------
 bench_check() {
-    say "5. validate and dry-run: $CHECK_SIZES steps"
+    say "5. validate and dry-run: $CHECK_SIZES steps ($LONG_REPS repetitions)"
     local n
     for n in $CHECK_SIZES; do
         python3 "$ROOT/bench/gen_pipeline.py" "$n" "$WORK/steps-$n.yaml"
     done
-    check_validate() { measure "validate" "$N" "$1" "$N" -- "$BIN" validate "$WORK/steps-$N.yaml"; }
-    check_dry() { measure "dry-run" "$N" "$1" "$N" -- "$BIN" run --dry-run "$WORK/steps-$N.yaml"; }
+    check_validate() {
+        measure "validate" "$N" "$1" "$N" -- "$BIN" validate "$WORK/steps-$N.yaml"
+        grep -q "valid ($N steps)" "$WORK/err.txt" || { say "validate: $(cat "$WORK/err.txt")"; exit 1; }
+    }
+    check_dry() {
+        measure "dry-run" "$N" "$1" "$N" -- "$BIN" run --dry-run "$WORK/steps-$N.yaml"
+        grep -q "$N steps" "$WORK/out.txt" || { say "dry-run: $(head -1 "$WORK/out.txt")"; exit 1; }
+    }
     for N in $CHECK_SIZES; do
         check_validate 0
         check_dry 0
-        for rep in $(seq 1 "$REPS"); do alternate "$rep" check_validate check_dry; done
+        for rep in $(seq 1 "$LONG_REPS"); do alternate "$rep" check_validate check_dry; done
     done
 }
 
@@ -354,6 +370,82 @@ EOF
     stop_emulator
 }
 
+# --- 7. a for_each of 10k and 100k requests -----------------------------------------------
+bench_foreach() {
+    say "7. for_each: a request per element of range(N), N = $FOREACH_SIZES ($LONG_REPS repetitions)"
+    start_emulator foreach
+    cat >"$WORK/foreach.yaml" <<'EOF'
+version: 1
+name: bench-foreach
+api: {flavor: documented}
+vars:
+  n: 10
+steps:
+  - id: each
+    action: request
+    for_each: "{{ range(vars.n) }}"
+    max_parallel: 8
+    with:
+      method: GET
+      path: "/datasets/ds_0001"
+EOF
+    fe_run() { # REP COUNT SCENARIO EXTRA-OPTIONS...
+        local report=()
+        # The warm-up also writes a report, where every iteration is checked. A report
+        # keeps every iteration's record and output, so the measured runs write none:
+        # their exit status says the step, and so each of its iterations, succeeded.
+        [ "$1" -gt 0 ] || report=(--report "$WORK/foreach.report.json")
+        measure "$3" "$2" "$1" "$2" -- env AVALA_API_KEY=$KEY "$BIN" -q run "$WORK/foreach.yaml" \
+            --base-url "$BASE" --var "n=$2" "${report[@]}" "${@:4}"
+        [ "$1" -gt 0 ] || python3 - "$WORK/foreach.report.json" "$2" <<'EOF' || exit 1
+import json, sys
+d, n = json.load(open(sys.argv[1])), int(sys.argv[2])
+s = d["steps"][0]
+ok = (d["status"] == "succeeded" and s["outputs"]["count"] == n
+      and len(s["iterations"]) == n and all(i["status"] == "succeeded" for i in s["iterations"])
+      and all(r["status"] == 200 for r in s["outputs"]["results"]))
+sys.exit(0 if ok else f"for_each over {n}: not every iteration succeeded")
+EOF
+    }
+    local n fns=()
+    for n in $FOREACH_SIZES; do
+        eval "fe_nj_$n() { fe_run \"\$1\" $n foreach --no-journal; }"
+        eval "fe_j_$n() { fe_run \"\$1\" $n foreach-journal; rm -rf \"$WORK/.avala-pipe\"; }"
+        "fe_nj_$n" 0
+        "fe_j_$n" 0
+        fns+=("fe_nj_$n" "fe_j_$n")
+    done
+    for rep in $(seq 1 "$LONG_REPS"); do alternate "$rep" "${fns[@]}"; done
+    stop_emulator
+}
+
+# --- 8. start-up: validate of the demo pipeline ------------------------------------------
+bench_startup() {
+    local demo=$ROOT/pipelines/journey.yaml who
+    say "8. start-up: validate $demo, $STARTUP_RUNS runs each (hyperfine)"
+    "$BIN" validate "$demo" 2>&1 | grep -q 'valid (4 steps)' || { say "the demo does not validate"; exit 1; }
+    hyperfine -N --style none --warmup 5 --runs "$STARTUP_RUNS" \
+        --export-json "$WORK/startup.json" \
+        -n avala-pipe "$BIN validate $demo" -n "cat FILE" "cat $demo" -n true "true" >/dev/null
+    # Peak RSS from one run each (hyperfine does not measure it).
+    for who in avala-pipe "cat FILE" true; do
+        case $who in
+            avala-pipe) measure startup "$who" 0 "" -- "$BIN" validate "$demo" ;;
+            "cat FILE") measure startup "$who" 0 "" -- cat "$demo" ;;
+            true) measure startup "$who" 0 "" -- true ;;
+        esac
+        awk -F': ' '/Maximum resident set size/ {print $2}' "$WORK/time.txt" >"$WORK/startup-rss-${who// /_}"
+    done
+    python3 - "$WORK" >>"$RESULTS" <<'EOF'
+import json, sys
+work = sys.argv[1]
+for r in json.load(open(f"{work}/startup.json"))["results"]:
+    rss = open(f"{work}/startup-rss-{r['command'].replace(' ', '_')}").read().strip()
+    for i, t in enumerate(r["times"], 1):
+        print(f"startup\t{r['command']}\t{i}\t{round(t * 1e6)}\t{rss}\t")
+EOF
+}
+
 # --- run ------------------------------------------------------------------------------------
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 STARTED=$(date +%s)
@@ -363,6 +455,8 @@ want upload && bench_upload
 want ratelimit && bench_ratelimit
 want check && bench_check
 want memory && bench_memory
+want foreach && bench_foreach
+want startup && bench_startup
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # Every benchmark table names its CPU: the model as /proc/cpuinfo gives it.

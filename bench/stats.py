@@ -150,6 +150,43 @@ if len(keys) >= 2:
                      "flat: ≤ 1.25×" if last else "",
                      verdict("memory", growth <= 1.25) if last else ""))
 
+# 7. for_each: peak RSS at 100k iterations against 10k, without and with the journal.
+for scenario, what in (("foreach", "`--no-journal`"), ("foreach-journal", "journal on")):
+    keys = sorted((k for k in order if k[0] == scenario), key=lambda k: int(k[1]))
+    if len(keys) < 2:
+        continue
+    small, big = keys[0], keys[-1]
+    growth = rss(big) / rss(small)
+    for k in keys:
+        n, last = int(k[1]), k == big
+        per = med(k) / n * 1e6
+        title = ""
+        if k == small:
+            title = ("7. `for_each` of `request`s over `range(N)`, "
+                     if scenario == "foreach" else "") + what
+        rows.append((title, f"{n:,} iterations", span(k), mib(rss(k)),
+                     f"{per:.0f} µs/iteration" + (f"; RSS {growth:.2f}× that at {int(small[1]) // 1000}k"
+                                                  if last else ""),
+                     "flat: ≤ 1.25×" if last else "",
+                     verdict(f"for_each {what}", growth <= 1.25) if last else ""))
+
+# 8. start-up: `validate` of the demo pipeline, against the host's process-spawn floor.
+ap = ("startup", "avala-pipe")
+if ap in runs:
+    def ms(key):
+        return f"{med(key) * 1e3:.2f} ms ({min(t for t, _, _ in runs[key]) * 1e3:.2f}–" \
+               f"{max(t for t, _, _ in runs[key]) * 1e3:.2f})"
+    floor = ("startup", "true")
+    rows.append(("8. start-up: `validate` of pipelines/journey.yaml", "avala-pipe `validate`",
+                 ms(ap), mib(rss(ap)),
+                 f"{(med(ap) - med(floor)) * 1e3:.2f} ms above `true`" if floor in runs else "",
+                 "≤ 5 ms median", verdict("start-up", med(ap) <= 0.005)))
+    for who in ("cat FILE", "true"):
+        k = ("startup", who)
+        if k in runs:
+            rows.append(("", f"`{who}` (the process-spawn floor)" if who == "true" else f"`{who}`",
+                         ms(k), mib(rss(k)), "", "", ""))
+
 headers = ("benchmark", "contestant", "median wall time (min–max)", "peak RSS (max)",
            "result", "goal", "met")
 print("| " + " | ".join(headers) + " |")

@@ -4,7 +4,8 @@ A realistic mix, every step with templates: a chain of `request` steps each read
 previous step's output, with `needs`, `if`, `outputs`, var and env references, and every
 tenth step an `exports.create` on a var. Nothing touches local files, so a dry-run sends
 nothing and reads nothing. It speaks the documented flavour of the API, as the emulator the
-other benchmarks use does.
+other benchmarks use does. A step is about 320 bytes (the query as a flow mapping, a `name`
+on every tenth), so 50,000 steps stay under the 16 MiB limit of a pipeline file.
 
 usage: gen_pipeline.py N OUT.yaml
 """

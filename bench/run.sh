@@ -159,7 +159,7 @@ EOF
     list_ap 0 --report "$WORK/list.report.json"
     [ "$(json_field "$WORK/list.report.json" 'd["steps"][0]["outputs"]["count"]')" = "$LIST_DATASETS" ] \
         || { say "avala-pipe listed the wrong number of datasets"; exit 1; }
-    [ -s "$WORK/.avala-pipe/list.journal.json" ] || { say "the list run wrote no journal"; exit 1; }
+    [ -s "$WORK/.avala-pipe/list.journal.jsonl" ] || { say "the list run wrote no journal"; exit 1; }
     list_ap_nj 0 --report "$WORK/list.report.json"
     [ "$(json_field "$WORK/list.report.json" 'd["steps"][0]["outputs"]["count"]')" = "$LIST_DATASETS" ] \
         || { say "avala-pipe --no-journal listed the wrong number of datasets"; exit 1; }
@@ -273,7 +273,7 @@ bench_upload() {
             _ "$WORK/up" "$UPLOAD_CONCURRENCY" "$KEY" "$BASE"
     }
     up_ap 0
-    [ -s "$WORK/.avala-pipe/upload.journal.json" ] || { say "the upload run wrote no journal"; exit 1; }
+    [ -s "$WORK/.avala-pipe/upload.journal.jsonl" ] || { say "the upload run wrote no journal"; exit 1; }
     up_ap_nj 0
     up_xargs 0
     for rep in $(seq 1 "$REPS"); do alternate "$rep" up_ap up_xargs up_ap_nj; done

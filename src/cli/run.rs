@@ -468,6 +468,7 @@ fn open_journal(
     };
     let run = crate::journal::resume::RunJournal {
         fp: opened.fp,
+        redactor: prepared.redactor.clone(),
         prior: opened.prior,
         sink: writer.sender(),
     };

@@ -152,6 +152,8 @@ fn changes(prior: &Doc, now: &Doc) -> Vec<String> {
 #[derive(Clone, Debug)]
 pub struct RunJournal {
     pub fp: Fingerprinter,
+    /// The run's masking: a step's outputs are masked where they are, as they are written.
+    pub redactor: crate::secrets::Redactor,
     /// The earlier run's journal (`--resume`).
     pub prior: Option<Arc<Doc>>,
     pub sink: Sink,

@@ -269,6 +269,18 @@ pub struct Fingerprinter {
 impl Fingerprinter {
     /// `secrets`: (name, value) of the key and every `secrets:` entry.
     pub fn new(salt: Vec<u8>, secrets: &[(String, String)]) -> Self {
+        let redactor =
+            crate::secrets::Redactor::new(secrets.iter().map(|(_, value)| value.clone()));
+        Self::with_redactor(salt, secrets, redactor)
+    }
+
+    /// As [`Fingerprinter::new`], masking the other forms with the run's own redactor (built
+    /// from the same secrets; building a second one cost a few ms of every run's start).
+    pub fn with_redactor(
+        salt: Vec<u8>,
+        secrets: &[(String, String)],
+        redactor: crate::secrets::Redactor,
+    ) -> Self {
         let mut masks = Vec::new();
         for (name, value) in secrets {
             if value.is_empty() {
@@ -288,8 +300,6 @@ impl Fingerprinter {
         }
         masks.sort_by_key(|(f, _)| std::cmp::Reverse(f.len()));
         masks.dedup_by(|a, b| a.0 == b.0);
-        let redactor =
-            crate::secrets::Redactor::new(secrets.iter().map(|(_, value)| value.clone()));
         Fingerprinter {
             salt,
             masks,

@@ -154,7 +154,7 @@ async fn run_async(
             Ok(Err(e)) => return invalid(e.to_string()),
             Err(e) => return invalid(format!("cannot build the HTTP client: {e}")),
         },
-        None => return invalid("internal error: no HTTP client for a real run".to_string()),
+        None => return invalid("internal error: no HTTP client for a real run"),
     };
     let code = execute_run(prepared, client, &args, &ui, emulator.as_ref()).await;
     if let Some(e) = emulator {

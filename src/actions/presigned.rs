@@ -413,7 +413,7 @@ async fn store(
     let stored = match answer["method"].as_str() {
         Some("POST") => post_form(ctx, &answer, path).await?,
         Some("PUT") => put_file(ctx, &answer, path, size).await?,
-        Some("MULTIPART") => put_parts(ctx, &answer, path, size).await?,
+        Some("MULTIPART") => put_parts(inputs, ctx, &answer, path, size).await?,
         other => {
             return Err(ActionError::Other(format!(
                 "POST /datasets/manual-upload/file-upload-url/: unknown upload method {}",
@@ -498,8 +498,15 @@ async fn put_file(
 /// Statuses of a storage PUT that are answers: stored, or already there (412).
 const STORED: [u16; 5] = [200, 201, 202, 204, 412];
 
-/// A v2 multipart session: sign and PUT each part not yet uploaded.
+/// Parts signed by one request: a few rounds of `concurrency` ahead, and well within the
+/// signatures' life (an hour).
+const SIGN_BATCH: usize = 32;
+
+/// A v2 multipart session: sign the parts not yet uploaded (a batch per request, the
+/// request body being a list of part numbers) and PUT them, `concurrency` at a time (within
+/// the run's limit of uploads in flight, which every storage PUT takes a place of).
 async fn put_parts(
+    inputs: &UploadInputs,
     ctx: &RunCtx<'_>,
     answer: &Value,
     path: &Path,
@@ -521,34 +528,83 @@ async fn put_parts(
         .flatten()
         .filter_map(|p| p["part_number"].as_u64())
         .collect();
-    let mut sent_any = false;
-    for n in (1..=count).filter(|n| !done.contains(n)) {
-        let sign = HttpRequest::to(
-            Method::Post,
-            ctx.client.endpoint().at(
-                "/datasets/manual-upload/uploads/{}/parts",
-                &[&Text::Known(uid.to_string())],
-            ),
-        )
-        .with_body(Body::Json(json!({"part_numbers": [n]})));
-        let signed = super::fetch_json(ctx, &sign).await?;
-        let part = signed["parts"]
-            .as_array()
-            .and_then(|ps| ps.iter().find(|p| p["part_number"].as_u64() == Some(n)))
-            .ok_or_else(|| {
-                ActionError::Other(format!("part {n} of {} was not signed", path.display()))
-            })?;
-        let offset = (n - 1) * part_size;
-        let len = part_size.min(size.saturating_sub(offset));
-        let req = storage_request(Method::Put, part)?.with_body(Body::File {
-            path: path.to_path_buf(),
-            offset,
-            len: Some(len),
-        });
-        ctx.client.send_json(&req, &ctx.call, None).await?;
-        sent_any = true;
+    let todo: Vec<u64> = (1..=count).filter(|n| !done.contains(n)).collect();
+    let mut batches = todo.chunks(SIGN_BATCH);
+    let mut signed = std::collections::VecDeque::new();
+    let mut puts = stream::FuturesUnordered::new();
+    loop {
+        while puts.len() < inputs.concurrency {
+            if signed.is_empty() {
+                match batches.next() {
+                    Some(numbers) => signed.extend(sign_parts(ctx, uid, numbers, path).await?),
+                    None => break,
+                }
+            }
+            let Some((n, part)) = signed.pop_front() else {
+                break;
+            };
+            let offset = (n - 1) * part_size;
+            let len = part_size.min(size.saturating_sub(offset));
+            puts.push(put_part(ctx, part, path, offset, len));
+        }
+        match puts.next().await {
+            Some(put) => put?,
+            None => break,
+        }
     }
+    let sent_any = !todo.is_empty();
     Ok(sent_any || done.is_empty())
+}
+
+/// PUTs bytes `offset..offset+len` of the file to a signed part's URL.
+async fn put_part(
+    ctx: &RunCtx<'_>,
+    part: Value,
+    path: &Path,
+    offset: u64,
+    len: u64,
+) -> Result<(), ActionError> {
+    let req = storage_request(Method::Put, &part)?.with_body(Body::File {
+        path: path.to_path_buf(),
+        offset,
+        len: Some(len),
+    });
+    ctx.client.send_json(&req, &ctx.call, None).await?;
+    Ok(())
+}
+
+/// Signs some parts of a multipart session: each number with its signed part.
+async fn sign_parts(
+    ctx: &RunCtx<'_>,
+    uid: &str,
+    numbers: &[u64],
+    path: &Path,
+) -> Result<Vec<(u64, Value)>, ActionError> {
+    let sign = HttpRequest::to(
+        Method::Post,
+        ctx.client.endpoint().at(
+            "/datasets/manual-upload/uploads/{}/parts",
+            &[&Text::Known(uid.to_string())],
+        ),
+    )
+    .with_body(Body::Json(json!({ "part_numbers": numbers })));
+    let mut signed = super::fetch_json(ctx, &sign).await?;
+    let mut parts = match signed["parts"].take() {
+        Value::Array(parts) => parts,
+        _ => Vec::new(),
+    };
+    numbers
+        .iter()
+        .map(|&n| {
+            let at = parts
+                .iter()
+                .position(|p| p["part_number"].as_u64() == Some(n))
+                .ok_or_else(|| {
+                    ActionError::Other(format!("part {n} of {} was not signed", path.display()))
+                })?;
+            Ok((n, parts.swap_remove(at)))
+        })
+        .collect()
 }
 
 /// `POST /datasets/manual-upload/uploads/{upload_uid}/complete/`.

@@ -391,14 +391,20 @@ impl Client {
                 ));
             }
             let to_api = self.is_api_origin(&req.url);
-            let (ticket, outcome, sent_at) = tokio::select! {
+            let upload = matches!(req.body, Body::Multipart(_) | Body::File { .. });
+            let (slot, ticket, outcome, sent_at) = tokio::select! {
                 r = async {
+                    // The published limit of uploads in flight, for the whole run.
+                    let slot = match upload {
+                        true => Some(self.pacer.upload_slot().await),
+                        false => None,
+                    };
                     let ticket = match to_api {
                         true => Some(self.paced(ctx).await),
                         false => None,
                     };
                     let sent_at = Instant::now();
-                    (ticket, self.send_once(req, api_call).await, sent_at)
+                    (slot, ticket, self.send_once(req, api_call).await, sent_at)
                 } => r,
                 _ = ctx.cancel.cancelled() => {
                     return Err(fail(ErrorKind::Cancelled, None, "interrupted".into(), attempt, !req.method.is_safe()));
@@ -414,6 +420,7 @@ impl Client {
                     .on_answer(req, ctx, resp, attempt, ticket, expect)
                     .await
                 {
+                    // The server has answered: the upload is no longer in flight.
                     Next::Done(resp) => return Ok((resp, attempt)),
                     Next::Fail(e) => return Err(e),
                     Next::Wait(wait, cause) => (wait, cause),
@@ -424,6 +431,7 @@ impl Client {
                     Next::Done(resp) => return Ok((resp, attempt)),
                 },
             };
+            drop(slot);
             let waiting = Instant::now();
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}

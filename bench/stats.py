@@ -161,6 +161,11 @@ if ap in runs and sdk in runs:
                  verdict("sdk upload", ratio <= 0.5)))
     rows.append(("", "avala SDK 0.10.0 `create_from_local` (8 workers)", span(sdk), mib(rss(sdk)),
                  "500 items stored each run", "", ""))
+    shm = ("sdkupload", "avala SDK, HOME on tmpfs")
+    if shm in runs:
+        rows.append(("", "the same, its checkpoints (fsync'd per file) on tmpfs", span(shm),
+                     mib(rss(shm)), f"avala-pipe takes {med(ap) / med(shm):.2f}× this time; "
+                     "500 items stored each run", "", ""))
 
 # 8. one 2 GiB file, multipart session against one curl PUT
 ap, curl = ("multipart", "avala-pipe"), ("multipart", "curl -T")

@@ -344,11 +344,53 @@ async fn upload_one(
     session: &str,
     resumed: bool,
 ) -> Result<Value, ActionError> {
-    let (size, sha256) = hash_file(path, &ctx.call.cancel).await?;
     let shown = path.display().to_string();
-    if let Some(entry) = ctx.journal.stored(&shown, &sha256).filter(|_| resumed) {
-        return Ok(entry);
+    // A resumed session needs the digest first (to skip what is stored); a new one hashes
+    // the file while sending it: for a big file the hash would otherwise come first, alone.
+    let (size, sha256) = if resumed {
+        let (size, sha256) = hash_file(path, &ctx.call.cancel).await?;
+        if let Some(entry) = ctx.journal.stored(&shown, &sha256) {
+            return Ok(entry);
+        }
+        (size, Some(sha256))
+    } else {
+        let size = std::fs::metadata(path)
+            .map_err(|e| ActionError::Other(format!("cannot read {}: {e}", path.display())))?
+            .len();
+        (size, None)
+    };
+    let hashing = async {
+        match sha256 {
+            Some(sha256) => Ok((size, sha256)),
+            None => hash_file(path, &ctx.call.cancel).await,
+        }
+    };
+    let (stored, hashed) = tokio::join!(
+        store_retrying(inputs, ctx, path, key, size, session),
+        hashing
+    );
+    let (stored, (hashed_size, sha256)) = (stored?, hashed?);
+    if hashed_size != size {
+        return Err(ActionError::Other(format!(
+            "{} changed while it was uploaded ({size} bytes, then {hashed_size})",
+            path.display()
+        )));
     }
+    let entry =
+        json!({"path": shown, "key": key, "bytes": size, "sha256": sha256, "stored": stored});
+    ctx.journal.file_stored(&shown, size, &sha256, &entry);
+    Ok(entry)
+}
+
+/// Presign, store and complete one file, with a fresh presign for each attempt.
+async fn store_retrying(
+    inputs: &UploadInputs,
+    ctx: &RunCtx<'_>,
+    path: &Path,
+    key: &str,
+    size: u64,
+    session: &str,
+) -> Result<bool, ActionError> {
     let max_attempts = ctx.call.retry.max_attempts.max(1);
     let mut attempt = 0;
     let stored = loop {
@@ -368,10 +410,7 @@ async fn upload_one(
             Err(e) => return Err(quota_or(e, path)),
         }
     };
-    let entry =
-        json!({"path": shown, "key": key, "bytes": size, "sha256": sha256, "stored": stored});
-    ctx.journal.file_stored(&shown, size, &sha256, &entry);
-    Ok(entry)
+    Ok(stored)
 }
 
 /// 408 and 5xx (from the API or from storage) are worth a fresh presign. A 429 is not:

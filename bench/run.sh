@@ -163,15 +163,24 @@ EOF
         measure list python-requests "$1" "" -- python3 "$ROOT/bench/list_requests.py" "$BASE" "$KEY"
         [ "$(cat "$WORK/out.txt")" = "$LIST_DATASETS" ] || { say "python listed $(cat "$WORK/out.txt")"; exit 1; }
     }
+    # The floor: curl fetching the same page URLs, in order, over one kept-alive connection
+    # (the URLs are collected first; curl reuses its connection across the URLs of a config).
+    python3 "$ROOT/bench/list_requests.py" "$BASE" "$KEY" 100 --curl-config >"$WORK/list.curl"
+    [ "$(grep -c '^url' "$WORK/list.curl")" = "$((LIST_DATASETS / 100))" ] \
+        || { say "the floor's page list is not $((LIST_DATASETS / 100)) pages"; exit 1; }
+    list_curl() {
+        measure list "curl floor" "$1" "" -- curl -sSf -K "$WORK/list.curl"
+    }
     list_ap 0 --report "$WORK/list.report.json"
     [ "$(json_field "$WORK/list.report.json" 'd["steps"][0]["outputs"]["count"]')" = "$LIST_DATASETS" ] \
         || { say "avala-pipe listed the wrong number of datasets"; exit 1; }
-    [ -s "$WORK/.avala-pipe/list.journal.json" ] || { say "the list run wrote no journal"; exit 1; }
+    [ -s "$WORK/.avala-pipe/list.journal.jsonl" ] || { say "the list run wrote no journal"; exit 1; }
     list_ap_nj 0 --report "$WORK/list.report.json"
     [ "$(json_field "$WORK/list.report.json" 'd["steps"][0]["outputs"]["count"]')" = "$LIST_DATASETS" ] \
         || { say "avala-pipe --no-journal listed the wrong number of datasets"; exit 1; }
     list_py 0
-    for rep in $(seq 1 "$REPS"); do alternate "$rep" list_ap list_py list_ap_nj; done
+    list_curl 0
+    for rep in $(seq 1 "$REPS"); do alternate "$rep" list_ap list_py list_ap_nj list_curl; done
     stop_emulator
 }
 
@@ -280,7 +289,7 @@ bench_upload() {
             _ "$WORK/up" "$UPLOAD_CONCURRENCY" "$KEY" "$BASE"
     }
     up_ap 0
-    [ -s "$WORK/.avala-pipe/upload.journal.json" ] || { say "the upload run wrote no journal"; exit 1; }
+    [ -s "$WORK/.avala-pipe/upload.journal.jsonl" ] || { say "the upload run wrote no journal"; exit 1; }
     up_ap_nj 0
     up_xargs 0
     for rep in $(seq 1 "$REPS"); do alternate "$rep" up_ap up_xargs up_ap_nj; done

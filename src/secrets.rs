@@ -186,6 +186,20 @@ impl Redactor {
         out
     }
 
+    /// The value as compact JSON, masked as [`Redactor::json`] masks it, without a copy
+    /// of the value first; true when something was masked. (The journal writes a step's
+    /// outputs this way: cloning a 20k-item list to mask it cost more than writing it.)
+    pub fn json_text_masked(&self, value: &Value) -> (String, bool) {
+        let changed = std::cell::Cell::new(false);
+        let shown = MaskedJson {
+            value,
+            redactor: self,
+            changed: &changed,
+        };
+        let text = serde_json::to_string(&shown).unwrap_or_default();
+        (text, changed.get())
+    }
+
     pub fn json(&self, value: &mut Value) {
         self.json_masked(value);
     }
@@ -223,6 +237,82 @@ impl Redactor {
                     .fold(keys, |changed, v| self.json_masked(v) | changed)
             }
             _ => false,
+        }
+    }
+}
+
+/// A value serialized with every secret masked (see [`Redactor::json_text_masked`]).
+struct MaskedJson<'a> {
+    value: &'a Value,
+    redactor: &'a Redactor,
+    changed: &'a std::cell::Cell<bool>,
+}
+
+impl MaskedJson<'_> {
+    fn masked<'t>(&self, text: &'t str) -> std::borrow::Cow<'t, str> {
+        if self.redactor.masks_any(text) {
+            self.changed.set(true);
+            std::borrow::Cow::Owned(self.redactor.text(text))
+        } else {
+            std::borrow::Cow::Borrowed(text)
+        }
+    }
+}
+
+impl serde::Serialize for MaskedJson<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeMap as _, SerializeSeq as _};
+        let r = self.redactor;
+        if r.matcher.is_none() && r.plain.is_empty() {
+            return serde::Serialize::serialize(self.value, s);
+        }
+        let inner = |value| MaskedJson {
+            value,
+            redactor: r,
+            changed: self.changed,
+        };
+        match self.value {
+            Value::String(text) => s.serialize_str(&self.masked(text)),
+            // A numeric secret (a PIN, an account number) echoed as a JSON number: read
+            // as text on the stack, not in a fresh String per number.
+            Value::Number(n) => {
+                let mut buf = [0u8; 64];
+                let len = {
+                    let mut cursor = std::io::Cursor::new(&mut buf[..]);
+                    std::io::Write::write_fmt(&mut cursor, format_args!("{n}"))
+                        .ok()
+                        .map(|()| cursor.position() as usize)
+                };
+                let owned;
+                let text = match len {
+                    Some(len) => std::str::from_utf8(&buf[..len]).unwrap_or_default(),
+                    None => {
+                        owned = n.to_string();
+                        owned.as_str()
+                    }
+                };
+                if r.masks_any(text) {
+                    self.changed.set(true);
+                    s.serialize_str(&r.text(text))
+                } else {
+                    serde::Serialize::serialize(n, s)
+                }
+            }
+            Value::Array(items) => {
+                let mut seq = s.serialize_seq(Some(items.len()))?;
+                for item in items {
+                    seq.serialize_element(&inner(item))?;
+                }
+                seq.end()
+            }
+            Value::Object(map) => {
+                let mut out = s.serialize_map(Some(map.len()))?;
+                for (key, value) in map {
+                    out.serialize_entry(&*self.masked(key), &inner(value))?;
+                }
+                out.end()
+            }
+            other => serde::Serialize::serialize(other, s),
         }
     }
 }

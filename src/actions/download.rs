@@ -11,9 +11,8 @@ use std::path::{Path, PathBuf};
 
 use futures_util::StreamExt;
 use serde_json::json;
-use sha2::{Digest, Sha256};
-use tokio::io::AsyncWriteExt;
 
+use super::sink::FileSink;
 use super::{Action, ActionError, ActionPlan, ActionResult, Inputs, RunCtx};
 use crate::api::request::{display_path, HttpRequest, Method};
 use crate::api::{retry, Endpoint, ErrorKind};
@@ -197,7 +196,15 @@ fn place(
         true => tmp.persist(real),
         false => tmp.persist_noclobber(real),
     };
-    placed.map(|_| ()).map_err(|e| match e.error.kind() {
+    let placed = placed.map(|_| {
+        // The rename itself durable too: the folder's entry is on disk before the step
+        // says the file is there.
+        let dir = real.parent().filter(|d| !d.as_os_str().is_empty());
+        if let Ok(d) = std::fs::File::open(dir.unwrap_or(Path::new("."))) {
+            let _ = d.sync_all();
+        }
+    });
+    placed.map_err(|e| match e.error.kind() {
         std::io::ErrorKind::AlreadyExists if !overwrite => ActionError::Other(format!(
             "{} already exists and overwrite is false: it appeared during the download (another step or iteration wrote it first); this download was discarded",
             dest.display()
@@ -269,14 +276,8 @@ async fn fetch_once(
         )))
     })?;
     let scratch = super::scratch::register(tmp.path());
-    let std_file = tmp.reopen().map_err(write_failed)?;
-    let mut writeback = std_file
-        .try_clone()
-        .map(Writeback::new)
-        .map_err(write_failed)?;
-    let mut file =
-        tokio::io::BufWriter::with_capacity(1 << 20, tokio::fs::File::from_std(std_file));
-    let mut hasher = Hasher::start();
+    let file = tmp.reopen().map_err(write_failed)?;
+    let mut sink = FileSink::start(file);
     let mut bytes = 0u64;
     let label = format!("download {}", dest_name(req));
     let mut throttle = super::Throttle::new();
@@ -289,13 +290,15 @@ async fn fetch_once(
         let Some(chunk) = chunk else { break };
         let chunk = chunk.map_err(|e| FetchError::Body(crate::api::transport_message(&e)))?;
         bytes += chunk.len() as u64;
-        hasher.update(chunk.clone()).await;
         if throttle.ready(Some(bytes) == expected_len) {
             (ctx.progress)(&label, bytes, expected_len);
         }
-        file.write_all(&chunk).await.map_err(write_failed)?;
-        writeback.progress(bytes).await.map_err(write_failed)?;
+        if !sink.push(chunk).await {
+            break; // the writer stopped: `finish` says why
+        }
     }
+    // Every byte in the file and on disk (or the write's error) before anything else.
+    let digest = sink.finish().await.map_err(write_failed)?;
     if let Some(len) = expected_len {
         if len != bytes {
             return Err(FetchError::Body(format!(
@@ -303,14 +306,6 @@ async fn fetch_once(
             )));
         }
     }
-    file.flush().await.map_err(write_failed)?;
-    writeback.finish().await.map_err(write_failed)?;
-    file.into_inner().sync_all().await.map_err(write_failed)?;
-    let digest = hasher.finish().await.map_err(|e| {
-        FetchError::Fatal(ActionError::Other(format!(
-            "hashing the download failed: {e}"
-        )))
-    })?;
     Ok(Fetched {
         tmp,
         bytes,
@@ -326,92 +321,4 @@ fn dest_name(req: &HttpRequest) -> String {
         .find(|s| !s.is_empty())
         .unwrap_or("file")
         .to_string()
-}
-
-/// Chunks queued for the hashing thread (each at most a few hundred KiB).
-const HASH_AHEAD: usize = 16;
-
-/// The sha256 of a download, computed on a thread of its own while the body is still
-/// being received and written: hashing is the costliest part of a download on a fast
-/// link, and done inline it held up reading the socket and feeding the file.
-struct Hasher {
-    chunks: Option<tokio::sync::mpsc::Sender<bytes::Bytes>>,
-    thread: tokio::task::JoinHandle<String>,
-}
-
-impl Hasher {
-    fn start() -> Self {
-        let (chunks, mut queued) = tokio::sync::mpsc::channel::<bytes::Bytes>(HASH_AHEAD);
-        let thread = tokio::task::spawn_blocking(move || {
-            let mut hasher = Sha256::new();
-            while let Some(chunk) = queued.blocking_recv() {
-                hasher.update(&chunk);
-            }
-            hex::encode(hasher.finalize())
-        });
-        Hasher {
-            chunks: Some(chunks),
-            thread,
-        }
-    }
-
-    /// Queues a chunk (a cheap reference-counted copy), waiting while the queue is full.
-    async fn update(&mut self, chunk: bytes::Bytes) {
-        if let Some(chunks) = &self.chunks {
-            // Fails only if the thread is gone, which `finish` reports.
-            let _ = chunks.send(chunk).await;
-        }
-    }
-
-    /// The hex digest of everything queued.
-    async fn finish(mut self) -> Result<String, tokio::task::JoinError> {
-        self.chunks = None;
-        self.thread.await
-    }
-}
-
-/// Bytes between two background data syncs of a download.
-const WRITEBACK_EVERY: u64 = 64 << 20;
-
-/// Gets a download onto the disk while it is still arriving: every [`WRITEBACK_EVERY`]
-/// bytes, a data sync of the file starts in the background (on its own handle, so the
-/// writes go on meanwhile). The final `sync_all` then waits for the last stretch only,
-/// not for the whole file.
-struct Writeback {
-    file: std::sync::Arc<std::fs::File>,
-    running: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
-    started_at: u64,
-}
-
-impl Writeback {
-    fn new(file: std::fs::File) -> Self {
-        Writeback {
-            file: std::sync::Arc::new(file),
-            running: None,
-            started_at: 0,
-        }
-    }
-
-    /// `written` bytes have been handed to the file: start a sync when it is time and
-    /// none is running (a failed one fails the download).
-    async fn progress(&mut self, written: u64) -> std::io::Result<()> {
-        if written - self.started_at < WRITEBACK_EVERY
-            || self.running.as_ref().is_some_and(|h| !h.is_finished())
-        {
-            return Ok(());
-        }
-        self.finish().await?;
-        let file = self.file.clone();
-        self.running = Some(tokio::task::spawn_blocking(move || file.sync_data()));
-        self.started_at = written;
-        Ok(())
-    }
-
-    /// Waits for the sync in flight, if there is one.
-    async fn finish(&mut self) -> std::io::Result<()> {
-        match self.running.take() {
-            Some(sync) => sync.await.map_err(std::io::Error::other)?,
-            None => Ok(()),
-        }
-    }
 }

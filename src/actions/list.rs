@@ -231,6 +231,10 @@ fn outputs(items: Vec<Value>, count: u64, total: Option<u64>, path: Option<Strin
 
 /// Fetches every page starting at `first`, handing each item to `sink`. Returns the
 /// number of items and the server's total (when it gives one).
+///
+/// Each page's paging fields are read first (its items counted, not built), so the next
+/// page is asked for while this page's items are still being parsed: the server prepares
+/// one page while the client reads the last.
 pub async fn paginate(
     client: &crate::api::Client,
     call: &CallCtx,
@@ -238,42 +242,117 @@ pub async fn paginate(
     max_items: Option<u64>,
     sink: &mut (dyn FnMut(Value) + Send),
 ) -> Result<(u64, Option<u64>), ActionError> {
-    // Cursors seen, as digests: a fixed 32 bytes each, however long the cursor.
-    let mut seen: HashSet<[u8; 32]> = HashSet::new();
-    let mut req = first.clone();
-    let mut count = 0u64;
+    let mut pager = Pager {
+        first,
+        max_items,
+        seen: HashSet::new(),
+        count: 0,
+        empty_run: 0,
+    };
     let mut total = None;
-    let mut empty_run = 0usize;
-    let shown = || crate::api::request::display_path(&first.url);
+    let mut req = first.clone();
+    let mut ahead: Option<Prefetch> = None;
     for page_no in 1..=MAX_PAGES {
-        let resp = client.send_json(&req, call, None).await?;
-        let page = resp.json().and_then(shapes::parse_page).map_err(|m| {
+        let raw = match ahead.take() {
+            Some(prefetch) => prefetch.answer().await?,
+            None => client.send_raw(&req, call, None).await?,
+        };
+        let unexpected = |m: shapes::BadBody| {
             ActionError::Other(format!(
                 "{} {}: unexpected response: {m}",
                 req.method.as_str(),
                 crate::api::request::display_path(&req.url)
             ))
-        })?;
-        if total.is_none() {
-            total = page.total;
-        }
-        empty_run = if page.items.is_empty() {
-            empty_run + 1
-        } else {
-            0
         };
-        for item in page.items {
-            if max_items.is_some_and(|m| count >= m) {
+        let (items, next) = match shapes::page_info(&raw.bytes) {
+            Some(info) => {
+                if total.is_none() {
+                    total = info.total;
+                }
+                let next = pager.follow(info.items, info.next_cursor, info.cursor_param, page_no);
+                if let Ok(Some(next)) = &next {
+                    ahead = Some(Prefetch::start(client, call, next));
+                }
+                (items_of(&raw).map_err(unexpected)?, next)
+            }
+            // Not a page the light pass reads: the whole body says what is wrong.
+            None => {
+                let page = items_of_page(&raw).map_err(unexpected)?;
+                if total.is_none() {
+                    total = page.total;
+                }
+                let next = pager.follow(
+                    page.items.len(),
+                    page.next_cursor,
+                    page.cursor_param,
+                    page_no,
+                );
+                (page.items, next)
+            }
+        };
+        for item in items {
+            if max_items.is_some_and(|m| pager.count >= m) {
                 break;
             }
             sink(item);
-            count += 1;
+            pager.count += 1;
         }
-        if max_items.is_some_and(|m| count >= m) {
-            return Ok((count, total));
+        match next? {
+            Some(next) => req = next,
+            None => return Ok((pager.count, total)),
         }
-        let Some(cursor) = page.next_cursor else {
-            return Ok((count, total));
+    }
+    Err(ActionError::Other(format!(
+        "GET {}: more than {MAX_PAGES} pages; stopping",
+        crate::api::request::display_path(&first.url)
+    )))
+}
+
+/// A page's items, parsed in full (ids normalised).
+fn items_of(raw: &crate::api::RawResponse) -> Result<Vec<Value>, shapes::BadBody> {
+    Ok(items_of_page(raw)?.items)
+}
+
+fn items_of_page(raw: &crate::api::RawResponse) -> Result<shapes::Page, shapes::BadBody> {
+    let (mut body, not_json) = shapes::decode_body(&raw.bytes);
+    if let Some(why) = not_json {
+        return Err(shapes::BadBody(format!("the response is not JSON: {why}")));
+    }
+    shapes::normalize_ids(&mut body);
+    shapes::parse_page(body)
+}
+
+/// The rules for going on to the next page.
+struct Pager<'a> {
+    first: &'a HttpRequest,
+    max_items: Option<u64>,
+    /// Cursors seen, as digests: a fixed 32 bytes each, however long the cursor.
+    seen: HashSet<[u8; 32]>,
+    /// Items handed on so far.
+    count: u64,
+    empty_run: usize,
+}
+
+impl Pager<'_> {
+    /// The next page's request after a page of `items` items (`None`: this was the last
+    /// one wanted), or why the server's paging cannot be followed.
+    fn follow(
+        &mut self,
+        items: usize,
+        cursor: Option<String>,
+        cursor_param: &str,
+        page_no: usize,
+    ) -> Result<Option<HttpRequest>, ActionError> {
+        let shown = || crate::api::request::display_path(&self.first.url);
+        self.empty_run = if items == 0 { self.empty_run + 1 } else { 0 };
+        if self
+            .max_items
+            .is_some_and(|m| self.count.saturating_add(items as u64) >= m)
+        {
+            return Ok(None);
+        }
+        let Some(cursor) = cursor else {
+            return Ok(None);
         };
         if cursor.len() > MAX_CURSOR_BYTES {
             return Err(ActionError::Other(format!(
@@ -283,26 +362,49 @@ pub async fn paginate(
                 MAX_CURSOR_BYTES
             )));
         }
-        if empty_run >= MAX_EMPTY_PAGES {
+        if self.empty_run >= MAX_EMPTY_PAGES {
             return Err(ActionError::Other(format!(
-                "GET {}: {empty_run} pages in a row without an item, each with a next cursor (page {page_no}); stopping instead of paging forever",
-                shown()
+                "GET {}: {} pages in a row without an item, each with a next cursor (page {page_no}); stopping instead of paging forever",
+                shown(),
+                self.empty_run
             )));
         }
-        if !seen.insert(Sha256::digest(cursor.as_bytes()).into()) {
+        if !self.seen.insert(Sha256::digest(cursor.as_bytes()).into()) {
             return Err(ActionError::Other(format!(
                 "GET {}: the server returned cursor `{}` twice (page {page_no}); stopping instead of looping forever",
                 shown(),
                 shapes::shorten(&cursor, 40)
             )));
         }
-        req = HttpRequest::get(with_query(
-            &first.url,
-            &[(page.cursor_param.to_string(), cursor)],
-        ));
+        Ok(Some(HttpRequest::get(with_query(
+            &self.first.url,
+            &[(cursor_param.to_string(), cursor)],
+        ))))
     }
-    Err(ActionError::Other(format!(
-        "GET {}: more than {MAX_PAGES} pages; stopping",
-        shown()
-    )))
+}
+
+/// The next page, asked for ahead of need in a task of its own (aborted when dropped:
+/// a list that stops early leaves no request behind).
+struct Prefetch(tokio::task::JoinHandle<Result<crate::api::RawResponse, crate::api::ApiError>>);
+
+impl Prefetch {
+    fn start(client: &crate::api::Client, call: &CallCtx, req: &HttpRequest) -> Self {
+        let (client, call, req) = (client.clone(), call.clone(), req.clone());
+        Prefetch(tokio::spawn(async move {
+            client.send_raw(&req, &call, None).await
+        }))
+    }
+
+    async fn answer(mut self) -> Result<crate::api::RawResponse, ActionError> {
+        match (&mut self.0).await {
+            Ok(answer) => Ok(answer?),
+            Err(e) => Err(ActionError::Other(format!("internal error: {e}"))),
+        }
+    }
+}
+
+impl Drop for Prefetch {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }

@@ -16,6 +16,7 @@ pub mod presigned;
 pub mod request;
 pub mod resources;
 pub mod scratch;
+pub mod sink;
 pub mod upload;
 
 use std::future::Future;

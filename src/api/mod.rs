@@ -265,6 +265,14 @@ pub struct JsonResponse {
     pub not_json: Option<String>,
 }
 
+/// A successful response, its body not decoded yet.
+#[derive(Clone, Debug)]
+pub struct RawResponse {
+    pub status: u16,
+    pub headers: serde_json::Map<String, serde_json::Value>,
+    pub bytes: bytes::Bytes,
+}
+
 impl JsonResponse {
     /// The body, which must be JSON: else an error in words that says why it is not.
     pub fn json(self) -> Result<serde_json::Value, shapes::BadBody> {
@@ -597,6 +605,25 @@ impl Client {
         ctx: &CallCtx,
         expect: Option<&[u16]>,
     ) -> Result<JsonResponse, ApiError> {
+        let raw = self.send_raw(req, ctx, expect).await?;
+        let (mut body, not_json) = shapes::decode_body(&raw.bytes);
+        shapes::normalize_ids(&mut body);
+        Ok(JsonResponse {
+            status: raw.status,
+            headers: raw.headers,
+            body,
+            not_json,
+        })
+    }
+
+    /// As [`Client::send_json`], with the body left as bytes (a list page is read in two
+    /// passes: its cursor first, so the next page can be asked for, then its items).
+    pub async fn send_raw(
+        &self,
+        req: &HttpRequest,
+        ctx: &CallCtx,
+        expect: Option<&[u16]>,
+    ) -> Result<RawResponse, ApiError> {
         let error = |kind, status, message: String, attempts| {
             call_error(req, kind, status, message, attempts, !req.method.is_safe())
         };
@@ -664,13 +691,10 @@ impl Client {
                 maybe_applied,
             ));
         }
-        let (mut body, not_json) = shapes::decode_body(&bytes);
-        shapes::normalize_ids(&mut body);
-        Ok(JsonResponse {
+        Ok(RawResponse {
             status,
             headers,
-            body,
-            not_json,
+            bytes,
         })
     }
 }

@@ -138,7 +138,7 @@ pub struct RunArgs {
     /// AVALA_BASE_URL are then ignored.
     #[arg(long)]
     pub emulator: bool,
-    /// The run journal's file (default: .avala-pipe/<pipeline file stem>.journal.json in
+    /// The run journal's file (default: .avala-pipe/<pipeline file stem>.journal.jsonl in
     /// the working directory).
     #[arg(long, value_name = "FILE", conflicts_with = "no_journal")]
     pub journal: Option<PathBuf>,

@@ -137,14 +137,23 @@ impl HttpBody for ExportBody {
         }
         let doc = this.document.len() as u64;
         let n = CHUNK.min(this.total - this.pos);
-        let mut buf = Vec::with_capacity(n as usize);
-        if this.pos < doc {
+        let chunk = if this.pos < doc {
             let end = doc.min(this.pos + n);
+            let mut buf = Vec::with_capacity(n as usize);
             buf.extend_from_slice(&this.document[this.pos as usize..end as usize]);
-        }
-        buf.resize(n as usize, b' ');
+            buf.resize(n as usize, b' ');
+            Bytes::from(buf)
+        } else {
+            // The padding: one shared block of spaces, handed out without a copy (a fresh
+            // buffer per chunk made the emulator, not the client, the busiest process of
+            // a big download on a 2-CPU host).
+            static SPACES: std::sync::OnceLock<Bytes> = std::sync::OnceLock::new();
+            SPACES
+                .get_or_init(|| Bytes::from(vec![b' '; CHUNK as usize]))
+                .slice(..n as usize)
+        };
         this.pos += n;
-        Poll::Ready(Some(Ok(Frame::data(Bytes::from(buf)))))
+        Poll::Ready(Some(Ok(Frame::data(chunk))))
     }
 
     fn is_end_stream(&self) -> bool {

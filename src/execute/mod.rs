@@ -25,7 +25,7 @@ use crate::actions::{self, ActionError, RunCtx};
 use crate::api::{CallCtx, CallEvent, Client};
 use crate::graph::Graph;
 use crate::journal::resume::{self, RunJournal};
-use crate::journal::{Record, StepLog};
+use crate::journal::{MaskedOutputs, Record, StepLog};
 use crate::pipeline::model::{format_duration, Pipeline, Step};
 use crate::step::{
     self, step_entry, DepState, Eval, Globals, Iterations, LateInputs, Mode, SkipCause,
@@ -316,11 +316,12 @@ impl Scheduler {
         };
         self.running[i] = false;
         if let (Some(j), false) = (&self.shared.journal, r.reused) {
+            let succeeded = r.status == StepStatus::Succeeded;
             j.sink.send(Record::Finished {
                 step: r.id.clone(),
                 status: r.status.as_str(),
                 inputs: None,
-                outputs: r.outputs.clone(),
+                outputs: succeeded.then(|| MaskedOutputs::of(&j.redactor, &r.outputs)),
             });
         }
         if r.status == StepStatus::Failed
@@ -700,9 +701,13 @@ async fn from_journal(
         inputs: fingerprint,
         written: Some(written),
     });
-    // Nothing is sent before the journal knows the step started (an error writing it
-    // drops the sender: the run goes on without the guarantee rather than hanging).
-    let _ = on_disk.await;
+    // An action that changes the server sends nothing before the journal knows the step
+    // started: a resume then looks for work the journal could not record (an error
+    // writing it drops the sender: the run goes on without the guarantee rather than
+    // hanging). One that only reads has nothing to look for: it does not wait for the disk.
+    if step.action.spec().changes_server {
+        let _ = on_disk.await;
+    }
     Ok(Err(StepLog {
         step: step.id.clone(),
         prior,

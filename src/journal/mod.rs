@@ -1,8 +1,13 @@
 //! The run journal (issue 13): what a run has done, as the server confirmed it, so that
-//! `run --resume` redoes nothing and duplicates nothing. One JSON file per pipeline
-//! (default `.avala-pipe/<stem>.journal.json`), mode 0600, replaced atomically (temporary
-//! file in the same folder, fsync, rename): a `kill -9` at any instant leaves the previous
-//! or the next version, never a torn one.
+//! `run --resume` redoes nothing and duplicates nothing. One JSON Lines file per pipeline
+//! (default `.avala-pipe/<stem>.journal.jsonl`), mode 0600: a header line, then one line
+//! per record, appended as work completes and made durable (`fdatasync`) at every step's
+//! start and end and at most 200 ms after any other record. Each run starts a fresh file
+//! (temporary file, fsync, rename: a resumed run's file begins with the steps it carries
+//! over), and only appends after that: a `kill -9` at any instant leaves whole lines and at
+//! most one torn last line, which reading skips. Appending (issue 14) keeps a run's memory
+//! flat however many records it writes, and writes each record once: rewriting the whole
+//! document at every step end made a 100k-iteration `for_each` quadratic in bytes written.
 //!
 //! What it holds: a format version, the pipeline's name, the API base URL, a fingerprint of
 //! the pipeline file and of each var, and per step its status, its inputs' fingerprint, its
@@ -10,8 +15,7 @@
 //! it did: each file stored (path, size, sha256, the server's answer), an export's id, a
 //! `datasets.upload` session. A record is sent only after the server confirmed the work
 //! (the upload's response, the export's creation), so the journal may lag behind the
-//! server (it is written at most every 200 ms, and at every step end) but never runs ahead
-//! of it.
+//! server but never runs ahead of it.
 //!
 //! Nothing secret: fingerprints are HMAC-SHA256 with a random per-journal salt, of values in
 //! which every secret (the key, `secrets:`; every encoding the redactor knows) was first
@@ -21,8 +25,8 @@
 //! recorded as not reusable (its recorded outputs would not be the real ones).
 //!
 //! Takes: records from the scheduler and the actions, over a channel. Gives: the file, and
-//! the previous run's [`Doc`] for a resume. Must not: write a value the redactor has not
-//! masked, or record work before the server confirmed it.
+//! the previous run's [`Doc`] for a resume (the lines folded into one document). Must not:
+//! write a value the redactor has not masked, or record work before the server confirmed it.
 
 pub mod preview;
 pub mod resume;
@@ -58,7 +62,7 @@ use tokio::sync::mpsc;
 use crate::report::Redactor;
 
 /// The journal format's version; another version is not resumed from.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 
 /// Writes at most this often while work completes (and always at a step's end).
 const DEBOUNCE: Duration = Duration::from_millis(200);
@@ -172,7 +176,81 @@ pub enum Record {
         step: String,
         status: &'static str,
         inputs: Option<String>,
-        outputs: Value,
+        /// A success's outputs, already masked and serialized ([`MaskedOutputs::of`]).
+        outputs: Option<MaskedOutputs>,
+    },
+}
+
+/// A step's outputs as the journal keeps them: compact JSON with every secret masked,
+/// made where the outputs are (the scheduler), so a big list is never copied to be sent.
+#[derive(Debug)]
+pub struct MaskedOutputs {
+    json: String,
+    /// Something needed masking: the recorded outputs are not the real ones.
+    masked: bool,
+}
+
+impl MaskedOutputs {
+    pub fn of(redactor: &Redactor, outputs: &Value) -> Self {
+        let (json, masked) = redactor.json_text_masked(outputs);
+        MaskedOutputs { json, masked }
+    }
+}
+
+/// The first line of a journal file: what the run was (its steps follow, a line each).
+#[derive(Serialize, Deserialize)]
+struct Header {
+    format: String,
+    version: u32,
+    pipeline: String,
+    api: String,
+    salt: String,
+    file: String,
+    vars: BTreeMap<String, String>,
+}
+
+/// Every line after the header: one record.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Line {
+    Started {
+        step: String,
+        inputs: String,
+    },
+    FileStored {
+        step: String,
+        path: String,
+        file: FileRec,
+    },
+    Session {
+        step: String,
+        uid: String,
+    },
+    ExportCreated {
+        step: String,
+        id: String,
+    },
+    DatasetCreated {
+        step: String,
+        id: String,
+    },
+    Iteration {
+        step: String,
+        index: usize,
+        iteration: IterRec,
+    },
+    Finished {
+        step: String,
+        status: String,
+        inputs: Option<String>,
+        reusable: bool,
+        #[serde(default)]
+        outputs: Option<Value>,
+    },
+    /// A step carried over whole from the journal a run resumed from.
+    Step {
+        step: String,
+        record: StepRec,
     },
 }
 
@@ -191,6 +269,18 @@ pub struct Fingerprinter {
 impl Fingerprinter {
     /// `secrets`: (name, value) of the key and every `secrets:` entry.
     pub fn new(salt: Vec<u8>, secrets: &[(String, String)]) -> Self {
+        let redactor =
+            crate::secrets::Redactor::new(secrets.iter().map(|(_, value)| value.clone()));
+        Self::with_redactor(salt, secrets, redactor)
+    }
+
+    /// As [`Fingerprinter::new`], masking the other forms with the run's own redactor (built
+    /// from the same secrets; building a second one cost a few ms of every run's start).
+    pub fn with_redactor(
+        salt: Vec<u8>,
+        secrets: &[(String, String)],
+        redactor: crate::secrets::Redactor,
+    ) -> Self {
         let mut masks = Vec::new();
         for (name, value) in secrets {
             if value.is_empty() {
@@ -210,8 +300,6 @@ impl Fingerprinter {
         }
         masks.sort_by_key(|(f, _)| std::cmp::Reverse(f.len()));
         masks.dedup_by(|a, b| a.0 == b.0);
-        let redactor =
-            crate::secrets::Redactor::new(secrets.iter().map(|(_, value)| value.clone()));
         Fingerprinter {
             salt,
             masks,
@@ -273,77 +361,142 @@ pub fn new_salt() -> Vec<u8> {
     salt
 }
 
-/// The default journal of a pipeline file: `.avala-pipe/<file stem>.journal.json` in the
+/// The default journal of a pipeline file: `.avala-pipe/<file stem>.journal.jsonl` in the
 /// working directory.
 pub fn default_path(pipeline: &Path) -> PathBuf {
     let stem = pipeline
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "pipeline".into());
-    PathBuf::from(".avala-pipe").join(format!("{stem}.journal.json"))
+    PathBuf::from(".avala-pipe").join(format!("{stem}.journal.jsonl"))
 }
 
-/// Reads a journal; `Ok(None)` when there is none.
+/// Reads a journal (its lines folded into one document); `Ok(None)` when there is none.
+/// A torn last line (the run was killed while appending it) is skipped.
 pub fn load(path: &Path) -> Result<Option<Doc>, JournalError> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(format!("cannot read the journal {}: {e}", path.display()).into()),
     };
-    let doc: Doc = serde_json::from_str(&text).map_err(|e| {
-        format!(
-            "the journal {} is not a journal this version reads ({e}); remove it or run without --resume",
-            path.display()
-        )
-    })?;
-    if doc.version != VERSION {
+    let whole = &text[..text.rfind('\n').map_or(0, |end| end + 1)];
+    let mut lines = whole.lines();
+    let header: Header = lines
+        .next()
+        .and_then(|first| serde_json::from_str(first).ok())
+        .ok_or_else(|| {
+            format!(
+                "the journal {} is not a journal this version reads; remove it or run without --resume",
+                path.display()
+            )
+        })?;
+    if header.version != VERSION {
         return Err(format!(
             "the journal {} has format version {} (this avala-pipe writes {VERSION}); remove it or run without --resume",
             path.display(),
-            doc.version
+            header.version
         ).into());
+    }
+    let mut doc = Doc {
+        format: header.format,
+        version: header.version,
+        pipeline: header.pipeline,
+        api: header.api,
+        salt: header.salt,
+        file: header.file,
+        vars: header.vars,
+        steps: BTreeMap::new(),
+    };
+    for (n, line) in lines.enumerate().filter(|(_, l)| !l.is_empty()) {
+        let line: Line = serde_json::from_str(line).map_err(|e| {
+            format!(
+                "the journal {} is damaged at line {} ({e}); remove it or run without --resume",
+                path.display(),
+                n + 2
+            )
+        })?;
+        fold(&mut doc, line);
     }
     Ok(Some(doc))
 }
 
-/// Replaces the journal file atomically: a temporary file (0600) beside it, fsync, rename.
-pub fn write_atomic(path: &Path, doc: &Doc) -> std::io::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+/// Starts a journal file afresh, atomically: a temporary file (0600) beside it holding the
+/// header and the steps carried over, fsync, rename. Gives the file, open for appending.
+pub fn write_fresh(path: &Path, doc: &Doc) -> std::io::Result<std::fs::File> {
+    commit(begin(path, doc)?, path)
+}
+
+/// The first half of [`write_fresh`]: the temporary file, written (errors such as a folder
+/// that cannot be written show here, before the run starts).
+fn begin(path: &Path, doc: &Doc) -> std::io::Result<tempfile::NamedTempFile> {
+    let dir = folder(path);
     std::fs::create_dir_all(dir)?;
     // tempfile creates it 0600; the rename keeps that mode.
-    let mut tmp = tempfile::Builder::new()
+    let tmp = tempfile::Builder::new()
         .prefix(".journal-")
         .suffix(".tmp")
         .tempfile_in(dir)?;
-    // Compact: it is rewritten while work goes on (a 20k-item list made 7 MB pretty).
-    let text = serde_json::to_vec(doc).map_err(std::io::Error::other)?;
-    tmp.write_all(&text)?;
-    tmp.write_all(b"\n")?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
+    let mut out = std::io::BufWriter::new(tmp);
+    let header = Header {
+        format: doc.format.clone(),
+        version: doc.version,
+        pipeline: doc.pipeline.clone(),
+        api: doc.api.clone(),
+        salt: doc.salt.clone(),
+        file: doc.file.clone(),
+        vars: doc.vars.clone(),
+    };
+    serde_json::to_writer(&mut out, &header).map_err(std::io::Error::other)?;
+    out.write_all(b"\n")?;
+    for (step, record) in &doc.steps {
+        let line = Line::Step {
+            step: step.clone(),
+            record: record.clone(),
+        };
+        serde_json::to_writer(&mut out, &line).map_err(std::io::Error::other)?;
+        out.write_all(b"\n")?;
     }
-    Ok(())
+    out.into_inner().map_err(|e| e.into_error())
 }
 
-/// The writer: owns the document, applies records, writes it (debounced).
+/// The second half of [`write_fresh`]: durable, then in place (the waits on the disk).
+fn commit(tmp: tempfile::NamedTempFile, path: &Path) -> std::io::Result<std::fs::File> {
+    tmp.as_file().sync_all()?;
+    let file = tmp.persist(path).map_err(|e| e.error)?;
+    if let Ok(d) = std::fs::File::open(folder(path)) {
+        let _ = d.sync_all();
+    }
+    Ok(file)
+}
+
+fn folder(path: &Path) -> &Path {
+    path.parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
+/// The writer: appends each record as a line (durable at once for a step's start and end,
+/// within [`DEBOUNCE`] for the rest). Holds no document: its memory does not grow.
 pub struct Writer {
     tx: mpsc::UnboundedSender<Record>,
     task: tokio::task::JoinHandle<Result<(), JournalError>>,
 }
 
 impl Writer {
-    /// Writes `doc` at once (so a run killed at its first request leaves a journal), then
-    /// applies records as they come.
+    /// Starts the file with `doc` (so a run killed at its first request leaves a journal),
+    /// then appends records as they come. The file is written here; its fsync and rename
+    /// are the writer's first work, before any record, so the run's first requests do
+    /// not wait for the disk (a step that changes the server waits for its start record,
+    /// which is written after them).
     pub fn start(path: PathBuf, doc: Doc, redactor: Redactor) -> Result<Writer, JournalError> {
-        write_atomic(&path, &doc)
+        let tmp = begin(&path, &doc)
             .map_err(|e| format!("cannot write the journal {}: {e}", path.display()))?;
         let (tx, rx) = mpsc::unbounded_channel();
-        let task = tokio::spawn(write_loop(path, doc, redactor, rx));
+        let task = tokio::spawn(async move {
+            let file = blocking(|| commit(tmp, &path))
+                .map_err(|e| format!("cannot write the journal {}: {e}", path.display()))?;
+            write_loop(path, file, redactor, rx).await
+        });
         Ok(Writer { tx, task })
     }
 
@@ -372,49 +525,48 @@ impl Sink {
 
 async fn write_loop(
     path: PathBuf,
-    mut doc: Doc,
+    mut file: std::fs::File,
     redactor: Redactor,
     mut rx: mpsc::UnboundedReceiver<Record>,
 ) -> Result<(), JournalError> {
-    let mut dirty = false;
+    // Lines not on disk yet.
+    let mut pending: Vec<u8> = Vec::new();
     let mut last = Instant::now();
-    let write = |doc: &Doc| {
-        write_atomic(&path, doc)
-            .map_err(|e| format!("cannot write the journal {}: {e}", path.display()))
+    let mut flush = |pending: &mut Vec<u8>| {
+        let written = file.write_all(pending).and_then(|()| file.sync_data());
+        pending.clear();
+        written.map_err(|e| format!("cannot write the journal {}: {e}", path.display()))
     };
     loop {
-        let next = if dirty {
+        let next = if pending.is_empty() {
+            rx.recv().await
+        } else {
             let wait = DEBOUNCE.saturating_sub(last.elapsed());
             match tokio::time::timeout(wait, rx.recv()).await {
                 Ok(r) => r,
                 Err(_) => {
-                    blocking(|| write(&doc))?;
-                    dirty = false;
+                    blocking(|| flush(&mut pending))?;
                     last = Instant::now();
                     continue;
                 }
             }
-        } else {
-            rx.recv().await
         };
         let Some(mut record) = next else { break };
         let ack = match &mut record {
             Record::Started { written, .. } => written.take(),
             _ => None,
         };
-        let urgent = apply(&mut doc, record, &redactor);
-        dirty = true;
+        let urgent = encode(&mut pending, record, &redactor);
         if urgent || last.elapsed() >= DEBOUNCE {
-            blocking(|| write(&doc))?;
-            dirty = false;
+            blocking(|| flush(&mut pending))?;
             last = Instant::now();
         }
         if let Some(ack) = ack {
             let _ = ack.send(());
         }
     }
-    if dirty {
-        write(&doc)?;
+    if !pending.is_empty() {
+        flush(&mut pending)?;
     }
     Ok(())
 }
@@ -435,20 +587,11 @@ fn masked(redactor: &Redactor, mut v: Value) -> (Value, bool) {
     (v, changed)
 }
 
-/// Applies a record; true when it should be written at once (a step's end).
-fn apply(doc: &mut Doc, record: Record, redactor: &Redactor) -> bool {
-    match record {
-        Record::Started { step, inputs, .. } => {
-            let rec = doc.steps.entry(step).or_default();
-            if rec.inputs.as_deref() != Some(inputs.as_str()) {
-                *rec = StepRec::default();
-            }
-            rec.status = "running".into();
-            rec.inputs = Some(inputs);
-            rec.reusable = false;
-            rec.outputs = None;
-            true
-        }
+/// Appends a record's line to `out`; true when it should be on disk at once (a step's
+/// start or end, or remote work a resume must not redo).
+fn encode(out: &mut Vec<u8>, record: Record, redactor: &Redactor) -> bool {
+    let (line, urgent) = match record {
+        Record::Started { step, inputs, .. } => (Line::Started { step, inputs }, true),
         Record::FileStored {
             step,
             path,
@@ -457,21 +600,11 @@ fn apply(doc: &mut Doc, record: Record, redactor: &Redactor) -> bool {
             file.entry = masked(redactor, file.entry).0;
             // A path holding a secret is kept masked (that file is then sent again).
             let path = redactor.text(&path);
-            doc.steps.entry(step).or_default().files.insert(path, file);
-            false
+            (Line::FileStored { step, path, file }, false)
         }
-        Record::Session { step, uid } => {
-            doc.steps.entry(step).or_default().session = Some(uid);
-            true
-        }
-        Record::ExportCreated { step, id } => {
-            doc.steps.entry(step).or_default().export = Some(id);
-            true
-        }
-        Record::DatasetCreated { step, id } => {
-            doc.steps.entry(step).or_default().dataset = Some(id);
-            true
-        }
+        Record::Session { step, uid } => (Line::Session { step, uid }, true),
+        Record::ExportCreated { step, id } => (Line::ExportCreated { step, id }, true),
+        Record::DatasetCreated { step, id } => (Line::DatasetCreated { step, id }, true),
         Record::Iteration {
             step,
             index,
@@ -480,16 +613,20 @@ fn apply(doc: &mut Doc, record: Record, redactor: &Redactor) -> bool {
             output,
         } => {
             let (output, changed) = masked(redactor, output);
-            doc.steps.entry(step).or_default().iterations.insert(
-                index,
-                IterRec {
-                    status: status.into(),
-                    inputs: Some(inputs),
-                    reusable: !changed,
-                    output,
+            let iteration = IterRec {
+                status: status.into(),
+                inputs: Some(inputs),
+                reusable: !changed,
+                output,
+            };
+            (
+                Line::Iteration {
+                    step,
+                    index,
+                    iteration,
                 },
-            );
-            false
+                false,
+            )
         }
         Record::Finished {
             step,
@@ -497,15 +634,83 @@ fn apply(doc: &mut Doc, record: Record, redactor: &Redactor) -> bool {
             inputs,
             outputs,
         } => {
+            // The outputs are already JSON: the line is put together around them.
+            let succeeded = status == "succeeded";
+            let outputs = outputs.filter(|_| succeeded);
+            let reusable = succeeded && outputs.as_ref().is_some_and(|o| !o.masked);
+            let head = serde_json::json!({
+                "step": step,
+                "status": status,
+                "inputs": inputs,
+                "reusable": reusable,
+            })
+            .to_string();
+            out.extend_from_slice(b"{\"finished\":");
+            out.extend_from_slice(&head.as_bytes()[..head.len() - 1]);
+            out.extend_from_slice(b",\"outputs\":");
+            match &outputs {
+                Some(o) => out.extend_from_slice(o.json.as_bytes()),
+                None => out.extend_from_slice(b"null"),
+            }
+            out.extend_from_slice(b"}}\n");
+            return true;
+        }
+    };
+    // Serializing a record of plain fields and JSON values cannot fail.
+    let _ = serde_json::to_writer(&mut *out, &line);
+    out.push(b'\n');
+    urgent
+}
+
+/// Applies a line to the document it is read into.
+fn fold(doc: &mut Doc, line: Line) {
+    match line {
+        Line::Started { step, inputs } => {
             let rec = doc.steps.entry(step).or_default();
-            let (outputs, changed) = masked(redactor, outputs);
-            rec.status = status.into();
+            if rec.inputs.as_deref() != Some(inputs.as_str()) {
+                *rec = StepRec::default();
+            }
+            rec.status = "running".into();
+            rec.inputs = Some(inputs);
+            rec.reusable = false;
+            rec.outputs = None;
+        }
+        Line::FileStored { step, path, file } => {
+            doc.steps.entry(step).or_default().files.insert(path, file);
+        }
+        Line::Session { step, uid } => doc.steps.entry(step).or_default().session = Some(uid),
+        Line::ExportCreated { step, id } => doc.steps.entry(step).or_default().export = Some(id),
+        Line::DatasetCreated { step, id } => {
+            doc.steps.entry(step).or_default().dataset = Some(id);
+        }
+        Line::Iteration {
+            step,
+            index,
+            iteration,
+        } => {
+            doc.steps
+                .entry(step)
+                .or_default()
+                .iterations
+                .insert(index, iteration);
+        }
+        Line::Finished {
+            step,
+            status,
+            inputs,
+            reusable,
+            outputs,
+        } => {
+            let rec = doc.steps.entry(step).or_default();
+            rec.status = status;
             if inputs.is_some() {
                 rec.inputs = inputs;
             }
-            rec.reusable = status == "succeeded" && !changed;
-            rec.outputs = (status == "succeeded").then_some(outputs);
-            true
+            rec.reusable = reusable;
+            rec.outputs = outputs;
+        }
+        Line::Step { step, record } => {
+            doc.steps.insert(step, record);
         }
     }
 }
@@ -628,19 +833,29 @@ mod tests {
             version: VERSION,
             ..Doc::default()
         };
-        let writer = Writer::start(path.clone(), doc, redactor).unwrap();
+        let writer = Writer::start(path.clone(), doc, redactor.clone()).unwrap();
         let sink = writer.sender();
-        for (step, out) in [("masked", "token s3cret-value"), ("plain", "nothing")] {
+        let cases = [
+            ("masked", serde_json::json!({ "v": "token s3cret-value" })),
+            ("plain", serde_json::json!({ "v": "nothing" })),
+            // As a key, and inside a list.
+            ("key", serde_json::json!({ "s3cret-value": 1 })),
+            (
+                "deep",
+                serde_json::json!({ "l": [1, {"x": "a s3cret-value b"}] }),
+            ),
+        ];
+        for (step, out) in &cases {
             sink.send(Record::Started {
-                step: step.into(),
+                step: (*step).into(),
                 inputs: "fp".into(),
                 written: None,
             });
             sink.send(Record::Finished {
-                step: step.into(),
+                step: (*step).into(),
                 status: "succeeded",
                 inputs: None,
-                outputs: serde_json::json!({ "v": out }),
+                outputs: Some(MaskedOutputs::of(&redactor, out)),
             });
         }
         drop(sink);
@@ -649,7 +864,13 @@ mod tests {
         assert!(!text.contains("s3cret-value"), "{text}");
         let doc = load(&path).unwrap().unwrap();
         assert!(!doc.steps["masked"].reusable);
+        assert!(!doc.steps["key"].reusable);
+        assert!(!doc.steps["deep"].reusable);
         assert!(doc.steps["plain"].reusable);
+        assert_eq!(
+            doc.steps["deep"].outputs,
+            Some(serde_json::json!({"l": [1, {"x": "a *** b"}]}))
+        );
         assert_eq!(
             doc.steps["plain"].outputs,
             Some(serde_json::json!({"v": "nothing"}))
@@ -665,7 +886,7 @@ mod tests {
             pipeline: "p".into(),
             ..Doc::default()
         };
-        write_atomic(&path, &doc).unwrap();
+        write_fresh(&path, &doc).unwrap();
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt as _;
@@ -673,5 +894,48 @@ mod tests {
             assert_eq!(mode & 0o777, 0o600);
         }
         assert_eq!(load(&path).unwrap().unwrap().pipeline, "p");
+    }
+
+    /// A run killed while appending leaves a torn last line: the lines before it are read,
+    /// the torn one is skipped; a damaged line before the last is an error naming it.
+    #[tokio::test]
+    async fn a_torn_last_line_is_skipped_and_a_damaged_one_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.jsonl");
+        let doc = Doc {
+            version: VERSION,
+            ..Doc::default()
+        };
+        let redactor = Redactor::default();
+        let writer = Writer::start(path.clone(), doc, redactor.clone()).unwrap();
+        let sink = writer.sender();
+        for step in ["a", "b"] {
+            sink.send(Record::Started {
+                step: step.into(),
+                inputs: "fp".into(),
+                written: None,
+            });
+            sink.send(Record::Finished {
+                step: step.into(),
+                status: "succeeded",
+                inputs: None,
+                outputs: Some(MaskedOutputs::of(&redactor, &serde_json::json!({"n": 1}))),
+            });
+        }
+        drop(sink);
+        writer.close().await.unwrap();
+        let whole = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(whole.lines().count(), 5, "{whole}");
+        // Cut inside the last line.
+        std::fs::write(&path, &whole[..whole.len() - 7]).unwrap();
+        let doc = load(&path).unwrap().unwrap();
+        assert_eq!(doc.steps["a"].status, "succeeded");
+        assert_eq!(doc.steps["b"].status, "running");
+        // A line in the middle that is not a record.
+        let mut lines: Vec<&str> = whole.lines().collect();
+        lines[2] = "{not json";
+        std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+        let err = load(&path).unwrap_err().to_string();
+        assert!(err.contains("damaged at line 3"), "{err}");
     }
 }

@@ -49,6 +49,7 @@ impl JournalInputs {
                 api: &self.api,
                 vars: &vars,
                 secrets: &self.secrets,
+                redactor: &self.redactor,
             },
         )
     }

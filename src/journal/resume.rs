@@ -51,6 +51,8 @@ pub struct Identity<'a> {
     pub vars: &'a serde_json::Map<String, Value>,
     /// (name, value) of the key and every `secrets:` entry.
     pub secrets: &'a [(String, String)],
+    /// The run's masking of those secrets.
+    pub redactor: &'a crate::secrets::Redactor,
 }
 
 /// Opens (or starts) the journal at `path`. `Err`: the resume is refused (exit 2).
@@ -68,7 +70,7 @@ pub fn open(path: &Path, mode: Mode, id: &Identity<'_>) -> Result<Opened, Journa
             ));
         }
         let salt = super::new_salt();
-        let fp = Fingerprinter::new(salt.clone(), id.secrets);
+        let fp = Fingerprinter::with_redactor(salt.clone(), id.secrets, id.redactor.clone());
         return Ok(Opened {
             doc: fresh(id, &fp, hex::encode(salt)),
             prior: None,
@@ -78,7 +80,7 @@ pub fn open(path: &Path, mode: Mode, id: &Identity<'_>) -> Result<Opened, Journa
     };
     let salt = hex::decode(&prior.salt)
         .map_err(|_| format!("the journal {} has an invalid salt", path.display()))?;
-    let fp = Fingerprinter::new(salt, id.secrets);
+    let fp = Fingerprinter::with_redactor(salt, id.secrets, id.redactor.clone());
     let doc = fresh(id, &fp, prior.salt.clone());
     let changed = changes(&prior, &doc);
     if !changed.is_empty() && mode == Mode::On {
@@ -152,6 +154,8 @@ fn changes(prior: &Doc, now: &Doc) -> Vec<String> {
 #[derive(Clone, Debug)]
 pub struct RunJournal {
     pub fp: Fingerprinter,
+    /// The run's masking: a step's outputs are masked where they are, as they are written.
+    pub redactor: crate::secrets::Redactor,
     /// The earlier run's journal (`--resume`).
     pub prior: Option<Arc<Doc>>,
     pub sink: Sink,

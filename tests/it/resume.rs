@@ -78,12 +78,12 @@ async fn an_upload_killed_at_any_moment_resumes_storing_each_file_exactly_once()
         let started = Instant::now();
         // The 111 round checks the dry-run's file list, which the journal's (debounced)
         // record of stored files drives: it kills only once the journal holds some.
-        let journal = dir.path().join(".avala-pipe/upload.journal.json");
+        let journal = dir.path().join(".avala-pipe/upload.journal.jsonl");
         let journaled = |path: &Path| {
-            std::fs::read_to_string(path)
+            avala_pipe::journal::load(path)
                 .ok()
-                .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-                .and_then(|j| j["steps"]["up"]["files"].as_object().map(|f| !f.is_empty()))
+                .flatten()
+                .and_then(|j| j.steps.get("up").map(|s| !s.files.is_empty()))
                 .unwrap_or(false)
         };
         loop {
@@ -166,11 +166,11 @@ async fn an_upload_killed_at_any_moment_resumes_storing_each_file_exactly_once()
             "round {round}: {posts} uploads in all ({first_posts} before the kill, {stored_first} stored then)"
         );
         // The journal was never torn: the resumed run read it, and it reads now.
-        let journal: serde_json::Value = serde_json::from_str(
-            &std::fs::read_to_string(dir.path().join(".avala-pipe/upload.journal.json")).unwrap(),
-        )
-        .unwrap();
-        assert_eq!(journal["steps"]["up"]["status"], "succeeded");
+        let journal =
+            avala_pipe::journal::load(&dir.path().join(".avala-pipe/upload.journal.jsonl"))
+                .unwrap()
+                .unwrap();
+        assert_eq!(journal.steps["up"].status, "succeeded");
         emu.shutdown().await;
     }
     assert!(
@@ -472,7 +472,7 @@ steps:
         tokio::task::spawn_blocking(move || cmd.run())
     };
     run(&[]).await.unwrap().success();
-    let path = dir.path().join(".avala-pipe/secret.journal.json");
+    let path = dir.path().join(".avala-pipe/secret.journal.jsonl");
     let text = std::fs::read_to_string(&path).unwrap();
     for secret in [KEY, token] {
         for form in encodings(secret) {

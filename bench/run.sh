@@ -560,7 +560,7 @@ echo "- CPU: $cpu; $(nproc) CPUs, $mem memory, Linux $(uname -r)"
 echo "- load average (1/5/15 min): before $LOAD_BEFORE, after $LOAD_AFTER"
 echo "- avala-pipe $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet 2>/dev/null || echo ' (uncommitted changes)'), $(rustc -V 2>/dev/null || echo rustc ?); $(python3 -c 'import requests, platform; print("Python", platform.python_version(), "requests", requests.__version__)'); $(curl -V | head -1 | cut -d' ' -f1-2)"
 echo "- repetitions: $REPS per contestant, alternating, after one warm-up run each; medians shown"
-echo "- API flavour: documented (pipelines and emulator); runs keep their journal unless marked --no-journal"
+echo "- API flavour: documented (pipelines and emulator) for 1–6, current for 7–9; runs keep their journal unless marked --no-journal"
 echo
 python3 "$ROOT/bench/stats.py" "$RESULTS" \
     --ideal-ratelimit "$((RL_FILES / RL_LIMIT))" --reps "$REPS" --limits-rate "$LIM_RATE"

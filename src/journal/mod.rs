@@ -828,7 +828,7 @@ mod tests {
     async fn outputs_that_needed_masking_are_kept_masked_and_not_reusable() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("j.json");
-        let redactor = Redactor::new(["s3cret-value".to_string()]);
+        let redactor = Redactor::new(["s3cret-value".to_string(), r#""qu\ote""#.to_string()]);
         let doc = Doc {
             version: VERSION,
             ..Doc::default()
@@ -844,6 +844,9 @@ mod tests {
                 "deep",
                 serde_json::json!({ "l": [1, {"x": "a s3cret-value b"}] }),
             ),
+            // A secret with a quote and a backslash: JSON-escaped in the text that the
+            // one-scan fast path reads.
+            ("escaped", serde_json::json!({ "q": r#"say "qu\ote" now"# })),
         ];
         for (step, out) in &cases {
             sink.send(Record::Started {
@@ -866,6 +869,11 @@ mod tests {
         assert!(!doc.steps["masked"].reusable);
         assert!(!doc.steps["key"].reusable);
         assert!(!doc.steps["deep"].reusable);
+        assert!(!doc.steps["escaped"].reusable);
+        assert_eq!(
+            doc.steps["escaped"].outputs,
+            Some(serde_json::json!({"q": "say *** now"}))
+        );
         assert!(doc.steps["plain"].reusable);
         assert_eq!(
             doc.steps["deep"].outputs,

@@ -11,7 +11,8 @@
 #   BENCH_REPS=3 bench/run.sh         # fewer repetitions
 #   BENCH_ONLY="list upload" bench/run.sh
 #                                     # some of: list download upload ratelimit check memory
-#                                     # foreach startup
+#                                     # sdkupload multipart limits (today's API, issue 14)
+#                                     # foreach startup (issue 14, goals 5 and 6)
 #   BENCH_KEEP=1 bench/run.sh         # keep the work directory (logs, reports, raw results)
 #
 # The emulator and every pipeline speak the documented flavour of the API (items.upload,
@@ -23,9 +24,10 @@
 set -euo pipefail
 
 REPS=${BENCH_REPS:-5}
-ONLY=${BENCH_ONLY:-list download upload ratelimit check memory foreach startup}
+ONLY=${BENCH_ONLY:-list download upload ratelimit check memory sdkupload multipart limits foreach startup}
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/avala-pipe
+PROFILE=${BENCH_PROFILE:-release} # BENCH_PROFILE=profiling: quicker builds, not for the tables
+BIN=${CARGO_TARGET_DIR:-$ROOT/target}/$PROFILE/avala-pipe
 KEY=avk_emulator_demo
 CMD_TIMEOUT=300 # seconds any one measured command may take
 
@@ -38,6 +40,11 @@ UPLOAD_CONCURRENCY=8
 RL_LIMIT=20
 RL_FILES=200
 CHECK_SIZES="1000 2000 5000 10000 25000 50000"
+SDK_FILES=500                         # sdkupload: files of UPLOAD_BYTES; the SDK's default 8 workers
+MP_BYTES=$((2 * 1024 * 1024 * 1024)) # multipart: one file through a v2 MULTIPART session
+LIM_FILES=2000                        # limits: files of UPLOAD_BYTES under the published limits,
+LIM_RATE=100                          # 100 requests/min scaled to the emulator's 1-s windows
+LIM_REPS=${BENCH_LIMIT_REPS:-3}       # (each run takes ~40 s)
 MEM_DATASETS=100000
 FOREACH_SIZES="10000 100000"
 STARTUP_RUNS=50
@@ -64,8 +71,8 @@ if want startup && ! command -v hyperfine >/dev/null; then
     as_root apt-get install -y -qq hyperfine >/dev/null
 fi
 
-say "building the release binary"
-(cd "$ROOT" && cargo build --release --quiet)
+say "building the $PROFILE binary"
+(cd "$ROOT" && cargo build --profile "$PROFILE" --quiet)
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/avala-bench.XXXXXX")
 RESULTS=$WORK/results.tsv
@@ -84,7 +91,7 @@ cd "$WORK"
 start_emulator() { # NAME EMULATOR-OPTIONS...
     local name=$1 log=$WORK/$1.emulator.log
     shift
-    "$BIN" -q emulator --port 0 --storage-port 0 --flavor documented "$@" >"$log" 2>&1 &
+    "$BIN" -q emulator --port 0 --storage-port 0 --flavor "${EMU_FLAVOR:-documented}" "$@" >"$log" 2>&1 &
     EMU_PID=$!
     for _ in $(seq 1 100); do # at most 10 s
         grep -q 'storage origin' "$log" 2>/dev/null && break
@@ -379,9 +386,9 @@ EOF
     stop_emulator
 }
 
-# --- 7. a for_each of 10k and 100k requests -----------------------------------------------
+# --- 10. a for_each of 10k and 100k requests ----------------------------------------------
 bench_foreach() {
-    say "7. for_each: a request per element of range(N), N = $FOREACH_SIZES ($LONG_REPS repetitions)"
+    say "10. for_each: a request per element of range(N), N = $FOREACH_SIZES ($LONG_REPS repetitions)"
     start_emulator foreach
     cat >"$WORK/foreach.yaml" <<'EOF'
 version: 1
@@ -428,10 +435,10 @@ EOF
     stop_emulator
 }
 
-# --- 8. start-up: validate of the demo pipeline ------------------------------------------
+# --- 11. start-up: validate of the demo pipeline -----------------------------------------
 bench_startup() {
     local demo=$ROOT/pipelines/journey.yaml who
-    say "8. start-up: validate $demo, $STARTUP_RUNS runs each (hyperfine)"
+    say "11. start-up: validate $demo, $STARTUP_RUNS runs each (hyperfine)"
     "$BIN" validate "$demo" 2>&1 | grep -q 'valid (4 steps)' || { say "the demo does not validate"; exit 1; }
     hyperfine -N --style none --warmup 5 --runs "$STARTUP_RUNS" \
         --export-json "$WORK/startup.json" \
@@ -455,6 +462,169 @@ for r in json.load(open(f"{work}/startup.json"))["results"]:
 EOF
 }
 
+# --- today's API (issue 14): the SDK's venv, emulator stats -------------------------------
+# Avala's official SDK (PyPI avala 0.10.0, as tests/it/sdk.rs pins it): target/sdk-venv when
+# the tests made it, else a venv in the work directory.
+sdk_python() {
+    local py=$ROOT/target/sdk-venv/bin/python
+    local check="import avala, importlib.metadata as m; assert m.version('avala') == '0.10.0'"
+    if "$py" -c "$check" 2>/dev/null; then echo "$py"; return; fi
+    py=$WORK/sdk-venv/bin/python
+    if ! "$py" -c "$check" 2>/dev/null; then
+        say "installing avala==0.10.0 (pip) into $WORK/sdk-venv"
+        python3 -m venv "$WORK/sdk-venv"
+        "$py" -m pip install --quiet --disable-pip-version-check avala==0.10.0
+    fi
+    echo "$py"
+}
+emu_stats() { curl -sf "$STORAGE/_emulator/stats"; } # the emulator's LimitStats (JSON)
+dataset_items() { # UID: item_count of the dataset, as the emulator serves it
+    curl -sf -H "X-Avala-Api-Key: $KEY" "$BASE/datasets/$1/" \
+        | python3 -c 'import json,sys; print(json.load(sys.stdin)["item_count"])'
+}
+check_concurrency() { # SCENARIO: the emulator never saw more than 10 uploads or 5 exports at once
+    local stats
+    stats=$(emu_stats)
+    python3 -c '
+import json, sys
+s = json.loads(sys.argv[1])
+assert s["max_uploads_in_flight"] <= 10 and s["uploads_refused"] == 0, s
+assert s["max_exports_running"] <= 5 and s["exports_refused"] == 0, s' "$stats" \
+        || { say "$1: a published concurrency limit was exceeded: $stats"; exit 1; }
+}
+presigned_pipeline() { # OUT CONCURRENCY
+    printf '%s\n' 'version: 1' 'name: bench-presigned' 'api: {flavor: current}' 'vars:' \
+        '  files: ""' '  name: ""' 'steps:' '  - id: upload' '    action: datasets.upload' \
+        '    with:' '      name: "{{ vars.name }}"' '      files: "{{ vars.files }}"' \
+        "      concurrency: $2" >"$1"
+}
+
+# --- 7. today's upload: 500 x 64 KiB, avala-pipe vs Avala's SDK (8 workers) ----------------
+bench_sdkupload() {
+    say "7. sdkupload: $SDK_FILES files of $UPLOAD_BYTES bytes, datasets.upload vs the SDK's create_from_local"
+    local py
+    py=$(sdk_python)
+    EMU_FLAVOR=current start_emulator sdkupload --dataset-polls 0
+    make_files "$WORK/sdk" "$SDK_FILES" "$UPLOAD_BYTES"
+    presigned_pipeline "$WORK/sdkupload.yaml" 8
+    SDK_RUN=0
+    sdk_ap() {
+        SDK_RUN=$((SDK_RUN + 1))
+        measure sdkupload avala-pipe "$1" "" -- env AVALA_API_KEY=$KEY \
+            "$BIN" -q run "$WORK/sdkupload.yaml" --base-url "$BASE" --var "files=$WORK/sdk/*.bin" \
+            --var "name=ap $SDK_RUN" --report "$WORK/sdkupload.report.json"
+        local uid
+        uid=$(json_field "$WORK/sdkupload.report.json" 'd["steps"][0]["outputs"]["id"]')
+        [ "$(dataset_items "$uid")" = "$SDK_FILES" ] || { say "avala-pipe: $uid holds the wrong number of items"; exit 1; }
+    }
+    sdk_run() { # REP CONTESTANT HOME
+        SDK_RUN=$((SDK_RUN + 1))
+        rm -rf "$3" && mkdir -p "$3"
+        measure sdkupload "$2" "$1" "" -- env HOME="$3" AVALA_BASE_URL="$BASE" \
+            AVALA_API_KEY=$KEY STORAGE_ORIGIN="$STORAGE" "$py" "$ROOT/bench/sdk_upload.py" \
+            "$WORK/sdk" "sdk $SDK_RUN"
+        [ "$(dataset_items "$(cat "$WORK/out.txt")")" = "$SDK_FILES" ] \
+            || { say "the SDK: $(cat "$WORK/out.txt") holds the wrong number of items"; exit 1; }
+        rm -rf "$3"
+    }
+    # The SDK fsyncs its resume checkpoint (under ~/.avala) after every file: as users run
+    # it, and again with HOME on tmpfs, where fsync costs nothing (the strongest SDK run).
+    sdk_py() { sdk_run "$1" "avala SDK" "$WORK/sdk-home"; }
+    sdk_py_shm() { sdk_run "$1" "avala SDK, HOME on tmpfs" "$SHM_HOME"; }
+    SHM_HOME=$(mktemp -d /dev/shm/avala-bench-home.XXXXXX)
+    sdk_ap 0
+    sdk_py 0
+    sdk_py_shm 0
+    for rep in $(seq 1 "$REPS"); do alternate "$rep" sdk_ap sdk_py sdk_py_shm; done
+    rm -rf "$SHM_HOME"
+    check_concurrency sdkupload
+    stop_emulator
+}
+
+# --- 8. one 2 GiB file: a v2 MULTIPART session vs curl -T to a presigned PUT ----------------
+# Each run gets a fresh emulator (the storage origin keeps what it receives on disk).
+bench_multipart() {
+    say "8. multipart: one $MP_BYTES-byte file, datasets.upload (MULTIPART) vs curl -T (one PUT)"
+    mkdir -p "$WORK/mp"
+    python3 -c '
+import os, sys
+with open(sys.argv[1], "wb") as f:
+    left = int(sys.argv[2])
+    while left:
+        n = min(left, 1 << 24)
+        f.write(os.urandom(n))
+        left -= n' "$WORK/mp/big.bin" "$MP_BYTES"
+    MP_SHA=$(sha256sum "$WORK/mp/big.bin" | cut -d' ' -f1)
+    presigned_pipeline "$WORK/multipart.yaml" 8
+    mp_ap() {
+        EMU_FLAVOR=current start_emulator multipart --dataset-polls 0
+        measure multipart avala-pipe "$1" "$MP_BYTES" -- env AVALA_API_KEY=$KEY \
+            "$BIN" -q run "$WORK/multipart.yaml" --base-url "$BASE" --var "files=$WORK/mp/big.bin" \
+            --var "name=big" --report "$WORK/multipart.report.json"
+        local report=$WORK/multipart.report.json stored
+        [ "$(json_field "$report" 'd["steps"][0]["outputs"]["files"][0]["sha256"]')" = "$MP_SHA" ] \
+            || { say "avala-pipe: wrong sha256"; exit 1; }
+        # What the emulator stored: one item with the file's digest, received in parts.
+        stored=$(curl -sf -H "X-Avala-Api-Key: $KEY" \
+            "$BASE/datasets/$(json_field "$report" 'd["steps"][0]["outputs"]["dataset"]["owner_name"]')/big/items/" \
+            | python3 -c 'import json,sys; r=json.load(sys.stdin)["results"]; print(len(r), r[0]["metadata"].get("sha256", ""))')
+        [ "$stored" = "1 $MP_SHA" ] || { say "avala-pipe: the dataset holds $stored"; exit 1; }
+        check_concurrency multipart
+        stop_emulator
+    }
+    mp_curl() {
+        # A single presigned PUT (a threshold above the file's size) for the same bytes.
+        EMU_FLAVOR=current start_emulator multipart-curl --multipart-threshold $((MP_BYTES * 2))
+        local url
+        url=$(curl -sf -H "X-Avala-Api-Key: $KEY" -H 'Content-Type: application/json' \
+            -d "{\"dataset_name\": \"big\", \"file_path_in_dataset\": \"big.bin\", \"content_length\": $MP_BYTES, \"upload_protocol_version\": 2, \"dataset_upload_uid\": \"00000000-0000-4000-8000-000000000001\"}" \
+            "$BASE/datasets/manual-upload/file-upload-url/" \
+            | python3 -c 'import json,sys; d=json.load(sys.stdin); assert d["method"] == "PUT", d; print(d["url"])')
+        measure multipart "curl -T" "$1" "$MP_BYTES" -- curl -sSf -o /dev/null -T "$WORK/mp/big.bin" \
+            -H 'Content-Type: application/octet-stream' "$url"
+        stop_emulator
+    }
+    mp_ap 0
+    mp_curl 0
+    for rep in $(seq 1 "$REPS"); do alternate "$rep" mp_ap mp_curl; done
+}
+
+# --- 9. 2,000 files under the published limits, scaled: 100 requests per 1-s window ----------
+# The emulator's rate-limit windows are whole Unix seconds: --rate-limit 100 is the published
+# 100 requests/min with time scaled down 60 times; the concurrency limits are not scaled.
+bench_limits() {
+    say "9. limits: $LIM_FILES files under --rate-limit $LIM_RATE, --max-uploads 10, --max-exports 5"
+    make_files "$WORK/lim" "$LIM_FILES" "$UPLOAD_BYTES"
+    presigned_pipeline "$WORK/limits.yaml" 10
+    lim_run() {
+        EMU_FLAVOR=current start_emulator limits --rate-limit "$LIM_RATE" --max-uploads 10 \
+            --max-exports 5 --dataset-polls 0
+        # Start at a window's start (the "ideal" assumes it).
+        python3 -c 'import time; time.sleep(1 - time.time() % 1 + 0.002)'
+        measure limits avala-pipe "$1" "" -- env AVALA_API_KEY=$KEY \
+            "$BIN" run "$WORK/limits.yaml" --base-url "$BASE" --var "files=$WORK/lim/*.bin" \
+            --var "name=limits" --report "$WORK/limits.report.json"
+        local report=$WORK/limits.report.json stats
+        [ "$(json_field "$report" 'd["status"]')" = succeeded ] || { say "the run failed"; exit 1; }
+        [ "$(json_field "$report" 'd["steps"][0]["outputs"]["count"]')" = "$LIM_FILES" ] \
+            || { say "not every file was uploaded"; exit 1; }
+        stats=$(emu_stats) # read before the item count below adds a request
+        [ "$(dataset_items "$(json_field "$report" 'd["steps"][0]["outputs"]["id"]')")" = "$LIM_FILES" ] \
+            || { say "the dataset does not hold every file"; exit 1; }
+        check_concurrency limits
+        [ "$1" -eq 0 ] || python3 -c '
+import json, sys
+s = json.loads(sys.argv[1])
+keys = ("api_requests", "windows", "throttled", "max_throttled_per_window", "max_uploads_in_flight",
+        "uploads_refused", "max_exports_running", "exports_refused")
+print("limits-stats\tavala-pipe\t%s\t0\t0\t%s" % (sys.argv[2], ";".join("%s=%s" % (k, s[k]) for k in keys)))' \
+            "$stats" "$1" >>"$RESULTS"
+        stop_emulator
+    }
+    lim_run 0
+    for rep in $(seq 1 "$LIM_REPS"); do lim_run "$rep"; done
+}
+
 # --- run ------------------------------------------------------------------------------------
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 STARTED=$(date +%s)
@@ -464,6 +634,9 @@ want upload && bench_upload
 want ratelimit && bench_ratelimit
 want check && bench_check
 want memory && bench_memory
+want sdkupload && bench_sdkupload
+want multipart && bench_multipart
+want limits && bench_limits
 want foreach && bench_foreach
 want startup && bench_startup
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -481,7 +654,7 @@ echo "- CPU: $cpu; $(nproc) CPUs, $mem memory, Linux $(uname -r)"
 echo "- load average (1/5/15 min): before $LOAD_BEFORE, after $LOAD_AFTER"
 echo "- avala-pipe $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet 2>/dev/null || echo ' (uncommitted changes)'), $(rustc -V 2>/dev/null || echo rustc ?); $(python3 -c 'import requests, platform; print("Python", platform.python_version(), "requests", requests.__version__)'); $(curl -V | head -1 | cut -d' ' -f1-2)"
 echo "- repetitions: $REPS per contestant, alternating, after one warm-up run each; medians shown"
-echo "- API flavour: documented (pipelines and emulator); runs keep their journal unless marked --no-journal"
+echo "- API flavour: documented (pipelines and emulator) for 1–6, current for 7–9; runs keep their journal unless marked --no-journal"
 echo
 python3 "$ROOT/bench/stats.py" "$RESULTS" \
-    --ideal-ratelimit "$((RL_FILES / RL_LIMIT))" --reps "$REPS"
+    --ideal-ratelimit "$((RL_FILES / RL_LIMIT))" --reps "$REPS" --limits-rate "$LIM_RATE"

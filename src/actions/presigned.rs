@@ -344,11 +344,53 @@ async fn upload_one(
     session: &str,
     resumed: bool,
 ) -> Result<Value, ActionError> {
-    let (size, sha256) = hash_file(path, &ctx.call.cancel).await?;
     let shown = path.display().to_string();
-    if let Some(entry) = ctx.journal.stored(&shown, &sha256).filter(|_| resumed) {
-        return Ok(entry);
+    // A resumed session needs the digest first (to skip what is stored); a new one hashes
+    // the file while sending it: for a big file the hash would otherwise come first, alone.
+    let (size, sha256) = if resumed {
+        let (size, sha256) = hash_file(path, &ctx.call.cancel).await?;
+        if let Some(entry) = ctx.journal.stored(&shown, &sha256) {
+            return Ok(entry);
+        }
+        (size, Some(sha256))
+    } else {
+        let size = std::fs::metadata(path)
+            .map_err(|e| ActionError::Other(format!("cannot read {}: {e}", path.display())))?
+            .len();
+        (size, None)
+    };
+    let hashing = async {
+        match sha256 {
+            Some(sha256) => Ok((size, sha256)),
+            None => hash_file(path, &ctx.call.cancel).await,
+        }
+    };
+    let (stored, hashed) = tokio::join!(
+        store_retrying(inputs, ctx, path, key, size, session),
+        hashing
+    );
+    let (stored, (hashed_size, sha256)) = (stored?, hashed?);
+    if hashed_size != size {
+        return Err(ActionError::Other(format!(
+            "{} changed while it was uploaded ({size} bytes, then {hashed_size})",
+            path.display()
+        )));
     }
+    let entry =
+        json!({"path": shown, "key": key, "bytes": size, "sha256": sha256, "stored": stored});
+    ctx.journal.file_stored(&shown, size, &sha256, &entry);
+    Ok(entry)
+}
+
+/// Presign, store and complete one file, with a fresh presign for each attempt.
+async fn store_retrying(
+    inputs: &UploadInputs,
+    ctx: &RunCtx<'_>,
+    path: &Path,
+    key: &str,
+    size: u64,
+    session: &str,
+) -> Result<bool, ActionError> {
     let max_attempts = ctx.call.retry.max_attempts.max(1);
     let mut attempt = 0;
     let stored = loop {
@@ -368,10 +410,7 @@ async fn upload_one(
             Err(e) => return Err(quota_or(e, path)),
         }
     };
-    let entry =
-        json!({"path": shown, "key": key, "bytes": size, "sha256": sha256, "stored": stored});
-    ctx.journal.file_stored(&shown, size, &sha256, &entry);
-    Ok(entry)
+    Ok(stored)
 }
 
 /// 408 and 5xx (from the API or from storage) are worth a fresh presign. A 429 is not:
@@ -413,7 +452,7 @@ async fn store(
     let stored = match answer["method"].as_str() {
         Some("POST") => post_form(ctx, &answer, path).await?,
         Some("PUT") => put_file(ctx, &answer, path, size).await?,
-        Some("MULTIPART") => put_parts(ctx, &answer, path, size).await?,
+        Some("MULTIPART") => put_parts(inputs, ctx, &answer, path, size).await?,
         other => {
             return Err(ActionError::Other(format!(
                 "POST /datasets/manual-upload/file-upload-url/: unknown upload method {}",
@@ -498,8 +537,15 @@ async fn put_file(
 /// Statuses of a storage PUT that are answers: stored, or already there (412).
 const STORED: [u16; 5] = [200, 201, 202, 204, 412];
 
-/// A v2 multipart session: sign and PUT each part not yet uploaded.
+/// Parts signed by one request: a few rounds of `concurrency` ahead, and well within the
+/// signatures' life (an hour).
+const SIGN_BATCH: usize = 32;
+
+/// A v2 multipart session: sign the parts not yet uploaded (a batch per request, the
+/// request body being a list of part numbers) and PUT them, `concurrency` at a time (within
+/// the run's limit of uploads in flight, which every storage PUT takes a place of).
 async fn put_parts(
+    inputs: &UploadInputs,
     ctx: &RunCtx<'_>,
     answer: &Value,
     path: &Path,
@@ -521,34 +567,83 @@ async fn put_parts(
         .flatten()
         .filter_map(|p| p["part_number"].as_u64())
         .collect();
-    let mut sent_any = false;
-    for n in (1..=count).filter(|n| !done.contains(n)) {
-        let sign = HttpRequest::to(
-            Method::Post,
-            ctx.client.endpoint().at(
-                "/datasets/manual-upload/uploads/{}/parts",
-                &[&Text::Known(uid.to_string())],
-            ),
-        )
-        .with_body(Body::Json(json!({"part_numbers": [n]})));
-        let signed = super::fetch_json(ctx, &sign).await?;
-        let part = signed["parts"]
-            .as_array()
-            .and_then(|ps| ps.iter().find(|p| p["part_number"].as_u64() == Some(n)))
-            .ok_or_else(|| {
-                ActionError::Other(format!("part {n} of {} was not signed", path.display()))
-            })?;
-        let offset = (n - 1) * part_size;
-        let len = part_size.min(size.saturating_sub(offset));
-        let req = storage_request(Method::Put, part)?.with_body(Body::File {
-            path: path.to_path_buf(),
-            offset,
-            len: Some(len),
-        });
-        ctx.client.send_json(&req, &ctx.call, None).await?;
-        sent_any = true;
+    let todo: Vec<u64> = (1..=count).filter(|n| !done.contains(n)).collect();
+    let mut batches = todo.chunks(SIGN_BATCH);
+    let mut signed = std::collections::VecDeque::new();
+    let mut puts = stream::FuturesUnordered::new();
+    loop {
+        while puts.len() < inputs.concurrency {
+            if signed.is_empty() {
+                match batches.next() {
+                    Some(numbers) => signed.extend(sign_parts(ctx, uid, numbers, path).await?),
+                    None => break,
+                }
+            }
+            let Some((n, part)) = signed.pop_front() else {
+                break;
+            };
+            let offset = (n - 1) * part_size;
+            let len = part_size.min(size.saturating_sub(offset));
+            puts.push(put_part(ctx, part, path, offset, len));
+        }
+        match puts.next().await {
+            Some(put) => put?,
+            None => break,
+        }
     }
+    let sent_any = !todo.is_empty();
     Ok(sent_any || done.is_empty())
+}
+
+/// PUTs bytes `offset..offset+len` of the file to a signed part's URL.
+async fn put_part(
+    ctx: &RunCtx<'_>,
+    part: Value,
+    path: &Path,
+    offset: u64,
+    len: u64,
+) -> Result<(), ActionError> {
+    let req = storage_request(Method::Put, &part)?.with_body(Body::File {
+        path: path.to_path_buf(),
+        offset,
+        len: Some(len),
+    });
+    ctx.client.send_json(&req, &ctx.call, None).await?;
+    Ok(())
+}
+
+/// Signs some parts of a multipart session: each number with its signed part.
+async fn sign_parts(
+    ctx: &RunCtx<'_>,
+    uid: &str,
+    numbers: &[u64],
+    path: &Path,
+) -> Result<Vec<(u64, Value)>, ActionError> {
+    let sign = HttpRequest::to(
+        Method::Post,
+        ctx.client.endpoint().at(
+            "/datasets/manual-upload/uploads/{}/parts",
+            &[&Text::Known(uid.to_string())],
+        ),
+    )
+    .with_body(Body::Json(json!({ "part_numbers": numbers })));
+    let mut signed = super::fetch_json(ctx, &sign).await?;
+    let mut parts = match signed["parts"].take() {
+        Value::Array(parts) => parts,
+        _ => Vec::new(),
+    };
+    numbers
+        .iter()
+        .map(|&n| {
+            let at = parts
+                .iter()
+                .position(|p| p["part_number"].as_u64() == Some(n))
+                .ok_or_else(|| {
+                    ActionError::Other(format!("part {n} of {} was not signed", path.display()))
+                })?;
+            Ok((n, parts.swap_remove(at)))
+        })
+        .collect()
 }
 
 /// `POST /datasets/manual-upload/uploads/{upload_uid}/complete/`.

@@ -10,7 +10,6 @@ use std::path::{Path, PathBuf};
 use futures_util::stream::{self, StreamExt};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use tokio::io::AsyncReadExt;
 
 use super::{Action, ActionError, ActionPlan, ActionResult, Inputs, RunCtx};
 use crate::api::request::{Body, HttpRequest, Method, Part};
@@ -424,15 +423,34 @@ async fn upload_one(
 }
 
 /// Size and sha256 of a file, read in chunks; an interrupt stops it between chunks.
+///
+/// One blocking task reads and hashes the whole file (1 MiB at a time): a task per chunk
+/// through `tokio::fs` cost a thread hand-off and a copy through tokio's own buffer per
+/// chunk (see bench/NOTES-up14.md).
 pub async fn hash_file(
     path: &Path,
     cancel: &tokio_util::sync::CancellationToken,
 ) -> Result<(u64, String), ActionError> {
-    let mut file = tokio::fs::File::open(path)
-        .await
+    let (owned, cancel) = (path.to_path_buf(), cancel.clone());
+    let hashed = tokio::task::spawn_blocking(move || hash_blocking(&owned, &cancel)).await;
+    match hashed {
+        Ok(result) => result,
+        Err(e) => Err(ActionError::Other(format!(
+            "hashing {} failed: {e}",
+            path.display()
+        ))),
+    }
+}
+
+fn hash_blocking(
+    path: &Path,
+    cancel: &tokio_util::sync::CancellationToken,
+) -> Result<(u64, String), ActionError> {
+    use std::io::Read as _;
+    let mut file = std::fs::File::open(path)
         .map_err(|e| ActionError::Other(format!("cannot open {}: {e}", path.display())))?;
     let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 64 * 1024];
+    let mut buf = vec![0u8; HASH_CHUNK];
     let mut size = 0u64;
     loop {
         if cancel.is_cancelled() {
@@ -441,10 +459,16 @@ pub async fn hash_file(
                 path.display()
             )));
         }
-        let n = file
-            .read(&mut buf)
-            .await
-            .map_err(|e| ActionError::Other(format!("cannot read {}: {e}", path.display())))?;
+        let n = match file.read(&mut buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                return Err(ActionError::Other(format!(
+                    "cannot read {}: {e}",
+                    path.display()
+                )))
+            }
+        };
         if n == 0 {
             break;
         }
@@ -453,3 +477,6 @@ pub async fn hash_file(
     }
     Ok((size, hex::encode(hasher.finalize())))
 }
+
+/// Bytes read per chunk when hashing a file.
+const HASH_CHUNK: usize = 1024 * 1024;

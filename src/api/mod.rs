@@ -399,14 +399,20 @@ impl Client {
                 ));
             }
             let to_api = self.is_api_origin(&req.url);
-            let (ticket, outcome, sent_at) = tokio::select! {
+            let upload = matches!(req.body, Body::Multipart(_) | Body::File { .. });
+            let (slot, ticket, outcome, sent_at) = tokio::select! {
                 r = async {
+                    // The published limit of uploads in flight, for the whole run.
+                    let slot = match upload {
+                        true => Some(self.pacer.upload_slot().await),
+                        false => None,
+                    };
                     let ticket = match to_api {
                         true => Some(self.paced(ctx).await),
                         false => None,
                     };
                     let sent_at = Instant::now();
-                    (ticket, self.send_once(req, api_call).await, sent_at)
+                    (slot, ticket, self.send_once(req, api_call).await, sent_at)
                 } => r,
                 _ = ctx.cancel.cancelled() => {
                     return Err(fail(ErrorKind::Cancelled, None, "interrupted".into(), attempt, !req.method.is_safe()));
@@ -422,6 +428,7 @@ impl Client {
                     .on_answer(req, ctx, resp, attempt, ticket, expect)
                     .await
                 {
+                    // The server has answered: the upload is no longer in flight.
                     Next::Done(resp) => return Ok((resp, attempt)),
                     Next::Fail(e) => return Err(e),
                     Next::Wait(wait, cause) => (wait, cause),
@@ -432,6 +439,7 @@ impl Client {
                     Next::Done(resp) => return Ok((resp, attempt)),
                 },
             };
+            drop(slot);
             let waiting = Instant::now();
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
@@ -903,24 +911,54 @@ pub fn transport_message(e: &reqwest::Error) -> String {
     msg
 }
 
-/// `len` bytes of a file from `offset`, streamed; a failure to open surfaces as a body
-/// error when the request is sent.
+/// `len` bytes of a file from `offset`, streamed; a failure to open or read surfaces as a
+/// body error when the request is sent.
+///
+/// One blocking task reads the range straight into the chunks the body sends (no zeroing,
+/// no copy through `tokio::fs`'s buffer, no thread hand-off per chunk), a few chunks ahead.
 async fn file_range(path: &std::path::Path, offset: u64, len: u64) -> reqwest::Body {
-    use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
-    let opened = async {
-        let mut file = tokio::fs::File::open(path).await?;
-        file.seek(std::io::SeekFrom::Start(offset)).await?;
-        Ok::<_, std::io::Error>(file.take(len))
-    };
-    match opened.await {
-        Ok(file) => reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(
-            file,
-            256 * 1024,
-        )),
-        Err(e) => reqwest::Body::wrap_stream(futures_util::stream::once(async move {
-            Err::<bytes::Bytes, std::io::Error>(e)
-        })),
-    }
+    const CHUNK: u64 = 256 * 1024;
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(4);
+    let path = path.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        use std::io::{Read as _, Seek as _};
+        let opened = std::fs::File::open(&path).and_then(|mut file| {
+            file.seek(std::io::SeekFrom::Start(offset))?;
+            Ok(file)
+        });
+        let mut file = match opened {
+            Ok(file) => file,
+            Err(e) => {
+                let _ = tx.blocking_send(Err(e));
+                return;
+            }
+        };
+        let mut left = len;
+        while left > 0 {
+            let want = left.min(CHUNK);
+            let mut chunk = Vec::with_capacity(want as usize);
+            let read = (&mut file).take(want).read_to_end(&mut chunk);
+            let item = match read {
+                Ok(0) => Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    format!("{} ended {left} bytes early", path.display()),
+                )),
+                Ok(n) => {
+                    left -= n as u64;
+                    Ok(bytes::Bytes::from(chunk))
+                }
+                Err(e) => Err(e),
+            };
+            let failed = item.is_err();
+            // The receiver is gone when the request was dropped: stop reading.
+            if tx.blocking_send(item).is_err() || failed {
+                return;
+            }
+        }
+    });
+    reqwest::Body::wrap_stream(futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    }))
 }
 
 async fn multipart_form(parts: &[Part]) -> Result<reqwest::multipart::Form, reqwest::Error> {

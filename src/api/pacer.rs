@@ -4,6 +4,9 @@
 //! `Retry-After` pauses every request, not only the one that got it. The published limit
 //! (100 requests/min) is what bounds real pipelines, so this is where their time goes.
 //!
+//! It also holds the run's places for uploads in flight (the published limit of 10
+//! concurrent uploads): every upload request waits for one.
+//!
 //! Must not: delay anything when the server sends no such headers.
 
 use std::sync::Mutex;
@@ -42,9 +45,24 @@ struct State {
 #[derive(Clone, Copy, Debug)]
 pub struct Ticket(u64);
 
-#[derive(Debug, Default)]
+/// The API's published limit of concurrent uploads, for the whole run.
+pub const MAX_UPLOADS: usize = 10;
+
+#[derive(Debug)]
 pub struct Pacer {
     state: Mutex<State>,
+    /// Places for uploads in flight (storage PUTs and POSTs, multipart item POSTs): every
+    /// step of the run shares them, as the published limit is per account.
+    uploads: tokio::sync::Semaphore,
+}
+
+impl Default for Pacer {
+    fn default() -> Self {
+        Pacer {
+            state: Mutex::default(),
+            uploads: tokio::sync::Semaphore::new(MAX_UPLOADS),
+        }
+    }
 }
 
 impl State {
@@ -89,6 +107,15 @@ impl State {
 }
 
 impl Pacer {
+    /// Waits for a place among the uploads in flight ([`MAX_UPLOADS`]); the upload is in
+    /// flight until the permit is dropped (once its answer has come).
+    pub async fn upload_slot(&self) -> tokio::sync::SemaphorePermit<'_> {
+        self.uploads
+            .acquire()
+            .await
+            .expect("the upload semaphore is never closed")
+    }
+
     /// Waits until a request may be sent, and counts it against the window.
     pub async fn acquire(&self) -> Ticket {
         loop {

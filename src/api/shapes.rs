@@ -433,6 +433,45 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// The light pass reads what the full parse reads: counts, cursors, totals, and says
+    /// `None` where the full parse has something to say.
+    #[test]
+    fn page_info_agrees_with_parse_page() {
+        let pages = [
+            r#"{"items":[],"has_more":false}"#,
+            r#" { "items" : [ {"a":"x\"]}[{"} , [1,[2]], "s\\", -1.5e3, true, null ] , "has_more" : true , "cursor" : "c1" , "total": 7 } "#,
+            r#"{"results":[{"id":1},{"id":2}],"next":"https://h/api/v1/x/?page=3&limit=2","count":9}"#,
+            r#"{"has_more":true,"next_cursor":"n\u00e9","items":[{"k":"{"}]}"#,
+            r#"{"items":[1,2,3],"results":[4],"has_more":false}"#,
+            r#"{"items":[1],"items":[1,2],"has_more":false}"#,
+        ];
+        for text in pages {
+            let info = page_info(text.as_bytes()).unwrap_or_else(|| panic!("{text}"));
+            let page = parse_page(serde_json::from_str(text).unwrap());
+            match page {
+                Ok(page) => {
+                    assert_eq!(info.items, page.items.len(), "{text}");
+                    assert_eq!(info.next_cursor, page.next_cursor, "{text}");
+                    assert_eq!(info.cursor_param, page.cursor_param, "{text}");
+                    assert_eq!(info.total, page.total, "{text}");
+                }
+                Err(e) => panic!("{text}: {e}"),
+            }
+        }
+        // Not pages this pass reads: the full parse says why.
+        for text in [
+            "[1,2]",
+            r#"{"items":{"a":1}}"#,
+            r#"{"items":[1,2"#,
+            r#"{"items":[],"has_more":true} x"#,
+            r#"{"items":[],"has_more":tru"#,
+            r#"{"items":[],"has_more":true}"#,
+            "",
+        ] {
+            assert!(page_info(text.as_bytes()).is_none(), "{text}");
+        }
+    }
+
     #[test]
     fn both_page_shapes() {
         let p = parse_page(json!({"items": [1], "total": 3, "has_more": true, "cursor": "c2"}))

@@ -6,7 +6,8 @@
 //!
 //! It takes a request and gives the response actually sent (possibly a fault's). The
 //! rate-limit, fail-rate, latency and key checks apply to the API listener only; scripted
-//! faults and the journal apply to both; on the storage listener any request carrying the
+//! faults, the journal and the count of uploads in flight (`--max-uploads`, see `limits`)
+//! apply to both; on the storage listener any request carrying the
 //! API key is refused with 400, counted and logged loudly (a leak). It must not log header
 //! values (keys are secrets) and must not know what any route does.
 
@@ -68,6 +69,9 @@ pub(crate) async fn gate(State(gate): State<Gate>, request: Request, next: Next)
             "avala emulator: KEY LEAK: {method} {path} on the storage origin carried X-Avala-Api-Key (refused with 400; {leaks} so far)"
         );
     }
+    // Counted from the first byte: an upload is in flight while its body arrives.
+    let upload = super::limits::is_upload(gate.origin, &method, &path)
+        .then(|| gate.shared.limits.begin_upload());
     let (request, body_pending, small) = read_small_body(request).await;
     let is_json = request
         .headers()
@@ -86,7 +90,11 @@ pub(crate) async fn gate(State(gate): State<Gate>, request: Request, next: Next)
         status: 0,
         json,
     });
-    let mut response = answer(&gate, &method, &path, request, next).await;
+    let mut response = match &upload {
+        Some(slot) if !slot.allowed => too_many_uploads(&gate),
+        _ => answer(&gate, &method, &path, request, next).await,
+    };
+    drop(upload);
     if body_pending && !response.status().is_success() {
         set_header(&mut response, header::CONNECTION, "close".into());
     }
@@ -156,6 +164,26 @@ async fn answer(gate: &Gate, method: &str, path: &str, request: Request, next: N
             set_header(&mut response, HeaderName::from_static(name), value);
         }
     }
+    response
+}
+
+/// The 429 for an upload past `--max-uploads` (the API's or object storage's shape).
+fn too_many_uploads(gate: &Gate) -> Response {
+    let options = &gate.shared.options;
+    let mut response = match gate.origin {
+        Origin::Api => options
+            .flavor
+            .problem(Problem::RateLimited { retry_after: 1 }),
+        Origin::Storage => super::storage::s3_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "SlowDown",
+            &format!(
+                "Reduce your request rate: more than {} uploads in flight.",
+                options.max_uploads
+            ),
+        ),
+    };
+    set_header(&mut response, header::RETRY_AFTER, "1".into());
     response
 }
 

@@ -10,6 +10,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
@@ -97,6 +98,24 @@ pub(crate) struct Manual {
     pub used: u64,
     /// Item id → size and the files holding its bytes in order (what item URLs serve).
     pub item_files: HashMap<String, (u64, Vec<PathBuf>)>,
+    /// Multipart object id → the digest of its leading parts, advanced as parts arrive so
+    /// that `complete` need not read the whole object again.
+    pub digests: HashMap<String, Arc<Mutex<OrderedDigest>>>,
+}
+
+/// The sha256 of an object's parts `1..next`, hashed in order.
+pub(crate) struct OrderedDigest {
+    pub hasher: Sha256,
+    pub next: u64,
+}
+
+impl Default for OrderedDigest {
+    fn default() -> Self {
+        OrderedDigest {
+            hasher: Sha256::new(),
+            next: 1,
+        }
+    }
 }
 
 /// What a presign asks for.

@@ -52,6 +52,11 @@
 //!   {"path": "/api/v1/datasets/*/items", "when": "always", "effect": "repeat_cursor"}
 //! ]
 //! ```
+//! # Published limits (`--max-uploads 10`, `--max-exports 5`, `--rate-limit N`)
+//! Uploads in flight past `--max-uploads` and export creations while `--max-exports` are
+//! running get 429 with `Retry-After: 1`; `--rate-limit` counts API requests per whole Unix
+//! second. What each limit saw: [`Emulator::limits`], `GET {storage}/_emulator/stats`.
+//!
 //! Each fault counts the requests it matches; `faults_delivered()` reports how many times each
 //! one was actually delivered.
 
@@ -60,6 +65,7 @@ mod faults;
 mod flavor;
 mod fleet;
 mod gate;
+mod limits;
 mod manual;
 mod options;
 mod paging;
@@ -80,6 +86,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use faults::{Fault, FaultEffect, RetryAfter, Trigger};
+pub use limits::LimitStats;
 pub use options::{EmulatorOptions, Flavor};
 pub use state::{Origin, RecordedRequest, StoredUpload};
 
@@ -224,6 +231,13 @@ impl Emulator {
             .map(|export| storage::sha256(&export))
     }
 
+    /// What the published limits saw so far: the most uploads in flight and exports running
+    /// at once, what was refused, and the API requests and rate-limit 429s of each window.
+    /// (Another process reads the same from `GET {storage_origin}/_emulator/stats`.)
+    pub fn limits(&self) -> LimitStats {
+        self.shared.limits.stats()
+    }
+
     /// Adds a scripted fault after the ones already planned.
     pub fn add_fault(&self, fault: Fault) {
         self.shared.faults.add(fault);
@@ -280,7 +294,9 @@ pub async fn serve(options: EmulatorOptions) -> Result<(), EmulatorError> {
     println!("  try:            curl -H \"X-Avala-Api-Key: {key}\" {base}/datasets{slash}");
     println!("Stop with Ctrl-C.");
     wait_for_stop_signal().await?;
+    let stats = serde_json::to_string(&emulator.limits()).unwrap_or_default();
     emulator.shutdown().await;
+    println!("limits seen: {stats}");
     Ok(())
 }
 

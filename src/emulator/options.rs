@@ -68,6 +68,14 @@ pub struct EmulatorOptions {
     /// Answer 429 with Retry-After past N API requests in the current second.
     #[arg(long, value_name = "N")]
     pub rate_limit: Option<u32>,
+    /// Uploads in flight at once (storage PUTs and POSTs, documented item POSTs) past which
+    /// an upload is answered 429, as the published limit of 10 concurrent uploads (0: no limit).
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub max_uploads: u32,
+    /// Exports running at once (created, not yet done) past which creating one is answered
+    /// 429, as the published limit of 5 concurrent exports (0: no limit).
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub max_exports: u32,
     /// Probability (0 to 1) that an API request gets a random 503.
     #[arg(long, value_name = "P", default_value_t = 0.0)]
     pub fail_rate: f64,

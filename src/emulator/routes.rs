@@ -187,6 +187,7 @@ pub(crate) fn storage_router(shared: Arc<Shared>) -> Router {
             post(storage::form_upload).layer(DefaultBodyLimit::disable()),
         ),
         ("/bucket/{object}", put(storage::put_upload)),
+        ("/_emulator/stats", get(limit_stats)),
     ])
     // A catch-all route: object keys of fleet uploads, slashes and all.
     .route("/fleet/{*key}", put(super::fleet::put))
@@ -202,6 +203,13 @@ pub(crate) fn storage_router(shared: Arc<Shared>) -> Router {
         gate::gate,
     ))
     .with_state(shared)
+}
+
+/// `GET /_emulator/stats` on the storage origin (no key, not counted against any limit):
+/// the emulator's [`super::LimitStats`] as JSON, for benchmarks in another process.
+async fn limit_stats(State(shared): State<Arc<Shared>>) -> Response {
+    let stats = serde_json::to_value(shared.limits.stats()).unwrap_or(Value::Null);
+    json_response(StatusCode::OK, &stats)
 }
 
 fn with_slashes<const N: usize>(
@@ -350,7 +358,14 @@ async fn create_export(State(shared): State<Arc<Shared>>, body: Bytes) -> Reply 
     for dataset in &request.datasets {
         find_dataset(&shared, dataset)?;
     }
-    let export = shared.add_export(request);
+    let Some(export) = shared.add_export(request) else {
+        let mut response = flavor.problem(Problem::RateLimited { retry_after: 1 });
+        response.headers_mut().insert(
+            axum::http::header::RETRY_AFTER,
+            axum::http::HeaderValue::from_static("1"),
+        );
+        return Ok(response);
+    };
     Ok(json_response(
         StatusCode::CREATED,
         &export_json(&shared, &export),

@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 
 use super::catalog::{self, Catalog, DatasetInfo, ItemRecord};
 use super::faults::FaultBook;
+use super::limits::Limits;
 use super::options::EmulatorOptions;
 
 /// Most items one export document lists (the rest are counted, not listed).
@@ -143,6 +144,8 @@ pub(crate) struct Shared {
     pub key_leaks: AtomicU64,
     /// Where the storage origin keeps object bytes (removed with the emulator).
     pub blob_dir: tempfile::TempDir,
+    /// Uploads and exports in flight, and what every limit saw.
+    pub limits: Arc<Limits>,
 }
 
 #[derive(Default)]
@@ -179,7 +182,13 @@ impl Shared {
             dropped: 0,
             limit: options.journal_limit,
         };
+        let limits = Arc::new(Limits::new(
+            options.max_uploads,
+            options.max_exports,
+            options.rate_limit,
+        ));
         Shared {
+            limits,
             options,
             catalog,
             api_origin,
@@ -450,11 +459,17 @@ impl Shared {
 
     // ---- exports -----------------------------------------------------------------------
 
-    /// Stores a new export with the next `exp_NNNN` id and the configured size.
-    pub(crate) fn add_export(&self, spec: ExportSpec) -> ExportRecord {
+    /// Stores a new export with the next `exp_NNNN` id and the configured size; `None` when
+    /// `--max-exports` are running (created and not yet done).
+    pub(crate) fn add_export(&self, spec: ExportSpec) -> Option<ExportRecord> {
         // The document is built under the exports lock (it takes the uploads and created
         // locks, never the other way round), so ids stay in creation order.
         let mut exports = self.exports.lock().expect("exports lock");
+        let polls = self.options.export_polls;
+        let running = exports.iter().filter(|e| e.polls < polls).count();
+        if !self.limits.admit_export(running as u32) {
+            return None;
+        }
         let id = catalog::seeded_id("exp_", exports.len() + 1);
         let now = catalog::now();
         let document = self.export_document(&id, &spec, now);
@@ -468,7 +483,7 @@ impl Shared {
             polls: 0,
         };
         exports.push(export.clone());
-        export
+        Some(export)
     }
 
     /// Counts one poll of the export (if `poll`) and returns it.
@@ -631,6 +646,7 @@ impl Shared {
             *window = (second, 0);
         }
         window.1 = window.1.saturating_add(1);
+        self.limits.count_request(second, window.1 > limit);
         RateSlot {
             limit,
             allowed: window.1 <= limit,

@@ -175,9 +175,23 @@ enum Receive {
 
 /// Streams a body into a new file, hashing it; refuses more than `limit` bytes.
 async fn receive<S, E>(
+    stream: S,
+    path: &std::path::Path,
+    limit: u64,
+) -> Result<(u64, String), Receive>
+where
+    S: futures_util::Stream<Item = Result<Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    receive_into(stream, path, limit, true).await
+}
+
+/// [`receive`], hashing only when `hash` (the digest is empty otherwise).
+async fn receive_into<S, E>(
     mut stream: S,
     path: &std::path::Path,
     limit: u64,
+    hash: bool,
 ) -> Result<(u64, String), Receive>
 where
     S: futures_util::Stream<Item = Result<Bytes, E>> + Unpin,
@@ -193,11 +207,17 @@ where
         if size > limit {
             return Err(Receive::TooLarge);
         }
-        hasher.update(&chunk);
+        if hash {
+            hasher.update(&chunk);
+        }
         file.write_all(&chunk).await.map_err(Receive::Io)?;
     }
     file.flush().await.map_err(Receive::Io)?;
-    Ok((size, hex::encode(hasher.finalize())))
+    let digest = match hash {
+        true => hex::encode(hasher.finalize()),
+        false => String::new(),
+    };
+    Ok((size, digest))
 }
 
 /// Streams a request body into a new file, hashing it: size and sha256, or `None` when it
@@ -319,11 +339,69 @@ pub(crate) async fn form_upload(
 /// needs its `complete` call to be part of a batch, as today's API wants).
 fn store_part(shared: &Shared, id: &str, number: u64, blob: Blob, whole: bool) {
     let mut manual = shared.manual.lock().expect("manual lock");
-    if let Some(object) = manual.objects.get_mut(id) {
-        if whole && object.method == manual::Method::Form {
-            object.sha256 = Some(blob.sha256.clone());
+    let Some(object) = manual.objects.get_mut(id) else {
+        return;
+    };
+    if whole && object.method == manual::Method::Form {
+        object.sha256 = Some(blob.sha256.clone());
+    }
+    object.parts.insert(number, blob);
+    if !matches!(object.method, manual::Method::Multipart { .. }) {
+        return;
+    }
+    // A part sent again after it was hashed: the running digest starts over.
+    let stale = manual
+        .digests
+        .get(id)
+        .and_then(|d| d.try_lock().ok().map(|d| d.next > number))
+        .unwrap_or(false);
+    if stale {
+        manual.digests.remove(id);
+    }
+}
+
+/// Hashes the parts of a multipart object that follow the ones already hashed, in order,
+/// as far as they have arrived (blocking: run it on a blocking thread). Gives the digest
+/// of the whole object once every part is in.
+pub(crate) fn advance_digest(shared: &Shared, id: &str) -> std::io::Result<Option<String>> {
+    let digest = {
+        let mut manual = shared.manual.lock().expect("manual lock");
+        manual.digests.entry(id.to_owned()).or_default().clone()
+    };
+    // One thread hashes an object at a time; the others wait and then find less to do.
+    let mut digest = digest.lock().expect("digest lock");
+    loop {
+        let (path, count) = {
+            let manual = shared.manual.lock().expect("manual lock");
+            let Some(object) = manual.objects.get(id) else {
+                return Ok(None);
+            };
+            let number = digest.next;
+            let ready = object
+                .parts
+                .get(&number)
+                .filter(|b| Some(b.size) == object.part_len(number));
+            (ready.map(|b| b.path.clone()), object.part_count())
+        };
+        let Some(path) = path else {
+            let done = digest.next > count;
+            return Ok(done.then(|| hex::encode(digest.hasher.clone().finalize())));
+        };
+        hash_into(&mut digest.hasher, &path)?;
+        digest.next += 1;
+    }
+}
+
+fn hash_into(hasher: &mut Sha256, path: &std::path::Path) -> std::io::Result<()> {
+    use std::io::Read as _;
+    let mut file = std::fs::File::open(path)?;
+    let mut buf = vec![0u8; 1024 * 1024];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            return Ok(());
         }
-        object.parts.insert(number, blob);
+        hasher.update(&buf[..n]);
     }
 }
 
@@ -396,20 +474,42 @@ pub(crate) async fn put_upload(
         Some(_) => {}
     }
     let path = blob_path(&shared, &id, number);
-    match receive(body.into_data_stream(), &path, expected).await {
+    // A part of a multipart object is hashed once, in order, by `advance_digest`; a whole
+    // object here.
+    let whole = !matches!(object.method, manual::Method::Multipart { .. });
+    match receive_into(body.into_data_stream(), &path, expected, whole).await {
         Ok((size, sha256)) if size == expected => {
-            let etag = format!("\"{}\"", &sha256[..32]);
-            store_part(&shared, &id, number, Blob { path, size, sha256 }, false);
-            let mut response = StatusCode::OK.into_response();
-            if let Ok(value) = HeaderValue::try_from(etag) {
-                response.headers_mut().insert(header::ETAG, value);
-            }
-            response
+            stored_part(&shared, &id, part, Blob { path, size, sha256 })
         }
         Ok((size, _)) => size_error(expected, size),
         Err(Receive::TooLarge) => size_error(expected, expected + 1),
         Err(Receive::Io(e)) => s3_error(StatusCode::BAD_REQUEST, "IncompleteBody", &e.to_string()),
     }
+}
+
+/// Records a PUT's bytes and answers 200 with an ETag; a multipart object's digest moves on
+/// in the background, off this request's path.
+fn stored_part(shared: &Arc<Shared>, id: &str, part: Option<u64>, blob: Blob) -> Response {
+    let number = part.unwrap_or(1);
+    // Parts of a multipart object are received without a digest (see `put_upload`).
+    let multipart = blob.sha256.is_empty();
+    let etag = match multipart {
+        false => format!("\"{}\"", &blob.sha256[..32]),
+        true => format!(
+            "\"{}\"",
+            &manual::sign(&format!("{id} {number} {}", blob.size))[..32]
+        ),
+    };
+    store_part(shared, id, number, blob, false);
+    if multipart {
+        let (shared, id) = (shared.clone(), id.to_owned());
+        tokio::task::spawn_blocking(move || advance_digest(&shared, &id));
+    }
+    let mut response = StatusCode::OK.into_response();
+    if let Ok(value) = HeaderValue::try_from(etag) {
+        response.headers_mut().insert(header::ETAG, value);
+    }
+    response
 }
 
 /// The sha256 of the concatenation of some files.

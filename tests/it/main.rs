@@ -5,6 +5,7 @@ mod dry_run;
 mod emulator;
 mod faults;
 mod html;
+mod limits;
 mod resume;
 mod run;
 mod scale;

@@ -676,26 +676,23 @@ async fn from_journal(
     deps_reused: bool,
 ) -> Result<Result<StepOutcome, StepLog>, Failure> {
     let step = eval.step;
-    // The step's fingerprint covers the whole list: here it is held whole.
-    let items: Option<Vec<serde_json::Value>> = match work {
-        Work::Each(items) => Some(items.iter().collect()),
-        Work::Once(_) => None,
-    };
-    let (rendered, once) = match (work, &items) {
-        (Work::Each(_), Some(items)) => {
-            let mut rendered = Vec::with_capacity(items.len());
-            for (index, item) in items.iter().enumerate() {
-                let ctx = step::item_context(base, item, index);
-                // An iteration whose inputs do not render fails when it runs, with its
-                // index in the error, as without a journal.
-                rendered.push(resume::iteration_inputs(eval.inputs(&ctx, false).ok()));
-            }
-            (rendered, None)
+    // The step's fingerprint covers the whole list, hashed element by element as it is
+    // read (an element whose inputs do not render fails when it runs, with its index in
+    // the error, as without a journal).
+    let (fingerprint, once) = match work {
+        Work::Each(items) => {
+            let pieces = items.iter().enumerate().map(|(index, item)| {
+                let ctx = step::item_context(base, &item, index);
+                let inputs = resume::iteration_inputs(eval.inputs(&ctx, false).ok());
+                resume::each_piece(item, inputs)
+            });
+            (resume::step_fingerprint(&journal.fp, step, pieces), None)
         }
-        (Work::Once(inputs), _) => (vec![resume::inputs_json(inputs)], Some(inputs)),
-        (Work::Each(_), None) => (vec![], None),
+        Work::Once(inputs) => (
+            resume::step_fingerprint(&journal.fp, step, [resume::inputs_json(inputs)]),
+            Some(inputs),
+        ),
     };
-    let fingerprint = resume::step_fingerprint(&journal.fp, step, items.as_deref(), &rendered);
     let prior = journal.prior_step(&step.id, &fingerprint);
     if let Some(p) = prior
         .as_ref()

@@ -327,27 +327,60 @@ impl Fingerprinter {
         let text = serde_json::to_string(value).unwrap_or_default();
         self.of_bytes(self.mask(&text).as_bytes())
     }
+
+    /// A fingerprint made of pieces given one at a time (each masked as [`Self::of_value`]
+    /// masks a whole value, and length-prefixed): a long list is never held whole.
+    pub fn of_pieces(&self, pieces: impl IntoIterator<Item = Value>) -> String {
+        let mut mac = Hmac::new(&self.salt);
+        for piece in pieces {
+            let text = serde_json::to_string(&piece).unwrap_or_default();
+            let masked = self.mask(&text);
+            mac.update(&(masked.len() as u64).to_le_bytes());
+            mac.update(masked.as_bytes());
+        }
+        hex::encode(mac.finish())
+    }
 }
 
-/// HMAC-SHA256 (RFC 2104).
-pub fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
-    let mut block = [0u8; 64];
-    if key.len() > 64 {
-        block[..32].copy_from_slice(&Sha256::digest(key));
-    } else {
-        block[..key.len()].copy_from_slice(key);
+/// HMAC-SHA256 (RFC 2104), fed piece by piece.
+pub struct Hmac {
+    inner: Sha256,
+    outer_key: [u8; 64],
+}
+
+impl Hmac {
+    pub fn new(key: &[u8]) -> Self {
+        let mut block = [0u8; 64];
+        if key.len() > 64 {
+            block[..32].copy_from_slice(&Sha256::digest(key));
+        } else {
+            block[..key.len()].copy_from_slice(key);
+        }
+        let ipad = block.map(|b| b ^ 0x36);
+        Hmac {
+            inner: Sha256::new().chain_update(ipad),
+            outer_key: block.map(|b| b ^ 0x5c),
+        }
     }
-    let ipad: Vec<u8> = block.iter().map(|b| b ^ 0x36).collect();
-    let opad: Vec<u8> = block.iter().map(|b| b ^ 0x5c).collect();
-    let inner = Sha256::new()
-        .chain_update(&ipad)
-        .chain_update(message)
-        .finalize();
-    Sha256::new()
-        .chain_update(&opad)
-        .chain_update(inner)
-        .finalize()
-        .into()
+
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.inner.update(bytes);
+    }
+
+    pub fn finish(self) -> [u8; 32] {
+        Sha256::new()
+            .chain_update(self.outer_key)
+            .chain_update(self.inner.finalize())
+            .finalize()
+            .into()
+    }
+}
+
+/// HMAC-SHA256 (RFC 2104) of one message.
+pub fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
+    let mut mac = Hmac::new(key);
+    mac.update(message);
+    mac.finish()
 }
 
 /// 32 random bytes for a new journal's salt.

@@ -235,21 +235,21 @@ fn evaluate(
     }
     match eval.iterations(base).map_err(|e| e.to_string())? {
         Iterations::Each(items) => {
-            let mut rendered = Vec::new();
-            for (index, item) in items.iter().enumerate() {
+            let pieces = items.iter().enumerate().map(|(index, item)| {
                 let ctx = step::item_context(base, item, index);
-                rendered.push(resume::iteration_inputs(eval.inputs(&ctx, false).ok()));
-            }
+                let inputs = resume::iteration_inputs(eval.inputs(&ctx, false).ok());
+                resume::each_piece(item.clone(), inputs)
+            });
             Ok((
-                resume::step_fingerprint(&opened.fp, eval.step, Some(&items), &rendered),
+                resume::step_fingerprint(&opened.fp, eval.step, pieces),
                 None,
             ))
         }
         Iterations::Once | Iterations::Later => {
             let inp = eval.inputs(base, false).map_err(|e| e.to_string())?;
-            let rendered = vec![resume::inputs_json(&inp)];
+            let piece = resume::inputs_json(&inp);
             Ok((
-                resume::step_fingerprint(&opened.fp, eval.step, None, &rendered),
+                resume::step_fingerprint(&opened.fp, eval.step, [piece]),
                 Some(inp),
             ))
         }

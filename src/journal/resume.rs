@@ -169,13 +169,14 @@ impl RunJournal {
     }
 }
 
-/// A step's fingerprint: its definition (templates as written) and what it renders to
-/// now (`items`: the `for_each` list; `inputs`: each iteration's rendered inputs).
+/// A step's fingerprint: its definition (templates as written), then what it renders to
+/// now, piece by piece (`pieces`: for a `for_each`, `[element, its rendered inputs]` per
+/// element, in order, from [`each_piece`]; else the one run's rendered inputs). A list of
+/// 100,000 elements is hashed as it is read, never held whole.
 pub fn step_fingerprint(
     fp: &Fingerprinter,
     step: &Step,
-    items: Option<&[Value]>,
-    inputs: &[Value],
+    pieces: impl IntoIterator<Item = Value>,
 ) -> String {
     let def = json!({
         "action": step.action.name(),
@@ -184,7 +185,12 @@ pub fn step_fingerprint(
         "for_each": step.for_each.as_ref().map(written),
         "outputs": step.outputs.iter().map(|(k, v)| (k.clone(), written(v))).collect::<serde_json::Map<_, _>>(),
     });
-    fp.of_value(&json!({"def": def, "items": items, "inputs": inputs}))
+    fp.of_pieces(std::iter::once(def).chain(pieces))
+}
+
+/// One `for_each` element's piece of its step's fingerprint.
+pub fn each_piece(item: Value, inputs: Value) -> Value {
+    Value::Array(vec![item, inputs])
 }
 
 /// One iteration's fingerprint.

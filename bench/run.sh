@@ -10,7 +10,9 @@
 #   bench/run.sh                      # everything (a few minutes)
 #   BENCH_REPS=3 bench/run.sh         # fewer repetitions
 #   BENCH_ONLY="list upload" bench/run.sh
-#                                     # some of: list download upload ratelimit check memory
+#                                     # some of: list download upload check memory sdkupload
+#                                     # multipart limits foreach startup (default: all), and
+#                                     # ratelimit (issue 7's 200-file run, superseded by limits)
 #                                     # sdkupload multipart limits (today's API, issue 14)
 #                                     # foreach startup (issue 14, goals 5 and 6)
 #   BENCH_KEEP=1 bench/run.sh         # keep the work directory (logs, reports, raw results)
@@ -24,7 +26,7 @@
 set -euo pipefail
 
 REPS=${BENCH_REPS:-5}
-ONLY=${BENCH_ONLY:-list download upload ratelimit check memory sdkupload multipart limits foreach startup}
+ONLY=${BENCH_ONLY:-list download upload check memory sdkupload multipart limits foreach startup}
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PROFILE=${BENCH_PROFILE:-release} # BENCH_PROFILE=profiling: quicker builds, not for the tables
 BIN=${CARGO_TARGET_DIR:-$ROOT/target}/$PROFILE/avala-pipe

@@ -28,6 +28,7 @@ pub enum ExitCode {
 
 /// Parses arguments, sets up logging, runs the command, returns the exit code.
 pub fn main() -> i32 {
+    tune_allocator();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -59,4 +60,20 @@ pub fn main() -> i32 {
         eprintln!("internal error (a bug in avala-pipe; please report it): {text}");
     }));
     commands::dispatch(cli, color) as i32
+}
+
+/// glibc's allocator serves blocks above 128 KiB (its starting threshold) with a fresh
+/// `mmap` each and gives freed memory at the top of a heap back to the system: a download's
+/// body, received in ~300 KiB chunks freed on other threads, cost ~130,000 page faults per
+/// GiB (a quarter of the process's kernel time; issue 14). Blocks up to 32 MiB now come from
+/// the heap, and up to 64 MiB of free memory stays mapped for reuse. Peak memory is not
+/// raised: it is the same blocks, reused instead of mapped again.
+fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets glibc's tuning parameters; called first thing, before any
+    // other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 64 << 20);
+    }
 }

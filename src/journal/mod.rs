@@ -153,18 +153,9 @@ pub enum Record {
         path: String,
         file: FileRec,
     },
-    Session {
-        step: String,
-        uid: String,
-    },
-    ExportCreated {
-        step: String,
-        id: String,
-    },
-    DatasetCreated {
-        step: String,
-        id: String,
-    },
+    /// Remote work a resume must not redo (a session, an export, a dataset created),
+    /// written as it is and at once.
+    Remote(Line),
     Iteration {
         step: String,
         index: usize,
@@ -210,9 +201,9 @@ struct Header {
 }
 
 /// Every line after the header: one record.
-#[derive(Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-enum Line {
+pub enum Line {
     Started {
         step: String,
         inputs: String,
@@ -635,9 +626,7 @@ fn encode(out: &mut Vec<u8>, record: Record, redactor: &Redactor) -> bool {
             let path = redactor.text(&path);
             (Line::FileStored { step, path, file }, false)
         }
-        Record::Session { step, uid } => (Line::Session { step, uid }, true),
-        Record::ExportCreated { step, id } => (Line::ExportCreated { step, id }, true),
-        Record::DatasetCreated { step, id } => (Line::DatasetCreated { step, id }, true),
+        Record::Remote(line) => (line, true),
         Record::Iteration {
             step,
             index,
@@ -792,10 +781,10 @@ impl StepLog {
     }
 
     pub fn dataset_created(&self, id: &str) {
-        self.sink.send(Record::DatasetCreated {
+        self.sink.send(Record::Remote(Line::DatasetCreated {
             step: self.step.clone(),
             id: id.to_string(),
-        });
+        }));
     }
 
     pub fn file_stored(&self, path: &str, size: u64, sha256: &str, entry: &Value) {
@@ -811,17 +800,17 @@ impl StepLog {
     }
 
     pub fn session_started(&self, uid: &str) {
-        self.sink.send(Record::Session {
+        self.sink.send(Record::Remote(Line::Session {
             step: self.step.clone(),
             uid: uid.to_string(),
-        });
+        }));
     }
 
     pub fn export_created(&self, id: &str) {
-        self.sink.send(Record::ExportCreated {
+        self.sink.send(Record::Remote(Line::ExportCreated {
             step: self.step.clone(),
             id: id.to_string(),
-        });
+        }));
     }
 }
 

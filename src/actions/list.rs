@@ -234,7 +234,10 @@ fn outputs(items: Vec<Value>, count: u64, total: Option<u64>, path: Option<Strin
 ///
 /// Each page's paging fields are read first (its items counted, not built), so the next
 /// page is asked for while this page's items are still being parsed: the server prepares
-/// one page while the client reads the last.
+/// one page while the client reads the last. (A page whose items then fail to parse — a
+/// number out of range, invalid UTF-8, nesting too deep: what the light pass does not
+/// check — fails the step as before, its already-asked next page dropped unread: one GET
+/// more than the server needed.)
 pub async fn paginate(
     client: &crate::api::Client,
     call: &CallCtx,

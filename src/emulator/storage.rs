@@ -349,11 +349,15 @@ fn store_part(shared: &Shared, id: &str, number: u64, blob: Blob, whole: bool) {
     if !matches!(object.method, manual::Method::Multipart { .. }) {
         return;
     }
-    // A part sent again after it was hashed: the running digest starts over.
+    // A part sent again after it was hashed: the running digest starts over (and so it
+    // does when the digest is being advanced at this moment: it may be reading this part).
     let stale = manual
         .digests
         .get(id)
-        .and_then(|d| d.try_lock().ok().map(|d| d.next > number))
+        .map(|d| match d.try_lock() {
+            Ok(d) => d.next > number,
+            Err(_) => true,
+        })
         .unwrap_or(false);
     if stale {
         manual.digests.remove(id);

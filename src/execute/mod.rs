@@ -21,6 +21,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::actions::ActionKind;
 use crate::actions::{self, ActionError, RunCtx};
 use crate::api::{CallCtx, CallEvent, Client};
 use crate::graph::Graph;
@@ -736,8 +737,9 @@ async fn from_journal(
     // An action that changes the server sends nothing before the journal knows the step
     // started: a resume then looks for work the journal could not record (an error
     // writing it drops the sender: the run goes on without the guarantee rather than
-    // hanging). One that only reads has nothing to look for: it does not wait for the disk.
-    if step.action.spec().changes_server {
+    // hanging). One that only reads has nothing to look for: it does not wait for the disk
+    // (`request` may send any method: it always waits).
+    if step.action.spec().changes_server || matches!(step.action, ActionKind::Request) {
         let _ = on_disk.await;
     }
     Ok(Err(StepLog {

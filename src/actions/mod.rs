@@ -710,3 +710,62 @@ impl Poller {
         Ok(())
     }
 }
+
+/// Whether running `step` may change the server: its action's spec says so, or it is a
+/// `request` whose method is not written as `GET` or `HEAD` (a template may render any).
+/// The journal waits for such a step's start record before its first request, and a
+/// timeout says its requests in flight may have been applied.
+pub fn may_change_server(step: &crate::pipeline::model::Step) -> bool {
+    use crate::pipeline::model::TValue;
+    if step.action.spec().changes_server {
+        return true;
+    }
+    if step.action != ActionKind::Request {
+        return false;
+    }
+    match step.with.get("method") {
+        None => false,
+        Some(TValue::Str(m)) => !(m.eq_ignore_ascii_case("GET") || m.eq_ignore_ascii_case("HEAD")),
+        Some(_) => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_request_may_change_the_server_unless_its_method_is_written_get_or_head() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.yaml");
+        std::fs::write(
+            &path,
+            r#"version: 1
+vars: {m: POST}
+steps:
+  - {id: get, action: request, with: {path: /a}}
+  - {id: head, action: request, with: {method: HEAD, path: /a}}
+  - {id: post, action: request, with: {method: POST, path: /a}}
+  - {id: templated, action: request, with: {method: "{{ vars.m }}", path: /a}}
+  - {id: list, action: datasets.list}
+  - {id: export, action: exports.create, with: {project_id: prj_0001}}
+"#,
+        )
+        .unwrap();
+        let p = crate::pipeline::load(&path).unwrap_or_else(|e| panic!("{e:?}"));
+        let says: Vec<(&str, bool)> = p
+            .steps
+            .iter()
+            .map(|s| (s.id.as_str(), super::may_change_server(s)))
+            .collect();
+        assert_eq!(
+            says,
+            [
+                ("get", false),
+                ("head", false),
+                ("post", true),
+                ("templated", true),
+                ("list", false),
+                ("export", true)
+            ]
+        );
+    }
+}

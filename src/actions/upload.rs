@@ -442,7 +442,8 @@ pub async fn hash_file(
     }
 }
 
-fn hash_blocking(
+/// A file's size and sha256, read on the calling thread (a blocking one).
+pub(crate) fn hash_blocking(
     path: &Path,
     cancel: &tokio_util::sync::CancellationToken,
 ) -> Result<(u64, String), ActionError> {

@@ -21,7 +21,6 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::actions::ActionKind;
 use crate::actions::{self, ActionError, RunCtx};
 use crate::api::{CallCtx, CallEvent, Client};
 use crate::graph::Graph;
@@ -560,7 +559,7 @@ async fn run_step(
             Ok(r) => r,
             Err(_) => Err(Failure::TimedOut {
                 limit: format_duration(limit),
-                note: if step.action.spec().changes_server {
+                note: if crate::actions::may_change_server(step) {
                     "; requests that were in flight may already have been applied by the server"
                 } else {
                     ""
@@ -737,9 +736,8 @@ async fn from_journal(
     // An action that changes the server sends nothing before the journal knows the step
     // started: a resume then looks for work the journal could not record (an error
     // writing it drops the sender: the run goes on without the guarantee rather than
-    // hanging). One that only reads has nothing to look for: it does not wait for the disk
-    // (`request` may send any method: it always waits).
-    if step.action.spec().changes_server || matches!(step.action, ActionKind::Request) {
+    // hanging). One that only reads has nothing to look for: it does not wait for the disk.
+    if crate::actions::may_change_server(step) {
         let _ = on_disk.await;
     }
     Ok(Err(StepLog {

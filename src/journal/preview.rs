@@ -215,13 +215,12 @@ fn is_upload(action: crate::actions::ActionKind) -> bool {
     matches!(action, ActionKind::ItemsUpload | ActionKind::DatasetsUpload)
 }
 
-/// A file's sha256 (hex), read in chunks.
+/// A file's sha256 (hex), as an upload computes it.
 fn sha256_of(path: &std::path::Path) -> Option<String> {
-    use sha2::Digest as _;
-    let mut file = std::fs::File::open(path).ok()?;
-    let mut hasher = sha2::Sha256::new();
-    std::io::copy(&mut file, &mut hasher).ok()?;
-    Some(hex::encode(hasher.finalize()))
+    let never = tokio_util::sync::CancellationToken::new();
+    crate::actions::upload::hash_blocking(path, &never)
+        .ok()
+        .map(|(_, sha256)| sha256)
 }
 
 /// A step's fingerprint now, and its inputs when it runs once.

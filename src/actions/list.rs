@@ -276,11 +276,11 @@ pub async fn paginate(
                 if let Ok(Some(next)) = &next {
                     ahead = Some(Prefetch::start(client, call, next));
                 }
-                (items_of(&raw).map_err(unexpected)?, next)
+                (page_of(raw).map_err(unexpected)?.items, next)
             }
             // Not a page the light pass reads: the whole body says what is wrong.
             None => {
-                let page = items_of_page(&raw).map_err(unexpected)?;
+                let page = page_of(raw).map_err(unexpected)?;
                 if total.is_none() {
                     total = page.total;
                 }
@@ -312,17 +312,8 @@ pub async fn paginate(
 }
 
 /// A page's items, parsed in full (ids normalised).
-fn items_of(raw: &crate::api::RawResponse) -> Result<Vec<Value>, shapes::BadBody> {
-    Ok(items_of_page(raw)?.items)
-}
-
-fn items_of_page(raw: &crate::api::RawResponse) -> Result<shapes::Page, shapes::BadBody> {
-    let (mut body, not_json) = shapes::decode_body(&raw.bytes);
-    if let Some(why) = not_json {
-        return Err(shapes::BadBody(format!("the response is not JSON: {why}")));
-    }
-    shapes::normalize_ids(&mut body);
-    shapes::parse_page(body)
+fn page_of(raw: crate::api::RawResponse) -> Result<shapes::Page, shapes::BadBody> {
+    raw.decoded().json().and_then(shapes::parse_page)
 }
 
 /// The rules for going on to the next page.

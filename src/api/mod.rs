@@ -273,6 +273,20 @@ pub struct RawResponse {
     pub bytes: bytes::Bytes,
 }
 
+impl RawResponse {
+    /// The body decoded as JSON (or kept as text, with why it is not JSON), ids normalised.
+    pub fn decoded(self) -> JsonResponse {
+        let (mut body, not_json) = shapes::decode_body(&self.bytes);
+        shapes::normalize_ids(&mut body);
+        JsonResponse {
+            status: self.status,
+            headers: self.headers,
+            body,
+            not_json,
+        }
+    }
+}
+
 impl JsonResponse {
     /// The body, which must be JSON: else an error in words that says why it is not.
     pub fn json(self) -> Result<serde_json::Value, shapes::BadBody> {
@@ -605,15 +619,7 @@ impl Client {
         ctx: &CallCtx,
         expect: Option<&[u16]>,
     ) -> Result<JsonResponse, ApiError> {
-        let raw = self.send_raw(req, ctx, expect).await?;
-        let (mut body, not_json) = shapes::decode_body(&raw.bytes);
-        shapes::normalize_ids(&mut body);
-        Ok(JsonResponse {
-            status: raw.status,
-            headers: raw.headers,
-            body,
-            not_json,
-        })
+        Ok(self.send_raw(req, ctx, expect).await?.decoded())
     }
 
     /// As [`Client::send_json`], with the body left as bytes (a list page is read in two

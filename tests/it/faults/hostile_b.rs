@@ -666,6 +666,12 @@ async fn hostile_b13_a_page_that_is_not_json_says_what_and_where() {
             "application/json",
             b"{\"items\": [\"caf\xe9\"], \"has_more\": false}",
         ),
+        // Its cursor is read (and the next page asked for) before its items fail to parse.
+        "/api/v1/datasets/utf8more/items" => answer(
+            "200 OK",
+            "application/json",
+            b"{\"items\": [\"caf\xe9\"], \"has_more\": true, \"cursor\": \"c2\"}",
+        ),
         "/api/v1/datasets/html/items" => answer("200 OK", "text/html", b"<html>maintenance</html>"),
         "/api/v1/datasets/deep/items" => {
             let mut body = "[".repeat(100_000);
@@ -680,7 +686,7 @@ async fn hostile_b13_a_page_that_is_not_json_says_what_and_where() {
     .await;
     let dir = tempfile::tempdir().unwrap();
     let mut yaml = String::from("version: 1\nsteps:\n");
-    for id in ["utf8", "html", "deep", "syntax"] {
+    for id in ["utf8", "utf8more", "html", "deep", "syntax"] {
         yaml.push_str(&format!(
             "  - id: {id}\n    action: items.list\n    continue_on_error: true\n    with: {{ dataset: {id} }}\n"
         ));
@@ -691,6 +697,10 @@ async fn hostile_b13_a_page_that_is_not_json_says_what_and_where() {
     let expect = [
         (
             "utf8",
+            "not valid UTF-8 (the first invalid byte is at offset 15 of",
+        ),
+        (
+            "utf8more",
             "not valid UTF-8 (the first invalid byte is at offset 15 of",
         ),
         (
@@ -706,6 +716,13 @@ async fn hostile_b13_a_page_that_is_not_json_says_what_and_where() {
         assert!(error.contains(want), "{id}: {error}");
         assert!(!error.contains("got a string"), "{id}: {error}");
     }
+    // The page asked for ahead is dropped unread: at most one request more than needed.
+    let more = server
+        .paths()
+        .iter()
+        .filter(|p| p.contains("/utf8more/"))
+        .count();
+    assert!((1..=2).contains(&more), "{more} requests for utf8more");
 }
 
 /// 16. An export that flips between `completed` without a download URL and `processing`

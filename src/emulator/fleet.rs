@@ -140,47 +140,60 @@ pub(crate) async fn init(
     Ok(json_response(StatusCode::CREATED, &Value::Object(answer)))
 }
 
+/// Runs `act` on the upload session a request names (its body's `session_uid` must be the
+/// recording's session): the preamble of `urls`, `confirm` and `finalize`.
+fn in_session(
+    shared: &Shared,
+    recording: &str,
+    body: &Bytes,
+    act: impl FnOnce(&mut Session, &Map<String, Value>) -> Reply,
+) -> Reply {
+    let body = body_object(body)?;
+    let mut fleet = shared.fleet.lock().expect("fleet lock");
+    let Some(session) = fleet.sessions.get_mut(recording) else {
+        return Ok(no_session());
+    };
+    if body["session_uid"].as_str() != Some(session.uid.as_str()) {
+        return Err(wrong_session());
+    }
+    act(session, &body)
+}
+
 /// `POST …/upload/urls/` `{session_uid, file_paths, ttl_seconds}`: one presigned PUT each.
 pub(crate) async fn urls(
     State(shared): State<Arc<Shared>>,
     Path(recording): Path<String>,
     body: Bytes,
 ) -> Reply {
-    let body = body_object(&body)?;
-    let fleet = shared.fleet.lock().expect("fleet lock");
-    let Some(session) = fleet.sessions.get(&recording) else {
-        return Ok(no_session());
-    };
-    if body["session_uid"].as_str() != Some(session.uid.as_str()) {
-        return Err(wrong_session());
-    }
-    let mut urls = Vec::new();
-    for path in body
-        .get("file_paths")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        let Some(path) = path.as_str().filter(|p| session.files.contains_key(*p)) else {
-            return Err(reject(Problem::Validation {
-                field: "file_paths",
-                message: format!("{path} is not a file of this session."),
+    in_session(&shared, &recording, &body, |session, body| {
+        let mut urls = Vec::new();
+        for path in body
+            .get("file_paths")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let Some(path) = path.as_str().filter(|p| session.files.contains_key(*p)) else {
+                return Err(reject(Problem::Validation {
+                    field: "file_paths",
+                    message: format!("{path} is not a file of this session."),
+                }));
+            };
+            let key = format!("{}{path}", prefix(&recording));
+            let url_path = format!("/{}", quote(&key));
+            urls.push(json!({
+                "path": path,
+                "s3_key": key,
+                "put_url": format!(
+                    "{}{url_path}?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Expires=3600&X-Amz-Signature={}",
+                    shared.storage_origin,
+                    manual::sign(&format!("FLEET PUT {url_path}"))
+                ),
+                "headers": {"Content-Type": "application/octet-stream"},
             }));
-        };
-        let key = format!("{}{path}", prefix(&recording));
-        let url_path = format!("/{}", quote(&key));
-        urls.push(json!({
-            "path": path,
-            "s3_key": key,
-            "put_url": format!(
-                "{}{url_path}?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Expires=3600&X-Amz-Signature={}",
-                shared.storage_origin,
-                manual::sign(&format!("FLEET PUT {url_path}"))
-            ),
-            "headers": {"Content-Type": "application/octet-stream"},
-        }));
-    }
-    Ok(json_response(StatusCode::OK, &json!({ "urls": urls })))
+        }
+        Ok(json_response(StatusCode::OK, &json!({ "urls": urls })))
+    })
 }
 
 /// `POST …/upload/confirm/` `{session_uid, files: [{path, etag, size_bytes}]}`: a file is
@@ -190,41 +203,35 @@ pub(crate) async fn confirm(
     Path(recording): Path<String>,
     body: Bytes,
 ) -> Reply {
-    let body = body_object(&body)?;
-    let mut fleet = shared.fleet.lock().expect("fleet lock");
-    let Some(session) = fleet.sessions.get_mut(&recording) else {
-        return Ok(no_session());
-    };
-    if body["session_uid"].as_str() != Some(session.uid.as_str()) {
-        return Err(wrong_session());
-    }
-    let mut confirmed = 0;
-    for file in body
-        .get("files")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        let path = file["path"].as_str().unwrap_or_default();
-        let held = session.stored.get(path).is_some_and(|(size, etag)| {
-            Some(*size) == file["size_bytes"].as_u64()
-                && Some(etag.as_str()) == file["etag"].as_str()
-        });
-        if !held {
-            return Err(reject(Problem::Validation {
-                field: "files",
-                message: format!("{path} is not on storage with that size and ETag."),
-            }));
+    in_session(&shared, &recording, &body, |session, body| {
+        let mut confirmed = 0;
+        for file in body
+            .get("files")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let path = file["path"].as_str().unwrap_or_default();
+            let held = session.stored.get(path).is_some_and(|(size, etag)| {
+                Some(*size) == file["size_bytes"].as_u64()
+                    && Some(etag.as_str()) == file["etag"].as_str()
+            });
+            if !held {
+                return Err(reject(Problem::Validation {
+                    field: "files",
+                    message: format!("{path} is not on storage with that size and ETag."),
+                }));
+            }
+            confirmed += usize::from(session.confirmed.insert(path.to_owned()));
         }
-        confirmed += usize::from(session.confirmed.insert(path.to_owned()));
-    }
-    if session.status == "initiated" {
-        session.status = "uploading";
-    }
-    let mut answer = session.counts();
-    answer.insert("confirmed".into(), json!(confirmed));
-    answer.insert("total_confirmed".into(), json!(session.confirmed.len()));
-    Ok(json_response(StatusCode::OK, &Value::Object(answer)))
+        if session.status == "initiated" {
+            session.status = "uploading";
+        }
+        let mut answer = session.counts();
+        answer.insert("confirmed".into(), json!(confirmed));
+        answer.insert("total_confirmed".into(), json!(session.confirmed.len()));
+        Ok(json_response(StatusCode::OK, &Value::Object(answer)))
+    })
 }
 
 /// `POST …/upload/finalize/` `{session_uid}`: every file must be confirmed.
@@ -233,24 +240,18 @@ pub(crate) async fn finalize(
     Path(recording): Path<String>,
     body: Bytes,
 ) -> Reply {
-    let body = body_object(&body)?;
-    let mut fleet = shared.fleet.lock().expect("fleet lock");
-    let Some(session) = fleet.sessions.get_mut(&recording) else {
-        return Ok(no_session());
-    };
-    if body["session_uid"].as_str() != Some(session.uid.as_str()) {
-        return Err(wrong_session());
-    }
-    if session.confirmed.len() != session.files.len() {
-        return Err(reject(Problem::BadRequest {
-            message: "Some files are not confirmed yet.".into(),
-        }));
-    }
-    session.status = "completing";
-    Ok(json_response(
-        StatusCode::ACCEPTED,
-        &json!({"detail": "Upload finalization queued.", "session_uid": session.uid}),
-    ))
+    in_session(&shared, &recording, &body, |session, _body| {
+        if session.confirmed.len() != session.files.len() {
+            return Err(reject(Problem::BadRequest {
+                message: "Some files are not confirmed yet.".into(),
+            }));
+        }
+        session.status = "completing";
+        Ok(json_response(
+            StatusCode::ACCEPTED,
+            &json!({"detail": "Upload finalization queued.", "session_uid": session.uid}),
+        ))
+    })
 }
 
 /// `GET …/upload/status/`: counters and the paths not confirmed yet.

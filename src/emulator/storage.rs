@@ -74,7 +74,7 @@ pub(crate) async fn download(
             "The specified key does not exist.",
         );
     };
-    let mut response = Body::new(ExportBody::new(&export)).into_response();
+    let mut response = Body::new(export_body(&export)).into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
@@ -91,39 +91,64 @@ pub(crate) fn s3_error(status: StatusCode, code: &str, message: &str) -> Respons
     (status, [(header::CONTENT_TYPE, "application/xml")], body).into_response()
 }
 
-/// The sha256 (lowercase hex) of the bytes `download` serves for an export.
+/// The sha256 (lowercase hex) of the bytes `download` serves for an export: the same
+/// chunks, hashed.
 pub(crate) fn sha256(export: &ExportRecord) -> String {
     let mut hasher = Sha256::new();
-    hasher.update(export.document.as_slice());
-    let spaces = vec![b' '; CHUNK as usize];
-    let mut left = export.bytes.saturating_sub(export.document.len() as u64);
-    while left > 0 {
-        let n = left.min(CHUNK);
-        hasher.update(&spaces[..n as usize]);
-        left -= n;
+    let mut pos = 0;
+    while pos < export.bytes {
+        let n = CHUNK.min(export.bytes - pos);
+        hasher.update(export_chunk(&export.document, pos, n));
+        pos += n;
     }
     hex::encode(hasher.finalize())
 }
 
-/// The streamed body of an export file: the JSON document, then spaces up to the exact
-/// `--export-bytes` (JSON allows trailing whitespace), with an exact size hint.
-struct ExportBody {
-    document: Arc<Vec<u8>>,
+/// The body of an export file: the JSON document, then spaces up to the exact
+/// `--export-bytes` (JSON allows trailing whitespace).
+fn export_body(export: &ExportRecord) -> Generated<impl FnMut(u64, u64) -> Bytes + Send> {
+    let document = export.document.clone();
+    Generated::new(export.bytes, move |pos, n| export_chunk(&document, pos, n))
+}
+
+/// `n` bytes of an export file from `pos`.
+fn export_chunk(document: &[u8], pos: u64, n: u64) -> Bytes {
+    let doc = document.len() as u64;
+    if pos < doc {
+        let end = doc.min(pos + n);
+        let mut buf = Vec::with_capacity(n as usize);
+        buf.extend_from_slice(&document[pos as usize..end as usize]);
+        buf.resize(n as usize, b' ');
+        return Bytes::from(buf);
+    }
+    // The padding: one shared block of spaces, handed out without a copy (a fresh buffer
+    // per chunk made the emulator, not the client, the busiest process of a big download
+    // on a 2-CPU host).
+    static SPACES: std::sync::OnceLock<Bytes> = std::sync::OnceLock::new();
+    SPACES
+        .get_or_init(|| Bytes::from(vec![b' '; CHUNK as usize]))
+        .slice(..n as usize)
+}
+
+/// A streamed body of exactly `total` bytes, made [`CHUNK`] at a time by `make(pos, len)`,
+/// with an exact size hint (export files, seeded items' bytes).
+struct Generated<F> {
+    make: F,
     total: u64,
     pos: u64,
 }
 
-impl ExportBody {
-    fn new(export: &ExportRecord) -> Self {
-        ExportBody {
-            document: export.document.clone(),
-            total: export.bytes,
+impl<F: FnMut(u64, u64) -> Bytes> Generated<F> {
+    fn new(total: u64, make: F) -> Self {
+        Generated {
+            make,
+            total,
             pos: 0,
         }
     }
 }
 
-impl HttpBody for ExportBody {
+impl<F: FnMut(u64, u64) -> Bytes + Unpin> HttpBody for Generated<F> {
     type Data = Bytes;
     type Error = std::convert::Infallible;
 
@@ -135,23 +160,8 @@ impl HttpBody for ExportBody {
         if this.pos >= this.total {
             return Poll::Ready(None);
         }
-        let doc = this.document.len() as u64;
         let n = CHUNK.min(this.total - this.pos);
-        let chunk = if this.pos < doc {
-            let end = doc.min(this.pos + n);
-            let mut buf = Vec::with_capacity(n as usize);
-            buf.extend_from_slice(&this.document[this.pos as usize..end as usize]);
-            buf.resize(n as usize, b' ');
-            Bytes::from(buf)
-        } else {
-            // The padding: one shared block of spaces, handed out without a copy (a fresh
-            // buffer per chunk made the emulator, not the client, the busiest process of
-            // a big download on a 2-CPU host).
-            static SPACES: std::sync::OnceLock<Bytes> = std::sync::OnceLock::new();
-            SPACES
-                .get_or_init(|| Bytes::from(vec![b' '; CHUNK as usize]))
-                .slice(..n as usize)
-        };
+        let chunk = (this.make)(this.pos, n);
         this.pos += n;
         Poll::Ready(Some(Ok(Frame::data(chunk))))
     }
@@ -563,41 +573,15 @@ fn files_body(paths: Vec<std::path::PathBuf>) -> Body {
     Body::from_stream(stream)
 }
 
-/// Deterministic bytes of a seeded item: its id and a newline, repeated to `size`.
-struct ItemBody {
-    pattern: Vec<u8>,
-    total: u64,
-    pos: u64,
-}
-
-impl HttpBody for ItemBody {
-    type Data = Bytes;
-    type Error = std::convert::Infallible;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        let this = self.get_mut();
-        if this.pos >= this.total {
-            return Poll::Ready(None);
-        }
-        let n = CHUNK.min(this.total - this.pos);
-        let width = this.pattern.len() as u64;
-        let buf: Vec<u8> = (this.pos..this.pos + n)
-            .map(|i| this.pattern[(i % width) as usize])
-            .collect();
-        this.pos += n;
-        Poll::Ready(Some(Ok(Frame::data(Bytes::from(buf)))))
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.pos >= self.total
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        SizeHint::with_exact(self.total - self.pos)
-    }
+/// The bytes of a seeded item: its id and a newline, repeated to `size`.
+fn seeded_item_body(id: &str, size: u64) -> Generated<impl FnMut(u64, u64) -> Bytes + Send> {
+    let pattern = format!("{id}\n").into_bytes();
+    let width = pattern.len() as u64;
+    Generated::new(size, move |pos, n| {
+        (pos..pos + n)
+            .map(|i| pattern[(i % width) as usize])
+            .collect()
+    })
 }
 
 /// `GET /items/{dataset}/{item}` on the storage origin: the bytes behind an item's `url`
@@ -639,12 +623,7 @@ pub(crate) async fn item_bytes(
             if record.metadata.get("sha256").is_some() {
                 return missing();
             }
-            Body::new(ItemBody {
-                pattern: format!("{}\n", record.id).into_bytes(),
-                total: size,
-                pos: 0,
-            })
-            .into_response()
+            Body::new(seeded_item_body(&record.id, size)).into_response()
         }
     };
     response.headers_mut().insert(
@@ -677,11 +656,30 @@ mod tests {
     }
 
     #[test]
+    fn a_seeded_item_is_its_id_repeated_to_its_size_across_chunks() {
+        use futures_util::FutureExt as _;
+        for size in [0, 5, CHUNK + 3, 2 * CHUNK] {
+            let body = Body::new(seeded_item_body("it_7", size));
+            let bytes = axum::body::to_bytes(body, usize::MAX)
+                .now_or_never()
+                .expect("ready")
+                .expect("infallible");
+            let want: Vec<u8> = b"it_7\n"
+                .iter()
+                .copied()
+                .cycle()
+                .take(size as usize)
+                .collect();
+            assert_eq!(bytes.as_ref(), want.as_slice(), "size {size}");
+        }
+    }
+
+    #[test]
     fn export_files_are_the_document_padded_to_the_exact_size() {
         use futures_util::FutureExt as _;
         for total in [2, 3, 1000, CHUNK + 17, 3 * CHUNK] {
             let record = export("{\"a\": 1}\n", total.max(9));
-            let body = Body::new(ExportBody::new(&record));
+            let body = Body::new(export_body(&record));
             let bytes = axum::body::to_bytes(body, usize::MAX)
                 .now_or_never()
                 .expect("ready")

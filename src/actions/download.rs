@@ -151,7 +151,8 @@ async fn run(inputs: DownloadInputs, ctx: &RunCtx<'_>) -> ActionResult {
                     "path": dest.display().to_string(),
                     "bytes": bytes,
                     "sha256": digest,
-                }));
+                })
+                .into());
             }
             Err(FetchError::Body(message))
                 if attempt < max_attempts && !ctx.call.cancel.is_cancelled() =>

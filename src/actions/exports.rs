@@ -76,7 +76,7 @@ impl Action for ExportsCreate {
             );
             let export = super::fetch_json(ctx, &get).await?;
             if export.is_object() {
-                return Ok(export);
+                return Ok(export.into());
             }
         }
         let resp = ctx.client.send_json(&req, &ctx.call, None).await?;
@@ -87,7 +87,7 @@ impl Action for ExportsCreate {
             ctx.journal.export_created(id);
         }
         match body {
-            Value::Object(_) => Ok(body),
+            Value::Object(_) => Ok(body.into()),
             other => Err(ActionError::Other(format!(
                 "POST /exports: expected the created export as a JSON object, got {}",
                 crate::api::shapes::shorten(&other.to_string(), 100)
@@ -207,7 +207,7 @@ async fn run_wait(inputs: WaitInputs, ctx: &RunCtx<'_>) -> ActionResult {
         let no_url = matches!(state, ExportState::NoUrl { .. });
         without_url += u32::from(no_url);
         match state {
-            ExportState::Done { .. } => return Ok(body),
+            ExportState::Done { .. } => return Ok(body.into()),
             ExportState::Failed { message } => {
                 return Err(ActionError::Other(format!(
                     "export {id} {message} (after {polls} poll{})",

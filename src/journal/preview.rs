@@ -84,7 +84,10 @@ pub async fn decide(inputs: &JournalInputs) -> Result<(Vec<String>, Vec<Value>),
         let (decision, outputs) = decide_step(s, rec, blocked_by, &opened, &base, &cancel).await;
         if let Some(outputs) = outputs {
             reused[i] = true;
-            entries.insert(s.id.clone(), step_entry(&outputs, "succeeded"));
+            entries.insert(
+                s.id.clone(),
+                step_entry(crate::template::from_json(&outputs), "succeeded"),
+            );
         }
         out[i] = Some(decision);
     }

@@ -177,10 +177,10 @@ pub struct Item {
     plain: bool,
 }
 
-/// What [`Item::scan`] found.
-pub struct Scanned {
-    pub item: Item,
-    /// The text may hold what a full parse refuses and capturing it does not check (a
+/// A page's items as captured, and whether the page must be parsed in full.
+pub struct ScannedPage {
+    pub items: Vec<Item>,
+    /// An item may hold what a full parse refuses and capturing it does not check (a
     /// number out of range, an escape that is no character, nesting past the parser's
     /// limit): the page must be parsed in full to know.
     pub doubtful: bool,
@@ -192,47 +192,114 @@ const PLAIN_DEPTH: usize = 100;
 /// A longer run of digits may be a number out of range (f64 ends near 1.8e308).
 const PLAIN_DIGITS: usize = 300;
 
-impl Item {
-    /// Scans an item captured from a page (its JSON syntax and UTF-8 already checked).
-    pub fn scan(raw: Box<RawValue>) -> Scanned {
-        let text = raw.get().as_bytes();
-        let mut plain = true;
-        let mut doubtful = false;
-        let (mut depth, mut digits, mut i) = (0usize, 0usize, 0usize);
-        while i < text.len() {
-            let b = text[i];
-            if b.is_ascii_digit() {
-                digits += 1;
-                doubtful |= digits > PLAIN_DIGITS;
-                i += 1;
-                continue;
-            }
-            digits = 0;
-            match b {
-                b'"' => {
-                    plain &= !text[i..].starts_with(b"\"uid\"");
-                    let (end, surrogate) = string_end(text, i + 1);
-                    doubtful |= surrogate;
-                    i = end;
-                    continue;
-                }
-                b'e' | b'E' if i > 0 && text[i - 1].is_ascii_digit() => doubtful = true,
-                b'[' | b'{' => {
-                    depth += 1;
-                    doubtful |= depth > PLAIN_DEPTH;
-                }
-                b']' | b'}' => depth = depth.saturating_sub(1),
-                b'\n' | b'\r' => plain = false,
-                _ => {}
+/// Reads a page's captured items (their JSON syntax and UTF-8 already checked); `body`
+/// is the page they came from. What is rare is looked for in the whole page at once
+/// (vectorised searches), and an item is looked at alone only where the page has it.
+pub fn scan_page(body: &[u8], raws: Vec<Box<RawValue>>) -> ScannedPage {
+    let uids = memchr::memmem::find(body, b"\"uid\"").is_some();
+    let breaks = memchr::memchr2(b'\n', b'\r', body).is_some();
+    let mut nested = false;
+    let items = raws
+        .into_iter()
+        .map(|raw| {
+            let text = raw.get().as_bytes();
+            let plain = !(uids && memchr::memmem::find(text, b"\"uid\"").is_some()
+                || breaks && memchr::memchr2(b'\n', b'\r', text).is_some());
+            // Opening brackets, strings' included, bound the nesting from above.
+            let opens = memchr::memchr2_iter(b'[', b'{', text).count();
+            nested |= opens > PLAIN_DEPTH && deep(text);
+            Item { raw, plain }
+        })
+        .collect::<Vec<_>>();
+    // Where the page might hold a number out of range or a surrogate, look item by item
+    // with strings told apart from the rest (an id such as `a1e5` is no exponent).
+    let doubtful =
+        nested || may_refuse(body) && items.iter().any(|i| refused(i.raw.get().as_bytes()));
+    ScannedPage { items, doubtful }
+}
+
+/// Might the page hold what the parse refuses and the capture does not: an exponent (a
+/// digit then `e`), a long run of digits, a `\\u` escape of a surrogate? (Anywhere, in
+/// strings too: [`refused`] then tells.)
+fn may_refuse(body: &[u8]) -> bool {
+    // Branch-free over blocks (the compiler vectorises it): `e` is everywhere in text.
+    let exponent = body.len() > 1
+        && body[..body.len() - 1]
+            .chunks(256)
+            .zip(body[1..].chunks(256))
+            .any(|(this, next)| {
+                this.iter().zip(next).fold(false, |hit, (&a, &b)| {
+                    hit | ((a.wrapping_sub(b'0') < 10) & ((b | 0x20) == b'e'))
+                })
+            });
+    // A run longer than the limit covers a stride point and the half-limit after it.
+    let stride = PLAIN_DIGITS / 2;
+    let long_run = (0..body.len().saturating_sub(stride))
+        .step_by(stride)
+        .any(|k| body[k..=k + stride].iter().all(u8::is_ascii_digit));
+    let surrogate = memchr::memmem::find_iter(body, b"\\u").any(|at| {
+        let unit = body.get(at + 2..at + 4);
+        matches!(unit, Some([d, h]) if d.eq_ignore_ascii_case(&b'd') && matches!(h.to_ascii_lowercase(), b'8'..=b'9' | b'a'..=b'f'))
+    });
+    exponent || long_run || surrogate
+}
+
+/// Does the item hold, outside its strings, a number out of range (an exponent, a long
+/// run of digits), or in them an escaped surrogate?
+fn refused(text: &[u8]) -> bool {
+    let (mut digits, mut i) = (0usize, 0usize);
+    while i < text.len() {
+        let b = text[i];
+        if b.is_ascii_digit() {
+            digits += 1;
+            if digits > PLAIN_DIGITS {
+                return true;
             }
             i += 1;
+            continue;
         }
-        Scanned {
-            item: Item { raw, plain },
-            doubtful,
+        digits = 0;
+        match b {
+            b'"' => {
+                let (end, surrogate) = string_end(text, i + 1);
+                if surrogate {
+                    return true;
+                }
+                i = end;
+                continue;
+            }
+            b'e' | b'E' if i > 0 && text[i - 1].is_ascii_digit() => return true,
+            _ => {}
         }
+        i += 1;
     }
+    false
+}
 
+/// Does the item nest deeper than [`PLAIN_DEPTH`] outside its strings?
+fn deep(text: &[u8]) -> bool {
+    let (mut depth, mut i) = (0usize, 0usize);
+    while i < text.len() {
+        match text[i] {
+            b'"' => {
+                i = string_end(text, i + 1).0;
+                continue;
+            }
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > PLAIN_DEPTH {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        i += 1;
+    }
+    false
+}
+
+impl Item {
     /// An item already parsed (a page the capture did not read): written anew.
     pub fn from_value(value: &Value) -> Item {
         match serde_json::value::to_raw_value(value) {
@@ -285,21 +352,24 @@ impl Serialize for Item {
 /// Where the string starting at `from` (after its quote) ends (after its closing quote),
 /// and whether it escapes a surrogate (`\ud800`-`\udfff`: the parse checks their pairing,
 /// the capture does not). Escapes are kept as written: the masker reads escaped forms.
-fn string_end(text: &[u8], mut from: usize) -> (usize, bool) {
+/// (A plain loop: an item's strings are short, too short for a vectorised search to pay.)
+fn string_end(text: &[u8], mut at: usize) -> (usize, bool) {
     let mut surrogate = false;
-    while let Some(at) = memchr::memchr2(b'"', b'\\', &text[from.min(text.len())..]) {
-        let at = from + at;
-        if text[at] == b'"' {
-            return (at + 1, surrogate);
+    while at < text.len() {
+        match text[at] {
+            b'"' => return (at + 1, surrogate),
+            b'\\' => {
+                if text.get(at + 1) == Some(&b'u') {
+                    let hex = text
+                        .get(at + 2..at + 6)
+                        .and_then(|h| std::str::from_utf8(h).ok());
+                    let unit = hex.and_then(|h| u16::from_str_radix(h, 16).ok());
+                    surrogate |= unit.is_none_or(|u| (0xd800..=0xdfff).contains(&u));
+                }
+                at += 2;
+            }
+            _ => at += 1,
         }
-        if text.get(at + 1) == Some(&b'u') {
-            let hex = text
-                .get(at + 2..at + 6)
-                .and_then(|h| std::str::from_utf8(h).ok());
-            let unit = hex.and_then(|h| u16::from_str_radix(h, 16).ok());
-            surrogate |= unit.is_none_or(|u| (0xd800..=0xdfff).contains(&u));
-        }
-        from = at + 2;
     }
     (text.len(), true)
 }
@@ -343,14 +413,17 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn item(text: &str) -> Scanned {
-        Item::scan(RawValue::from_string(text.to_string()).unwrap())
+    /// A page of one item: the item, and whether the page is doubtful.
+    fn item(text: &str) -> (Item, bool) {
+        let raw = RawValue::from_string(text.to_string()).unwrap();
+        let mut page = scan_page(text.as_bytes(), vec![raw]);
+        (page.items.pop().unwrap(), page.doubtful)
     }
 
     #[test]
     fn plain_and_doubtful_items() {
-        let plain = |t: &str| item(t).item.plain;
-        let doubtful = |t: &str| item(t).doubtful;
+        let plain = |t: &str| item(t).0.plain;
+        let doubtful = |t: &str| item(t).1;
         assert!(plain(
             r#"{"id": "ds_1", "name": "cats", "n": [1, 2.5, true, null]}"#
         ));
@@ -391,7 +464,7 @@ mod tests {
             r#"{"id": "q\"uote\u00e9"}"#,
             "{\"id\":\n \"nl\"}",
         ] {
-            items.push(item(text).item);
+            items.push(item(text).0);
         }
         let mut fields = serde_json::Map::new();
         fields.insert("count".into(), json!(4));

@@ -238,7 +238,7 @@ fn outputs(items: Items, count: u64, total: Option<u64>, path: Option<String>) -
 /// syntax and UTF-8 checked, not built), so the next page is asked for at once and an
 /// item is parsed only if something reads it. A page whose items may hold what only a
 /// full parse refuses (a number out of range, an escape that is no character, deep
-/// nesting: see [`Item::scan`]) is parsed in full, and fails the step as before — its
+/// nesting: see [`crate::outputs::scan_page`]) is parsed in full, and fails the step as before — its
 /// already-asked next page dropped unread: one GET more than the server needed.
 pub async fn paginate(
     client: &crate::api::Client,
@@ -283,17 +283,11 @@ pub async fn paginate(
                 if let Ok(Some(next)) = &next {
                     ahead = Some(Prefetch::start(client, call, next));
                 }
-                let mut doubtful = false;
-                let mut items = Vec::with_capacity(info.items.len());
-                for raw in info.items {
-                    let scanned = Item::scan(raw);
-                    doubtful |= scanned.doubtful;
-                    items.push(scanned.item);
-                }
-                if doubtful {
+                let page = crate::outputs::scan_page(&raw.bytes, info.items);
+                if page.doubtful {
                     page_of(raw).map_err(unexpected)?;
                 }
-                (items, next)
+                (page.items, next)
             }
             // Not a page the light pass reads: the whole body says what is wrong.
             None => {

@@ -459,7 +459,8 @@ mod tests {
     #[test]
     fn floats_keep_their_text_wherever_they_are() {
         let node =
-            parse("a: [3.5, 3.10, {k: 2.50, 1.5: 0.10}]\nb: &x [1e3, 2.25]\nc: *x\n").unwrap();
+            parse("a: [3.5, 3.10, {k: 2.50, 1.5: 0.10}]\nb: &x [1e3, 2.25]\nc: *x\nd: 0.50\n")
+                .unwrap();
         let map = node.as_map().unwrap();
         let seq = |n: &Node| match &n.kind {
             NodeKind::Seq(items) => items.iter().map(|i| i.kind.clone()).collect::<Vec<_>>(),
@@ -478,9 +479,17 @@ mod tests {
                 (&NodeKind::Float(1.5), &NodeKind::Str("0.10".into())),
             ]
         );
-        let written = [NodeKind::Str("1e3".into()), NodeKind::Float(2.25)];
-        assert_eq!(seq(&map[1].1), written);
-        assert_eq!(seq(&map[2].1), written);
+        assert_eq!(
+            seq(&map[1].1),
+            [NodeKind::Str("1e3".into()), NodeKind::Float(2.25)]
+        );
+        // A value read through an alias has no span of its own (serde-saphyr replays the
+        // anchor's events): its floats are numbers, and the floats after it keep theirs.
+        assert_eq!(
+            seq(&map[2].1),
+            [NodeKind::Float(1e3), NodeKind::Float(2.25)]
+        );
+        assert_eq!(map[3].1.kind, NodeKind::Str("0.50".into()));
         let NodeKind::Seq(b) = &map[1].1.kind else {
             panic!()
         };

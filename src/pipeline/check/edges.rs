@@ -20,17 +20,17 @@ impl<'p> AnalysedTemplates<'p> {
         let mut by_pos: Vec<&'p PendingTemplate> = pending.iter().collect();
         // Stable: of two templates at one place, the first met is found first. They are
         // met in file order, so this is a check more than a sort.
-        by_pos.sort_by_key(|p| p.tmpl.pos);
+        by_pos.sort_by_key(|p| p.pos);
         AnalysedTemplates { by_pos }
     }
 
     /// The first analysed template written at `t`'s place with `t`'s source.
     fn find(&self, t: &Tmpl) -> Option<&'p PendingTemplate> {
-        let first = self.by_pos.partition_point(|p| p.tmpl.pos < t.pos);
+        let first = self.by_pos.partition_point(|p| p.pos < t.pos);
         self.by_pos[first..]
             .iter()
-            .take_while(|p| p.tmpl.pos == t.pos)
-            .find(|p| p.tmpl.source == t.source)
+            .take_while(|p| p.pos == t.pos)
+            .find(|p| p.source == t.source)
             .copied()
     }
 }

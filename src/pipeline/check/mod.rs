@@ -184,7 +184,10 @@ enum Scope {
 struct PendingTemplate {
     step: Option<usize>,
     scope: Scope,
-    tmpl: Tmpl,
+    /// Where the template is written, and its text (the stored [`Tmpl`] is found again by
+    /// both: values read through an alias may share a position).
+    pos: Pos,
+    source: String,
     references: Vec<String>,
 }
 

@@ -211,9 +211,10 @@ impl Redactor {
     }
 
     /// The value as compact JSON, masked as [`Redactor::json`] masks it, without a copy
-    /// of the value first; true when something was masked. (The journal writes a step's
-    /// outputs this way: cloning a 20k-item list to mask it cost more than writing it.)
-    pub fn json_text_masked(&self, value: &Value) -> (String, bool) {
+    /// of the value first when nothing needs masking; true when something was masked.
+    /// (The journal writes a step's outputs this way: cloning a 20k-item list to mask it
+    /// cost more than writing it.)
+    pub fn json_text_masked<T: serde::Serialize + ?Sized>(&self, value: &T) -> (String, bool) {
         // Most outputs hold no secret: one scan of the whole text instead of one per string
         // and key. Only with the pattern, which matches JSON-escaped forms too (a plain
         // search for secrets too long for one would miss a secret holding a `"`).
@@ -225,9 +226,11 @@ impl Redactor {
         if nothing {
             return (text, false);
         }
+        // Something may need masking (rare): as a value, masked string by string.
+        let value = serde_json::from_str::<Value>(&text).unwrap_or(Value::Null);
         let changed = std::cell::Cell::new(false);
         let shown = MaskedJson {
-            value,
+            value: &value,
             redactor: self,
             changed: &changed,
         };

@@ -6,7 +6,6 @@
 //! Must not: hold items in memory when `save_to` is set.
 
 use std::collections::HashSet;
-use std::io::Write as _;
 
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -15,6 +14,7 @@ use super::datasets::DatasetRef;
 use super::{Action, ActionError, ActionPlan, ActionResult, Inputs, Repeats, RunCtx};
 use crate::api::request::{with_query, HttpRequest, Method};
 use crate::api::{shapes, CallCtx, Endpoint, Target};
+use crate::outputs::{Item, Items, Outputs};
 use crate::pipeline::spec::{dflt, opt, req, ActionSpec, Field, Ty, COUNT};
 use crate::template::Text;
 
@@ -164,7 +164,7 @@ impl Paging {
         match self.save_to.as_ref().map(Text::shown) {
             Some(path) => save_to(first, self.max_items, &path, ctx).await,
             None => {
-                let mut items = Vec::new();
+                let mut items = Items::default();
                 let (count, total) =
                     paginate(ctx.client, &ctx.call, first, self.max_items, &mut |item| {
                         items.push(item)
@@ -198,9 +198,7 @@ async fn save_to(
     let mut write_err = None;
     let (count, total) = paginate(ctx.client, &ctx.call, first, max_items, &mut |item| {
         if write_err.is_none() {
-            if let Err(e) = serde_json::to_writer(&mut writer, &item)
-                .and_then(|_| writer.write_all(b"\n").map_err(serde_json::Error::io))
-            {
+            if let Err(e) = item.write_line(&mut writer) {
                 write_err = Some(e);
             }
         }
@@ -215,35 +213,39 @@ async fn save_to(
     super::keep_permissions(&tmp, &dest);
     tmp.persist(&dest)
         .map_err(|e| ActionError::Other(format!("cannot move the items into {path}: {e}")))?;
-    Ok(outputs(Vec::new(), count, total, Some(path.to_string())))
+    Ok(outputs(
+        Items::default(),
+        count,
+        total,
+        Some(path.to_string()),
+    ))
 }
 
-/// The step's outputs. Built by hand: `json!` would serialize `items` into a deep copy,
-/// which for a big list costs as much as parsing it did.
-fn outputs(items: Vec<Value>, count: u64, total: Option<u64>, path: Option<String>) -> Value {
+/// The step's outputs: the items as the server wrote them, then the counts.
+fn outputs(items: Items, count: u64, total: Option<u64>, path: Option<String>) -> Outputs {
     let mut map = serde_json::Map::new();
-    map.insert("items".into(), Value::Array(items));
+    map.insert("items".into(), Value::Null);
     map.insert("count".into(), json!(count));
     map.insert("total".into(), json!(total));
     map.insert("path".into(), json!(path));
-    Value::Object(map)
+    Outputs::with_items(map, items)
 }
 
-/// Fetches every page starting at `first`, handing each item to `sink`. Returns the
-/// number of items and the server's total (when it gives one).
+/// Fetches every page starting at `first`, handing each item to `sink` as the server
+/// wrote it. Returns the number of items and the server's total (when it gives one).
 ///
-/// Each page's paging fields are read first (its items counted, not built), so the next
-/// page is asked for while this page's items are still being parsed: the server prepares
-/// one page while the client reads the last. (A page whose items then fail to parse — a
-/// number out of range, invalid UTF-8, nesting too deep: what the light pass does not
-/// check — fails the step as before, its already-asked next page dropped unread: one GET
-/// more than the server needed.)
+/// A page is read once, lightly: its paging fields, and its items captured as text (their
+/// syntax and UTF-8 checked, not built), so the next page is asked for at once and an
+/// item is parsed only if something reads it. A page whose items may hold what only a
+/// full parse refuses (a number out of range, an escape that is no character, deep
+/// nesting: see [`crate::outputs::scan_page`]) is parsed in full, and fails the step as before — its
+/// already-asked next page dropped unread: one GET more than the server needed.
 pub async fn paginate(
     client: &crate::api::Client,
     call: &CallCtx,
     first: &HttpRequest,
     max_items: Option<u64>,
-    sink: &mut (dyn FnMut(Value) + Send),
+    sink: &mut (dyn FnMut(Item) + Send),
 ) -> Result<(u64, Option<u64>), ActionError> {
     let mut pager = Pager {
         first,
@@ -272,11 +274,20 @@ pub async fn paginate(
                 if total.is_none() {
                     total = info.total;
                 }
-                let next = pager.follow(info.items, info.next_cursor, info.cursor_param, page_no);
+                let next = pager.follow(
+                    info.items.len(),
+                    info.next_cursor,
+                    info.cursor_param,
+                    page_no,
+                );
                 if let Ok(Some(next)) = &next {
                     ahead = Some(Prefetch::start(client, call, next));
                 }
-                (page_of(raw).map_err(unexpected)?.items, next)
+                let page = crate::outputs::scan_page(&raw.bytes, info.items);
+                if page.doubtful {
+                    page_of(raw).map_err(unexpected)?;
+                }
+                (page.items, next)
             }
             // Not a page the light pass reads: the whole body says what is wrong.
             None => {
@@ -290,7 +301,7 @@ pub async fn paginate(
                     page.cursor_param,
                     page_no,
                 );
-                (page.items, next)
+                (page.items.iter().map(Item::from_value).collect(), next)
             }
         };
         for item in items {

@@ -4,6 +4,7 @@
 //!
 //! Must not: send requests.
 
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 /// One page of a list.
@@ -110,42 +111,42 @@ pub fn parse_page(body: Value) -> Result<Page, BadBody> {
     })
 }
 
-/// What a page says of paging, read without building its items.
+/// What a page says of paging, and its items as the server wrote them (not parsed).
 #[derive(Debug)]
 pub struct PageInfo {
-    /// How many items the page holds.
-    pub items: usize,
+    /// The page's items, each the text the server wrote.
+    pub items: Vec<Box<RawValue>>,
     pub next_cursor: Option<String>,
     pub cursor_param: &'static str,
     pub total: Option<u64>,
 }
 
-/// The paging fields of a page, from its bytes, its items counted but not built: the
-/// next page can be asked for while this one's items are still being parsed. The rules
-/// are [`parse_page`]'s (it is run on the page with its list left empty). `None` when the
-/// body is not a page this pass reads (not JSON, not an object, a list that is not an
-/// array): [`parse_page`] on the whole body then says what is wrong.
+/// The paging fields of a page, from its bytes, its items captured as text but not
+/// built: the next page can be asked for at once, and an item is parsed only when read.
+/// The rules are [`parse_page`]'s (it is run on the page with its list left empty).
+/// `None` when the body is not a page this pass reads (not JSON, not an object, a list
+/// that is not an array): [`parse_page`] on the whole body then says what is wrong.
 pub fn page_info(bytes: &[u8]) -> Option<PageInfo> {
     let light: LightPage = serde_json::from_slice(bytes).ok()?;
-    let count = if light.fields.contains_key("items") {
+    let items = if light.fields.contains_key("items") {
         light.items
     } else {
         light.results
     };
     let page = parse_page(Value::Object(light.fields)).ok()?;
     Some(PageInfo {
-        items: count,
+        items,
         next_cursor: page.next_cursor,
         cursor_param: page.cursor_param,
         total: page.total,
     })
 }
 
-/// A page's top-level fields, with `items` and `results` counted and left empty.
+/// A page's top-level fields, with `items` and `results` captured and left empty.
 struct LightPage {
     fields: serde_json::Map<String, Value>,
-    items: usize,
-    results: usize,
+    items: Vec<Box<RawValue>>,
+    results: Vec<Box<RawValue>>,
 }
 
 impl<'de> serde::Deserialize<'de> for LightPage {
@@ -162,18 +163,17 @@ impl<'de> serde::Deserialize<'de> for LightPage {
             ) -> Result<LightPage, A::Error> {
                 let mut page = LightPage {
                     fields: serde_json::Map::new(),
-                    items: 0,
-                    results: 0,
+                    items: Vec::new(),
+                    results: Vec::new(),
                 };
                 while let Some(key) = map.next_key::<String>()? {
                     let value = match key.as_str() {
                         "items" | "results" => {
-                            let Counted(n) = map.next_value()?;
                             *if key == "items" {
                                 &mut page.items
                             } else {
                                 &mut page.results
-                            } = n;
+                            } = map.next_value()?;
                             Value::Array(Vec::new())
                         }
                         _ => map.next_value()?,
@@ -184,32 +184,6 @@ impl<'de> serde::Deserialize<'de> for LightPage {
             }
         }
         d.deserialize_map(Fields)
-    }
-}
-
-/// The length of a JSON array, its elements skipped.
-struct Counted(usize);
-
-impl<'de> serde::Deserialize<'de> for Counted {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Count;
-        impl<'de> serde::de::Visitor<'de> for Count {
-            type Value = Counted;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("an array")
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(
-                self,
-                mut seq: A,
-            ) -> Result<Counted, A::Error> {
-                let mut n = 0;
-                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {
-                    n += 1;
-                }
-                Ok(Counted(n))
-            }
-        }
-        d.deserialize_seq(Count)
     }
 }
 
@@ -450,7 +424,12 @@ mod tests {
             let page = parse_page(serde_json::from_str(text).unwrap());
             match page {
                 Ok(page) => {
-                    assert_eq!(info.items, page.items.len(), "{text}");
+                    let items: Vec<Value> = info
+                        .items
+                        .iter()
+                        .map(|raw| serde_json::from_str(raw.get()).unwrap())
+                        .collect();
+                    assert_eq!(items, page.items, "{text}");
                     assert_eq!(info.next_cursor, page.next_cursor, "{text}");
                     assert_eq!(info.cursor_param, page.cursor_param, "{text}");
                     assert_eq!(info.total, page.total, "{text}");

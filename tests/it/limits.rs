@@ -142,3 +142,48 @@ async fn the_emulator_refuses_a_sixth_running_export() {
     assert_eq!((limits.max_exports_running, limits.exports_refused), (6, 1));
     emu.shutdown().await;
 }
+
+/// Seven exports asked for at once: the run creates five, and the sixth and seventh only
+/// once it has seen earlier ones end (here by asking how they stand: nothing else polls
+/// them while the create step runs), so the server never refuses one.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_never_has_more_exports_running_than_the_published_limit() {
+    let emu = start_emulator(
+        Some(KEY),
+        EmulatorOptions {
+            flavor: Flavor::Current,
+            export_polls: 2,
+            ..EmulatorOptions::default()
+        },
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = write(
+        dir.path(),
+        "exports.yaml",
+        "version: 1\napi:\n  flavor: current\nsteps:\n\
+         \x20 - id: create\n    action: exports.create\n    for_each: \"{{ range(7) | list }}\"\n    max_parallel: 7\n    with: {project_id: prj_0001}\n\
+         \x20 - id: wait\n    action: exports.wait\n    for_each: \"{{ steps.create.outputs.results }}\"\n    with: {export: \"{{ item.uid }}\", interval: 10ms}\n",
+    );
+    let out = avala_pipe()
+        .args(["run", "--format", "json", "--base-url", &emu.base_url()])
+        .arg(&pipeline)
+        .current_dir(dir.path())
+        .env("AVALA_API_KEY", KEY)
+        .timeout(Duration::from_secs(60))
+        .run_async()
+        .await;
+    assert_eq!(out.code, Some(0), "stderr:\n{}", out.stderr);
+    let limits = emu.limits();
+    assert_eq!(limits.exports_refused, 0, "{limits:?}");
+    // The limit was reached, so it was the client that kept to it.
+    assert_eq!(limits.max_exports_running, 5, "{limits:?}");
+    let created = emu
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path.ends_with("/exports/"))
+        .count();
+    assert_eq!(created, 7);
+    assert_eq!(out.json()["steps"][1]["outputs"]["count"], 7);
+    emu.shutdown().await;
+}

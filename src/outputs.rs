@@ -122,6 +122,33 @@ impl Outputs {
     }
 }
 
+impl Outputs {
+    /// The outputs as compact JSON text, a list's items copied as they are (the journal
+    /// writes a step's outputs this way: one copy of the items' bytes, no parse).
+    pub fn json_text(&self) -> String {
+        let (Some(items), Some(map)) = (&self.items, self.fields.as_object()) else {
+            return serde_json::to_string(&self.fields).unwrap_or_default();
+        };
+        let mut out = String::with_capacity(items.1 + 2 * items.0.len() + 256);
+        out.push('{');
+        for (i, (k, v)) in map.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(&serde_json::to_string(k).unwrap_or_default());
+            out.push(':');
+            if k == "items" {
+                items.write_json(&mut out);
+            } else {
+                out.push_str(&serde_json::to_string(v).unwrap_or_default());
+            }
+        }
+        out.push('}');
+        out
+    }
+}
+
+/// Through serde a list's items are parsed ([`Outputs::json_text`] copies them instead).
 impl Serialize for Outputs {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let (Some(items), Some(map)) = (&self.items, self.fields.as_object()) else {
@@ -141,11 +168,28 @@ impl Serialize for Outputs {
 
 /// A list's items, each as the server wrote it.
 #[derive(Debug, Default)]
-pub struct Items(Vec<Item>);
+pub struct Items(Vec<Item>, /* their text's bytes */ usize);
 
 impl Items {
     pub fn push(&mut self, item: Item) {
+        self.1 += item.text.len();
         self.0.push(item);
+    }
+
+    /// The items as a JSON array, appended to `out`.
+    fn write_json(&self, out: &mut String) {
+        out.push('[');
+        for (i, item) in self.0.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            if item.plain {
+                out.push_str(&item.text);
+            } else {
+                out.push_str(&serde_json::to_string(&item.value()).unwrap_or_default());
+            }
+        }
+        out.push(']');
     }
 
     pub fn len(&self) -> usize {
@@ -167,10 +211,11 @@ impl Serialize for Items {
     }
 }
 
-/// One item of a list page, as the server wrote it.
+/// One item of a list page, as the server wrote it: JSON text whose syntax and UTF-8
+/// were checked where it was captured.
 #[derive(Debug)]
 pub struct Item {
-    raw: Box<RawValue>,
+    text: Box<str>,
     /// The text is what serializing the parsed item would write, up to spaces and escapes
     /// (the masker reads escaped forms of a secret too): no `uid` (the item gains an
     /// `id`), no line break (the journal is a line per record).
@@ -202,20 +247,149 @@ pub fn scan_page(body: &[u8], raws: Vec<Box<RawValue>>) -> ScannedPage {
     let items = raws
         .into_iter()
         .map(|raw| {
-            let text = raw.get().as_bytes();
-            let plain = !(uids && memchr::memmem::find(text, b"\"uid\"").is_some()
-                || breaks && memchr::memchr2(b'\n', b'\r', text).is_some());
+            let mut item: Box<str> = raw.into();
+            let text = item.as_bytes();
             // Opening brackets, strings' included, bound the nesting from above.
             let opens = memchr::memchr2_iter(b'[', b'{', text).count();
-            nested |= opens > PLAIN_DEPTH && deep(text);
-            Item { raw, plain }
+            let too_deep = opens > PLAIN_DEPTH && deep(text);
+            nested |= too_deep;
+            let mut plain = !(breaks && memchr::memchr2(b'\n', b'\r', text).is_some());
+            if uids && memchr::memmem::find(text, b"\"uid\"").is_some() {
+                // Today's API: every item has a `uid`, to be given its `id` once, here,
+                // in the text (parsing and writing each item anew cost 20 k instructions).
+                match (!too_deep).then(|| with_ids(&item)).flatten() {
+                    Some(Ok(with)) => item = with.into_boxed_str(),
+                    Some(Err(())) => plain = false,
+                    None => {}
+                }
+            }
+            Item { text: item, plain }
         })
         .collect::<Vec<_>>();
     // Where the page might hold a number out of range or a surrogate, look item by item
     // with strings told apart from the rest (an id such as `a1e5` is no exponent).
-    let doubtful =
-        nested || may_refuse(body) && items.iter().any(|i| refused(i.raw.get().as_bytes()));
+    let doubtful = nested || may_refuse(body) && items.iter().any(|i| refused(i.text.as_bytes()));
     ScannedPage { items, doubtful }
+}
+
+/// `text` (one JSON value, its syntax checked) with `"id": <uid>` added, last, to every
+/// object that has a `uid` and no `id`: what [`crate::api::shapes::normalize_ids`] does to
+/// the parsed value, done on the text. `None`: nothing to add; `Err`: not plain enough to
+/// do in the text (a `uid` that is itself an object or a list) — the item is then parsed
+/// and written anew.
+fn with_ids(text: &str) -> Option<Result<String, ()>> {
+    let mut ids = Ids {
+        b: text.as_bytes(),
+        at: 0,
+        adds: Vec::new(),
+    };
+    if ids.value().is_err() {
+        return Some(Err(()));
+    }
+    if ids.adds.is_empty() {
+        return None;
+    }
+    let mut out = String::with_capacity(text.len() + ids.adds.len() * 16);
+    let mut from = 0;
+    for (close, (start, end)) in &ids.adds {
+        out.push_str(&text[from..*close]);
+        out.push_str(",\"id\":");
+        out.push_str(&text[*start..*end]);
+        from = *close;
+    }
+    out.push_str(&text[from..]);
+    Some(Ok(out))
+}
+
+/// A walk over a JSON text whose syntax is known good, noting where ids are to be added.
+struct Ids<'a> {
+    b: &'a [u8],
+    at: usize,
+    /// Each object's closing brace that needs an `id`, and its `uid` value's span.
+    adds: Vec<(usize, (usize, usize))>,
+}
+
+impl Ids<'_> {
+    fn skip_space(&mut self) {
+        while matches!(self.b.get(self.at), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+            self.at += 1;
+        }
+    }
+
+    fn value(&mut self) -> Result<(), ()> {
+        self.skip_space();
+        match self.b.get(self.at).ok_or(())? {
+            b'{' => self.object(),
+            b'[' => {
+                self.at += 1;
+                loop {
+                    self.skip_space();
+                    if self.b.get(self.at) == Some(&b']') {
+                        self.at += 1;
+                        return Ok(());
+                    }
+                    self.value()?;
+                    self.skip_space();
+                    if self.b.get(self.at) == Some(&b',') {
+                        self.at += 1;
+                    }
+                }
+            }
+            b'"' => {
+                self.at = string_end(self.b, self.at + 1).0;
+                Ok(())
+            }
+            _ => {
+                while self.b.get(self.at).is_some_and(|c| {
+                    !matches!(c, b',' | b']' | b'}' | b' ' | b'\t' | b'\n' | b'\r')
+                }) {
+                    self.at += 1;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn object(&mut self) -> Result<(), ()> {
+        self.at += 1;
+        let (mut has_id, mut uid) = (false, None);
+        loop {
+            self.skip_space();
+            match self.b.get(self.at).ok_or(())? {
+                b'}' => break,
+                b',' => {
+                    self.at += 1;
+                    continue;
+                }
+                _ => {}
+            }
+            let key_start = self.at + 1;
+            self.at = string_end(self.b, key_start).0;
+            let written = &self.b[key_start - 1..self.at];
+            let decoded;
+            let mut key = &written[1..written.len() - 1];
+            if key.contains(&b'\\') {
+                decoded = serde_json::from_slice::<String>(written).map_err(|_| ())?;
+                key = decoded.as_bytes();
+            }
+            self.skip_space();
+            self.at += 1; // the colon
+            self.skip_space();
+            let start = self.at;
+            self.value()?;
+            match key {
+                b"id" => has_id = true,
+                b"uid" if matches!(self.b[start], b'{' | b'[') => return Err(()),
+                b"uid" => uid = Some((start, self.at)),
+                _ => {}
+            }
+        }
+        if let (false, Some(span)) = (has_id, uid) {
+            self.adds.push((self.at, span));
+        }
+        self.at += 1;
+        Ok(())
+    }
 }
 
 /// Might the page hold what the parse refuses and the capture does not: an exponent (a
@@ -302,18 +476,15 @@ fn deep(text: &[u8]) -> bool {
 impl Item {
     /// An item already parsed (a page the capture did not read): written anew.
     pub fn from_value(value: &Value) -> Item {
-        match serde_json::value::to_raw_value(value) {
-            Ok(raw) => Item { raw, plain: true },
-            Err(_) => Item {
-                raw: RawValue::from_string("null".into()).expect("null is JSON"),
-                plain: true,
-            },
+        Item {
+            text: value.to_string().into_boxed_str(),
+            plain: true,
         }
     }
 
     /// The item parsed, with `id` beside `uid` as every response gets it.
     pub fn value(&self) -> Value {
-        match serde_json::from_str::<Value>(self.raw.get()) {
+        match serde_json::from_str::<Value>(&self.text) {
             Ok(mut v) => {
                 if !self.plain {
                     crate::api::shapes::normalize_ids(&mut v);
@@ -323,7 +494,7 @@ impl Item {
             // Not reached: a page whose items may not parse is parsed in full first.
             Err(e) => {
                 tracing::warn!("a listed item no longer parses ({e}); kept as text");
-                Value::String(self.raw.get().to_string())
+                Value::String(self.text.to_string())
             }
         }
     }
@@ -331,7 +502,7 @@ impl Item {
     /// The item as one line of JSON (`save_to`).
     pub fn write_line(&self, w: &mut impl std::io::Write) -> std::io::Result<()> {
         if self.plain {
-            w.write_all(self.raw.get().as_bytes())?;
+            w.write_all(self.text.as_bytes())?;
         } else {
             serde_json::to_writer(&mut *w, &self.value())?;
         }
@@ -341,11 +512,7 @@ impl Item {
 
 impl Serialize for Item {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        if self.plain {
-            self.raw.serialize(s)
-        } else {
-            self.value().serialize(s)
-        }
+        self.value().serialize(s)
     }
 }
 
@@ -437,8 +604,17 @@ mod tests {
         assert!(!doubtful(
             r#"{"id": "a\"b\\", "url": "https:\/\/h\/x", "e": "\u00e9"}"#
         ));
-        assert!(!plain(r#"{"uid": "u1"}"#));
-        assert!(!plain(r#"{"a": {"uid": "u1"}}"#));
+        // A uid gets its id in the text: still plain.
+        assert!(plain(r#"{"uid": "u1"}"#));
+        assert_eq!(
+            &*item(r#"{"uid": "u1"}"#).0.text,
+            r#"{"uid": "u1","id":"u1"}"#
+        );
+        assert!(!plain(r#"{"a": {"uid": {"x": 1}}}"#));
+        // Keys written with escapes are read as what they say.
+        assert!(with_ids(r#"{"\u0069d": 1, "uid": "x"}"#).is_none());
+        let added = with_ids(r#"{"\u0075id": "x"}"#).unwrap().unwrap();
+        assert_eq!(added, r#"{"\u0075id": "x","id":"x"}"#);
         assert!(!plain("{\"id\":\n\"a\"}"));
         // What only a full parse refuses.
         assert!(doubtful(r#"{"n": 1e400}"#));
@@ -453,6 +629,47 @@ mod tests {
         let deep = format!("{}{}", "[".repeat(120), "]".repeat(120));
         assert!(doubtful(&deep));
         assert!(!doubtful(&format!("{}{}", "[".repeat(90), "]".repeat(90))));
+    }
+
+    /// Any JSON, written compact or pretty: ids added in the text as in the parsed value.
+    #[test]
+    fn ids_added_in_the_text_as_in_the_value() {
+        use proptest::prelude::*;
+        let key = prop::sample::select(vec!["id", "uid", "a", "b\"c", "é"]);
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            "[a-z\"\\\\ ]{0,6}".prop_map(Value::from),
+        ];
+        let json = leaf.prop_recursive(4, 40, 6, move |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::vec((key.clone(), inner), 0..5).prop_map(|pairs| {
+                    Value::Object(pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+                }),
+            ]
+        });
+        proptest!(|(value in json, pretty in any::<bool>())| {
+            let text = if pretty {
+                serde_json::to_string_pretty(&value).unwrap()
+            } else {
+                serde_json::to_string(&value).unwrap()
+            };
+            let mut want = value.clone();
+            crate::api::shapes::normalize_ids(&mut want);
+            match with_ids(&text) {
+                None => prop_assert_eq!(&value, &want),
+                Some(Ok(text)) => {
+                    let got: Value = serde_json::from_str(&text).unwrap();
+                    prop_assert_eq!(&got, &want);
+                    // The same order of keys too: `id` last, as the value gets it.
+                    prop_assert_eq!(serde_json::to_string(&got).unwrap(), serde_json::to_string(&want).unwrap());
+                }
+                // Only a uid that is an object or a list is left to the parse.
+                Some(Err(())) => prop_assert!(text.contains("\"uid\"")),
+            }
+        });
     }
 
     #[test]
@@ -479,8 +696,10 @@ mod tests {
             ],
         });
         assert_eq!(outputs.to_value(), want);
-        // As text: one line, the plain item as written, the others written anew.
-        let text = serde_json::to_string(&outputs).unwrap();
+        // As text: one line, the plain item as written, the others written anew; through
+        // serde, the same values.
+        assert_eq!(serde_json::to_value(&outputs).unwrap(), want);
+        let text = outputs.json_text();
         assert!(!text.contains('\n'));
         assert!(text.contains(r#"{"id": "a", "n": 1}"#));
         assert_eq!(serde_json::from_str::<Value>(&text).unwrap(), want);

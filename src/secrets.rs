@@ -210,15 +210,14 @@ impl Redactor {
         piece(&text[last..]);
     }
 
-    /// The value as compact JSON, masked as [`Redactor::json`] masks it, without a copy
-    /// of the value first when nothing needs masking; true when something was masked.
+    /// JSON text (compact), masked as [`Redactor::json`] masks a value, without parsing
+    /// it when nothing needs masking; true when something was masked.
     /// (The journal writes a step's outputs this way: cloning a 20k-item list to mask it
     /// cost more than writing it.)
-    pub fn json_text_masked<T: serde::Serialize + ?Sized>(&self, value: &T) -> (String, bool) {
+    pub fn json_text_masked(&self, text: String) -> (String, bool) {
         // Most outputs hold no secret: one scan of the whole text instead of one per string
         // and key. Only with the pattern, which matches JSON-escaped forms too (a plain
         // search for secrets too long for one would miss a secret holding a `"`).
-        let text = serde_json::to_string(value).unwrap_or_default();
         let nothing = match &self.matcher {
             Some(m) => !m.is_match(&text),
             None => self.plain.is_empty(),

@@ -123,12 +123,17 @@ async fn export_place<'a>(
                     .at("/exports/{}", &[&Text::Known(id.clone())]),
             );
             match ctx.client.send_json(&get, &ctx.call, None).await {
-                Ok(resp) => match resp.json().as_ref().map(export_state) {
-                    Ok(ExportState::Done { .. } | ExportState::Failed { .. }) => {
+                Ok(resp) => {
+                    let ended = resp.json().is_ok_and(|body| {
+                        matches!(
+                            export_state(&body),
+                            ExportState::Done { .. } | ExportState::Failed { .. }
+                        )
+                    });
+                    if ended {
                         places.ended(&id);
                     }
-                    _ => {}
-                },
+                }
                 Err(e) if e.status == Some(404) => places.ended(&id),
                 Err(e) => return Err(e.into()),
             }

@@ -234,9 +234,11 @@ fn outputs(items: Items, count: u64, total: Option<u64>, path: Option<String>) -
 /// Fetches every page starting at `first`, handing each item to `sink` as the server
 /// wrote it. Returns the number of items and the server's total (when it gives one).
 ///
-/// A page is read once, lightly: its paging fields, and its items captured as text (their
-/// syntax and UTF-8 checked, not built), so the next page is asked for at once and an
-/// item is parsed only if something reads it. A page whose items may hold what only a
+/// The next page is asked for as soon as a page has arrived, from the paging fields at
+/// its end ([`shapes::next_from_tail`]); the page is then read once, lightly: its paging
+/// fields (which must agree with that guess, or the guess is dropped and the right page
+/// asked for), and its items captured as text (their syntax and UTF-8 checked, not
+/// built), so an item is parsed only if something reads it. A page whose items may hold what only a
 /// full parse refuses (a number out of range, an escape that is no character, deep
 /// nesting: see [`crate::outputs::scan_page`]) is parsed in full, and fails the step as before — its
 /// already-asked next page dropped unread: one GET more than the server needed.
@@ -262,6 +264,11 @@ pub async fn paginate(
             Some(prefetch) => prefetch.answer().await?,
             None => client.send_raw(&req, call, None).await?,
         };
+        // The next page, guessed from the page's last bytes, asked for before the page is
+        // read; kept only if the page, once read, points to the same one.
+        let mut guessed = pager
+            .guess(&raw.bytes)
+            .map(|next| (Prefetch::start(client, call, &next), next));
         let unexpected = |m: shapes::BadBody| {
             ActionError::Other(format!(
                 "{} {}: unexpected response: {m}",
@@ -281,7 +288,11 @@ pub async fn paginate(
                     page_no,
                 );
                 if let Ok(Some(next)) = &next {
-                    ahead = Some(Prefetch::start(client, call, next));
+                    // A wrong guess is dropped (its request aborted).
+                    ahead = Some(match guessed.take() {
+                        Some((prefetch, guess)) if guess.url == next.url => prefetch,
+                        _ => Prefetch::start(client, call, next),
+                    });
                 }
                 let page = crate::outputs::scan_page(&raw.bytes, info.items);
                 if page.doubtful {
@@ -339,6 +350,26 @@ struct Pager<'a> {
 }
 
 impl Pager<'_> {
+    /// The request for the page after `page`, from the paging fields at its end, ahead
+    /// of reading it: only where [`Pager::follow`] could agree without the page's item
+    /// count (no `max_items`, a cursor not seen and not too long).
+    fn guess(&self, page: &[u8]) -> Option<HttpRequest> {
+        let (cursor, cursor_param) = shapes::next_from_tail(page)?;
+        let fresh = self.max_items.is_none()
+            && cursor.len() <= MAX_CURSOR_BYTES
+            && !self
+                .seen
+                .contains(&<[u8; 32]>::from(Sha256::digest(cursor.as_bytes())));
+        fresh.then(|| self.request(&cursor, cursor_param))
+    }
+
+    fn request(&self, cursor: &str, cursor_param: &str) -> HttpRequest {
+        HttpRequest::get(with_query(
+            &self.first.url,
+            &[(cursor_param.to_string(), cursor.to_string())],
+        ))
+    }
+
     /// The next page's request after a page of `items` items (`None`: this was the last
     /// one wanted), or why the server's paging cannot be followed.
     fn follow(
@@ -381,10 +412,7 @@ impl Pager<'_> {
                 shapes::shorten(&cursor, 40)
             )));
         }
-        Ok(Some(HttpRequest::get(with_query(
-            &self.first.url,
-            &[(cursor_param.to_string(), cursor)],
-        ))))
+        Ok(Some(self.request(&cursor, cursor_param)))
     }
 }
 

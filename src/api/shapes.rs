@@ -142,6 +142,74 @@ pub fn page_info(bytes: &[u8]) -> Option<PageInfo> {
     })
 }
 
+/// The next page a page points to, guessed from its last bytes alone: the plain fields
+/// after its list (`"total":5,"has_more":true,"cursor":"c2"}`, read backwards), under
+/// [`parse_page`]'s rules. Lets the next request go out before the page is read; the
+/// guess is checked against [`page_info`] once it is (a wrong one is dropped). `None`
+/// when the tail is not plain enough to tell (escapes, nested values, no next page).
+pub fn next_from_tail(bytes: &[u8]) -> Option<(String, &'static str)> {
+    let mut fields = serde_json::Map::new();
+    let mut at = trim_end(bytes, bytes.len());
+    at = at.checked_sub(1).filter(|&i| bytes[i] == b'}')?;
+    loop {
+        // `"key": value`, backwards: the value, then the colon, then the key.
+        let (value, start) = scalar_before(bytes, at)?;
+        let colon = trim_end(bytes, start).checked_sub(1)?;
+        (bytes[colon] == b':').then_some(())?;
+        let (key, start) = string_before(bytes, colon)?;
+        fields.insert(key, value);
+        let before = trim_end(bytes, start).checked_sub(1)?;
+        match bytes[before] {
+            b',' => at = before,
+            // The page's list (or its start): what comes before is not read.
+            _ => break,
+        }
+        if matches!(bytes[trim_end(bytes, before).checked_sub(1)?], b']' | b'}') {
+            break;
+        }
+    }
+    fields.insert("items".into(), Value::Array(Vec::new()));
+    let page = parse_page(Value::Object(fields)).ok()?;
+    page.next_cursor.map(|c| (c, page.cursor_param))
+}
+
+/// The end of `bytes[..end]` without trailing JSON whitespace.
+fn trim_end(bytes: &[u8], mut end: usize) -> usize {
+    while end > 0 && matches!(bytes[end - 1], b' ' | b'\t' | b'\n' | b'\r') {
+        end -= 1;
+    }
+    end
+}
+
+/// The plain scalar that ends at `end` (whitespace before `end` skipped), and where it
+/// starts: a string without escapes, a number, `true`, `false` or `null`.
+fn scalar_before(bytes: &[u8], end: usize) -> Option<(Value, usize)> {
+    let end = trim_end(bytes, end);
+    if bytes.get(end.checked_sub(1)?) == Some(&b'"') {
+        let (text, start) = string_before(bytes, end)?;
+        return Some((Value::String(text), start));
+    }
+    let start = bytes[..end]
+        .iter()
+        .rposition(|b| !(b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'+')))
+        .map_or(0, |i| i + 1);
+    let value = serde_json::from_slice::<Value>(&bytes[start..end]).ok()?;
+    (!value.is_object() && !value.is_array()).then_some((value, start))
+}
+
+/// The string without escapes that ends at `end` (its closing quote just before, after
+/// trailing whitespace), and where its opening quote is.
+fn string_before(bytes: &[u8], end: usize) -> Option<(String, usize)> {
+    let close = trim_end(bytes, end).checked_sub(1)?;
+    (bytes[close] == b'"').then_some(())?;
+    let open = bytes[..close].iter().rposition(|&b| b == b'"')?;
+    let text = &bytes[open + 1..close];
+    if text.contains(&b'\\') || (open > 0 && bytes[open - 1] == b'\\') {
+        return None;
+    }
+    Some((std::str::from_utf8(text).ok()?.to_string(), open))
+}
+
 /// A page's top-level fields, with `items` and `results` captured and left empty.
 struct LightPage {
     fields: serde_json::Map<String, Value>,
@@ -448,6 +516,41 @@ mod tests {
             "",
         ] {
             assert!(page_info(text.as_bytes()).is_none(), "{text}");
+        }
+    }
+
+    #[test]
+    fn the_tail_guesses_the_next_page_as_the_whole_page_says() {
+        let pages = [
+            (
+                r#"{"items":[{"a":1}],"total":3,"has_more":true,"cursor":"c2"}"#,
+                Some("c2"),
+            ),
+            (
+                " {\"items\": [1] , \"has_more\" : true , \"cursor\" : \"c 2\" }\n",
+                Some("c 2"),
+            ),
+            (
+                r#"{"results":[{"id":1}],"next":"https://h/api/v1/x/?page=3&limit=2","count":9}"#,
+                Some("3"),
+            ),
+            (r#"{"items":[],"has_more":false,"cursor":"c9"}"#, None),
+            (r#"{"results":[],"next":null,"count":0}"#, None),
+            // Not plain enough to tell: nothing guessed.
+            (r#"{"items":[1],"has_more":true,"cursor":"a\"b"}"#, None),
+            (r#"{"items":[1],"has_more":true,"cursor":{"x":1}}"#, None),
+            (r#"{"has_more":true,"cursor":"c2","items":[1,2]}"#, None),
+            ("", None),
+            ("}", None),
+            (r#"{"cursor":"c2"}"#, None),
+        ];
+        for (text, want) in pages {
+            let guess = next_from_tail(text.as_bytes());
+            assert_eq!(guess.as_ref().map(|g| g.0.as_str()), want, "{text}");
+            if let (Some(guess), Some(info)) = (&guess, page_info(text.as_bytes())) {
+                assert_eq!(Some(&guess.0), info.next_cursor.as_ref(), "{text}");
+                assert_eq!(guess.1, info.cursor_param, "{text}");
+            }
         }
     }
 

@@ -183,7 +183,7 @@ pub struct MaskedOutputs {
 
 impl MaskedOutputs {
     pub fn of(redactor: &Redactor, outputs: &crate::outputs::Outputs) -> Self {
-        let (json, masked) = redactor.json_text_masked(outputs);
+        let (json, masked) = redactor.json_text_masked(outputs.json_text());
         MaskedOutputs { json, masked }
     }
 }

@@ -824,6 +824,46 @@ async fn hostile_b13b_items_kept_as_text_are_checked_normalised_and_masked() {
     assert_eq!(outputs_seen, 1, "{journal}");
 }
 
+/// 13c. The next page is asked for from a page's last bytes before the page is read: a
+/// page whose end points elsewhere than the whole page does (fields before its list) is
+/// followed where the whole page says, and a plain list asks for each page once.
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_b13c_the_next_page_guessed_from_the_tail_is_checked() {
+    let server = Hostile::start(|req, _| {
+        let cursor = req.target.split("cursor=").nth(1).unwrap_or("");
+        let body = match (req.path(), cursor) {
+            ("/api/v1/datasets/odd/items", "") => {
+                r#"{"has_more": true, "cursor": "A", "items": [1], "next": "http://127.0.0.1:9/x?cursor=B"}"#
+            }
+            ("/api/v1/datasets/odd/items", "A") => r#"{"items": [2], "has_more": false}"#,
+            ("/api/v1/datasets/odd/items", "B") => r#"{"items": [99], "has_more": false}"#,
+            ("/api/v1/datasets/plain/items", "") => r#"{"items": [1], "has_more": true, "cursor": "p2"}"#,
+            ("/api/v1/datasets/plain/items", "p2") => r#"{"items": [2], "has_more": true, "cursor": "p3"}"#,
+            ("/api/v1/datasets/plain/items", "p3") => r#"{"items": [3], "has_more": false}"#,
+            _ => return not_found(),
+        };
+        answer("200 OK", "application/json", body.as_bytes())
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "p.yaml",
+        "version: 1\nsteps:\n  - id: odd\n    action: items.list\n    with: { dataset: odd }\n  - id: plain\n    action: items.list\n    with: { dataset: plain }\n",
+    );
+    let out = run_at(&server, &file, dir.path(), dir.path()).await;
+    out.code(0);
+    assert_eq!(out.step("odd")["outputs"]["items"], json!([1, 2]));
+    assert_eq!(out.step("plain")["outputs"]["items"], json!([1, 2, 3]));
+    let targets: Vec<String> = server.requests().iter().map(|r| r.target.clone()).collect();
+    let count = |needle: &str| targets.iter().filter(|t| t.contains(needle)).count();
+    assert_eq!(count("odd/items?limit=100&cursor=A"), 1, "{targets:?}");
+    assert!(count("odd/items?limit=100&cursor=B") <= 1, "{targets:?}");
+    assert_eq!(count("/plain/items"), 3, "{targets:?}");
+    assert_eq!(count("cursor=p2"), 1, "{targets:?}");
+    assert_eq!(count("cursor=p3"), 1, "{targets:?}");
+}
+
 /// 16. An export that flips between `completed` without a download URL and `processing`
 /// times out saying so; one that stays completed without a URL says it has none yet.
 #[tokio::test(flavor = "multi_thread")]

@@ -34,6 +34,16 @@ pub fn stdout_text(text: &str) {
     let _ = out.write_all(text.as_bytes()).and_then(|_| out.flush());
 }
 
+/// Writes the command's output to stdout masked by `redactor`, as [`stdout_text`] writes
+/// it, without a masked copy of the whole text first.
+pub fn stdout_masked(text: &str, redactor: &crate::secrets::Redactor) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    let _ = redactor
+        .write_text(text, &mut out)
+        .and_then(|_| out.flush());
+}
+
 /// A message as people may see it: secrets masked, then, in text, outside text escaped (a
 /// server's words or a file's names may be part of it; JSON escapes its own).
 fn shown(message: &str) -> String {

@@ -114,6 +114,13 @@ async fn run_async(
         Ok(prepared) => prepared,
         Err(code) => return code,
     };
+    let plan_as_text_only = args.format == OutputFormat::Text
+        && args.resume.is_none()
+        && args.out.is_none()
+        && args.diff.is_none();
+    if args.dry_run && plan_as_text_only {
+        return print_text_plan(prepared, &args);
+    }
     // The HTTP client reads the system's root certificates (~5 ms): a real run builds it on
     // another thread while the plan is checked.
     let client = (!args.dry_run).then(|| {
@@ -137,21 +144,18 @@ async fn run_async(
         prepared.concurrency,
     ) {
         Ok(plan) => plan,
-        Err(e) => {
-            return invalid(prepared.redactor.text(&format!(
-                "step `{}` ({}:{}): {}",
-                e.step,
-                prepared.p.path.display(),
-                e.line,
-                e.message
-            )))
-        }
+        Err(e) => return plan_error(&prepared, &e),
     };
     if args.dry_run {
-        if args.resume.is_some() {
-            return print_resume_plan(&plan, &args, &prepared).await;
-        }
-        return print_plan(&plan, &args, &prepared);
+        let code = match args.resume.is_some() {
+            true => print_resume_plan(&plan, &args, &prepared).await,
+            false => print_plan(&plan, &args, &prepared),
+        };
+        // The process ends with the dry-run: the plan and the pipeline (several KB a step)
+        // are left to the exit, not freed one allocation at a time.
+        std::mem::forget(plan);
+        std::mem::forget(prepared);
+        return code;
     }
     drop(plan);
     let client = match client {
@@ -296,13 +300,52 @@ fn environment(dry_run: bool) -> Environment {
     }
 }
 
-fn print_plan(plan: &Plan, args: &RunArgs, prepared: &Prepared) -> ExitCode {
+/// A plan that cannot be built: exit 2, as the run would.
+fn plan_error(prepared: &Prepared, e: &crate::plan::PlanError) -> ExitCode {
+    invalid(prepared.redactor.text(&format!(
+        "step `{}` ({}:{}): {}",
+        e.step,
+        prepared.p.path.display(),
+        e.line,
+        e.message
+    )))
+}
+
+/// `--dry-run` in text, with no other use of the plan (`--out`, `--diff`, `--resume`): the
+/// text of each step is written as the step is planned, the planned requests are not kept.
+fn print_text_plan(prepared: Prepared, args: &RunArgs) -> ExitCode {
+    let text = crate::plan::build_text(
+        &prepared.p,
+        &prepared.graph,
+        &prepared.globals,
+        &prepared.endpoint,
+        prepared.concurrency,
+    );
+    let code = match text {
+        Ok(text) => {
+            emulator_note(args, &prepared);
+            console::stdout_masked(&text, &prepared.redactor);
+            ExitCode::Success
+        }
+        Err(e) => plan_error(&prepared, &e),
+    };
+    // The process ends with the dry-run: the pipeline is left to the exit (above).
+    std::mem::forget(prepared);
+    code
+}
+
+/// `--emulator` with `--dry-run`: the URLs shown are not an emulator's.
+fn emulator_note(args: &RunArgs, prepared: &Prepared) {
     if args.emulator {
         console::info(&format!(
             "note: a dry-run starts no emulator; its URLs show {}",
             prepared.endpoint.base_url.as_str().trim_end_matches('/')
         ));
     }
+}
+
+fn print_plan(plan: &Plan, args: &RunArgs, prepared: &Prepared) -> ExitCode {
+    emulator_note(args, prepared);
     let redactor = &prepared.redactor;
     if args.out.is_some() || args.diff.is_some() {
         let mut doc = serde_json::to_value(plan).unwrap_or_default();

@@ -103,9 +103,15 @@ pub fn parse(source: &str) -> Result<Node, YamlError> {
         });
     }
     let options = options();
+    FLOATS.with_borrow_mut(Vec::clear);
     let raw: Spanned<RawNode> =
         serde_saphyr::from_str_with_options(source, options).map_err(convert_error)?;
-    Ok(lower(source, raw))
+    let mut root = settle(raw);
+    let floats = FLOATS.with_borrow_mut(std::mem::take);
+    if !floats.is_empty() {
+        keep_float_text(source, &mut root, &mut floats.into_iter());
+    }
+    Ok(root)
 }
 
 fn options() -> serde_saphyr::Options {
@@ -248,52 +254,94 @@ fn budget_breach(breach: &str) -> String {
     }
 }
 
-/// The tree as serde-saphyr hands it over, before positions are lowered to [`Pos`].
+/// What serde-saphyr hands over for one value: its children are [`Node`]s already, each
+/// made as soon as it was read ([`settle`]). Building the whole tree of serde-saphyr's
+/// `Spanned` values first (two locations of 48 bytes on every value) and lowering it
+/// afterwards held ~6 KB per step of a pipeline at once: the largest part of a 50,000-step
+/// file's memory.
 enum RawNode {
     Null,
     Bool(bool),
     Int(i64),
     Float(f64),
     Str(String),
-    Seq(Vec<Spanned<RawNode>>),
-    Map(Vec<(Spanned<RawNode>, Spanned<RawNode>)>),
+    Seq(Vec<Node>),
+    Map(Vec<(Node, Node)>),
 }
 
-fn lower(source: &str, raw: Spanned<RawNode>) -> Node {
+thread_local! {
+    /// The byte spans of the floats read so far in the document being parsed, in document
+    /// order: a float that does not survive a round trip keeps its written text (see
+    /// [`keep_float_text`]), and serde gives a value no way to the source text.
+    static FLOATS: std::cell::RefCell<Vec<Option<(usize, usize)>>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// One value read, with its position; a float's span is noted in [`FLOATS`].
+fn settle(raw: Spanned<RawNode>) -> Node {
     let loc = raw.referenced;
     let pos = Pos {
         line: loc.line().max(1) as u32,
         col: loc.column().max(1) as u32,
     };
-    let span = loc.span();
-    let written = || -> Option<String> {
-        let start = span.byte_offset()? as usize;
-        let len = span.byte_len()? as usize;
-        source.get(start..start + len).map(|s| s.trim().to_string())
-    };
-    let mut number = None;
     let kind = match raw.value {
         RawNode::Null => NodeKind::Null,
         RawNode::Bool(b) => NodeKind::Bool(b),
         RawNode::Int(i) => NodeKind::Int(i),
-        RawNode::Float(f) => match written() {
-            // A float that would not survive a round trip (`3.10`, `1e3`) keeps its text.
-            Some(text) if text.parse::<f64>().ok() == Some(f) && format_float(f) != text => {
-                number = Some(f);
-                NodeKind::Str(text)
-            }
-            _ => NodeKind::Float(f),
-        },
+        RawNode::Float(f) => {
+            let span = loc.span();
+            let written = span
+                .byte_offset()
+                .zip(span.byte_len())
+                .map(|(start, len)| (start as usize, len as usize));
+            FLOATS.with_borrow_mut(|floats| floats.push(written));
+            NodeKind::Float(f)
+        }
         RawNode::Str(s) => NodeKind::Str(s),
-        RawNode::Seq(items) => NodeKind::Seq(items.into_iter().map(|n| lower(source, n)).collect()),
-        RawNode::Map(entries) => NodeKind::Map(
-            entries
-                .into_iter()
-                .map(|(k, v)| (lower(source, k), lower(source, v)))
-                .collect(),
-        ),
+        RawNode::Seq(items) => NodeKind::Seq(items),
+        RawNode::Map(entries) => NodeKind::Map(entries),
     };
-    Node { pos, kind, number }
+    Node {
+        pos,
+        kind,
+        number: None,
+    }
+}
+
+/// Walks the tree in document order, as the floats were read: a float that would not
+/// survive a round trip (`3.10`, `1e3`) becomes the string it was written as, with its
+/// number kept for places that want numbers.
+fn keep_float_text(
+    source: &str,
+    node: &mut Node,
+    spans: &mut impl Iterator<Item = Option<(usize, usize)>>,
+) {
+    match &mut node.kind {
+        NodeKind::Float(f) => {
+            let f = *f;
+            let written = spans
+                .next()
+                .flatten()
+                .and_then(|(start, len)| source.get(start..start.checked_add(len)?))
+                .map(str::trim);
+            if let Some(text) = written {
+                if text.parse::<f64>().ok() == Some(f) && format_float(f) != text {
+                    node.number = Some(f);
+                    node.kind = NodeKind::Str(text.to_string());
+                }
+            }
+        }
+        NodeKind::Seq(items) => items
+            .iter_mut()
+            .for_each(|item| keep_float_text(source, item, spans)),
+        NodeKind::Map(entries) => {
+            for (k, v) in entries {
+                keep_float_text(source, k, spans);
+                keep_float_text(source, v, spans);
+            }
+        }
+        _ => {}
+    }
 }
 
 fn format_float(f: f64) -> String {
@@ -366,16 +414,19 @@ impl<'de> Visitor<'de> for RawVisitor {
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<RawNode, A::Error> {
         let mut items = Vec::new();
         while let Some(item) = seq.next_element::<Spanned<RawNode>>()? {
-            items.push(item);
+            items.push(settle(item));
         }
+        items.shrink_to_fit();
         Ok(RawNode::Seq(items))
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawNode, A::Error> {
         let mut entries = Vec::new();
         while let Some(key) = map.next_key::<Spanned<RawNode>>()? {
-            let value = map.next_value::<Spanned<RawNode>>()?;
+            let key = settle(key);
+            let value = settle(map.next_value::<Spanned<RawNode>>()?);
             entries.push((key, value));
         }
+        entries.shrink_to_fit();
         Ok(RawNode::Map(entries))
     }
 }
@@ -401,6 +452,48 @@ mod tests {
         assert_eq!(scalar("true"), NodeKind::Bool(true));
         assert_eq!(scalar("~"), NodeKind::Null);
         assert_eq!(scalar("'3.10'"), NodeKind::Str("3.10".into()));
+    }
+
+    /// Floats are read before the tree is whole and matched to their written text after:
+    /// nested, as keys, next to floats that round-trip, and through an alias.
+    #[test]
+    fn floats_keep_their_text_wherever_they_are() {
+        let node =
+            parse("a: [3.5, 3.10, {k: 2.50, 1.5: 0.10}]\nb: &x [1e3, 2.25]\nc: *x\nd: 0.50\n")
+                .unwrap();
+        let map = node.as_map().unwrap();
+        let seq = |n: &Node| match &n.kind {
+            NodeKind::Seq(items) => items.iter().map(|i| i.kind.clone()).collect::<Vec<_>>(),
+            _ => panic!("{n:?}"),
+        };
+        let a = seq(&map[0].1);
+        assert_eq!(a[..2], [NodeKind::Float(3.5), NodeKind::Str("3.10".into())]);
+        let NodeKind::Map(inner) = &a[2] else {
+            panic!("{a:?}")
+        };
+        let inner: Vec<_> = inner.iter().map(|(k, v)| (&k.kind, &v.kind)).collect();
+        assert_eq!(
+            inner,
+            [
+                (&NodeKind::Str("k".into()), &NodeKind::Str("2.50".into())),
+                (&NodeKind::Float(1.5), &NodeKind::Str("0.10".into())),
+            ]
+        );
+        assert_eq!(
+            seq(&map[1].1),
+            [NodeKind::Str("1e3".into()), NodeKind::Float(2.25)]
+        );
+        // A value read through an alias has no span of its own (serde-saphyr replays the
+        // anchor's events): its floats are numbers, and the floats after it keep theirs.
+        assert_eq!(
+            seq(&map[2].1),
+            [NodeKind::Float(1e3), NodeKind::Float(2.25)]
+        );
+        assert_eq!(map[3].1.kind, NodeKind::Str("0.50".into()));
+        let NodeKind::Seq(b) = &map[1].1.kind else {
+            panic!()
+        };
+        assert_eq!(b[0].number, Some(1000.0));
     }
 
     #[test]

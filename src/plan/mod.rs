@@ -199,7 +199,25 @@ pub fn build(
     endpoint: &Endpoint,
     concurrency: usize,
 ) -> Result<Plan, PlanError> {
-    plan_all(p, graph, globals, endpoint, concurrency, Requests::All)
+    let at = At::new(p, globals, endpoint, concurrency, Requests::All);
+    collect(p, graph, &at)
+}
+
+/// The plan as text ([`to_text`] of [`build`]), each step written as soon as it is planned
+/// and then dropped: a dry-run of 50,000 steps holds its text, not every planned request
+/// as well (they are several times its size, and freeing them all at the end took longer
+/// than printing). Fails as [`build`] does, before any text is given.
+pub fn build_text(
+    p: &Pipeline,
+    graph: &Graph,
+    globals: &Globals,
+    endpoint: &Endpoint,
+    concurrency: usize,
+) -> Result<String, PlanError> {
+    let mut text = text::Text::default();
+    let at = At::new(p, globals, endpoint, concurrency, Requests::All);
+    plan_all(p, graph, &at, |s| text.step(&s))?;
+    Ok(text.finish(&p.name))
 }
 
 /// The preflight of a real run: every step planned as for [`build`] (every iteration's
@@ -213,7 +231,8 @@ pub fn preflight(
     endpoint: &Endpoint,
     concurrency: usize,
 ) -> Result<Plan, PlanError> {
-    plan_all(p, graph, globals, endpoint, concurrency, Requests::First)
+    let at = At::new(p, globals, endpoint, concurrency, Requests::First);
+    collect(p, graph, &at)
 }
 
 /// Which planned requests a step keeps.
@@ -224,49 +243,64 @@ enum Requests {
     First,
 }
 
-fn plan_all(
-    p: &Pipeline,
-    graph: &Graph,
-    globals: &Globals,
-    endpoint: &Endpoint,
-    concurrency: usize,
-    keep: Requests,
-) -> Result<Plan, PlanError> {
-    let steps_map: BTreeMap<String, Value> = p
-        .steps
-        .iter()
-        .map(|s| (s.id.clone(), unknown_entry(&s.id)))
-        .collect();
-    let base = globals.context(&Value::from(steps_map), &[]);
-    let mut states = vec![DepState::Pending; p.steps.len()];
+/// Every step planned, kept in a [`Plan`].
+fn collect(p: &Pipeline, graph: &Graph, at: &At) -> Result<Plan, PlanError> {
     let mut steps = Vec::with_capacity(p.steps.len());
-    for &i in &graph.order {
-        let step = &p.steps[i];
-        let at = At {
-            base: &base,
-            endpoint,
-            concurrency,
-            keep,
-        };
-        let planned = plan_step(p, step, &at, &mut states).map_err(|e| PlanError {
-            step: step.id.clone(),
-            line: step.pos.line,
-            message: e.to_string(),
-        })?;
-        steps.push(planned);
-    }
+    plan_all(p, graph, at, |s| steps.push(s))?;
     Ok(Plan {
         pipeline: p.name.clone(),
         steps,
     })
 }
 
+/// Plans every step in the order of `graph`, handing each to `each` as it is planned.
+fn plan_all(
+    p: &Pipeline,
+    graph: &Graph,
+    at: &At,
+    mut each: impl FnMut(PlannedStep),
+) -> Result<(), PlanError> {
+    let mut states = vec![DepState::Pending; p.steps.len()];
+    for &i in &graph.order {
+        let step = &p.steps[i];
+        let planned = plan_step(p, step, at, &mut states).map_err(|e| PlanError {
+            step: step.id.clone(),
+            line: step.pos.line,
+            message: e.to_string(),
+        })?;
+        each(planned);
+    }
+    Ok(())
+}
+
 /// Where every step is planned: the context, the endpoint, what is kept.
 struct At<'a> {
-    base: &'a Value,
+    base: Value,
     endpoint: &'a Endpoint,
     concurrency: usize,
     keep: Requests,
+}
+
+impl<'a> At<'a> {
+    fn new(
+        p: &Pipeline,
+        globals: &Globals,
+        endpoint: &'a Endpoint,
+        concurrency: usize,
+        keep: Requests,
+    ) -> Self {
+        let steps_map: BTreeMap<String, Value> = p
+            .steps
+            .iter()
+            .map(|s| (s.id.clone(), unknown_entry(&s.id)))
+            .collect();
+        At {
+            base: globals.context(&Value::from(steps_map), &[]),
+            endpoint,
+            concurrency,
+            keep,
+        }
+    }
 }
 
 /// One step of the plan; records what is known of its running in `states`.
@@ -276,7 +310,7 @@ fn plan_step(
     at: &At,
     states: &mut [DepState],
 ) -> Result<PlannedStep, Problem> {
-    let (base, endpoint, concurrency) = (at.base, at.endpoint, at.concurrency);
+    let (base, endpoint, concurrency) = (&at.base, at.endpoint, at.concurrency);
     let eval = Eval::new(step, Mode::Preview);
     let decision = eval.condition(base)?;
     let condition = step.condition.as_ref().map(|c| Condition {

@@ -14,20 +14,39 @@ fn plural(n: usize, word: &str) -> String {
 
 /// The plan as text.
 pub fn to_text(plan: &Plan) -> String {
-    let mut out = String::new();
-    let n: usize = plan.steps.iter().map(|s| s.requests.len()).sum();
-    let _ = writeln!(
-        out,
-        "Plan for pipeline `{}`: {}, {} shown. Nothing was sent.\n",
-        plan.pipeline,
-        plural(plan.steps.len(), "step"),
-        plural(n, "request"),
-    );
-    for (i, s) in plan.steps.iter().enumerate() {
-        step(&mut out, i + 1, s);
-        out.push('\n');
+    let mut text = Text::default();
+    for s in &plan.steps {
+        text.step(s);
     }
-    out
+    text.finish(&plan.pipeline)
+}
+
+/// The plan's text, written one step at a time (the header, which counts them, last).
+#[derive(Default)]
+pub(super) struct Text {
+    body: String,
+    steps: usize,
+    requests: usize,
+}
+
+impl Text {
+    pub(super) fn step(&mut self, s: &PlannedStep) {
+        self.steps += 1;
+        self.requests += s.requests.len();
+        step(&mut self.body, self.steps, s);
+        self.body.push('\n');
+    }
+
+    /// The whole text: the header, then every step.
+    pub(super) fn finish(mut self, pipeline: &str) -> String {
+        let header = format!(
+            "Plan for pipeline `{pipeline}`: {}, {} shown. Nothing was sent.\n\n",
+            plural(self.steps, "step"),
+            plural(self.requests, "request"),
+        );
+        self.body.insert_str(0, &header);
+        self.body
+    }
 }
 
 fn step(out: &mut String, number: usize, s: &PlannedStep) {

@@ -7,27 +7,30 @@
 
 use super::*;
 
-/// The analysed templates by position, so storing their step refs back is one lookup
-/// per template rather than a scan of all of them (quadratic in big pipelines).
+/// The analysed templates sorted by position, so storing their step refs back is one
+/// binary search per template rather than a scan of all of them (quadratic in big
+/// pipelines). A sorted list, not a map of lists: one allocation for 250,000 templates,
+/// not one each.
 pub(super) struct AnalysedTemplates<'p> {
-    by_pos: HashMap<Pos, Vec<&'p PendingTemplate>>,
+    by_pos: Vec<&'p PendingTemplate>,
 }
 
 impl<'p> AnalysedTemplates<'p> {
     pub(super) fn new(pending: &'p [PendingTemplate]) -> Self {
-        let mut by_pos: HashMap<Pos, Vec<&'p PendingTemplate>> = HashMap::new();
-        for p in pending {
-            by_pos.entry(p.tmpl.pos).or_default().push(p);
-        }
+        let mut by_pos: Vec<&'p PendingTemplate> = pending.iter().collect();
+        // Stable: of two templates at one place, the first met is found first. They are
+        // met in file order, so this is a check more than a sort.
+        by_pos.sort_by_key(|p| p.pos);
         AnalysedTemplates { by_pos }
     }
 
     /// The first analysed template written at `t`'s place with `t`'s source.
     fn find(&self, t: &Tmpl) -> Option<&'p PendingTemplate> {
-        self.by_pos
-            .get(&t.pos)?
+        let first = self.by_pos.partition_point(|p| p.pos < t.pos);
+        self.by_pos[first..]
             .iter()
-            .find(|p| p.tmpl.source == t.source)
+            .take_while(|p| p.pos == t.pos)
+            .find(|p| p.source == t.source)
             .copied()
     }
 }
@@ -40,11 +43,7 @@ pub(super) fn add_edges(
     pending: &[PendingTemplate],
     ids: &HashMap<String, usize>,
 ) {
-    let mut by_step: HashMap<usize, Vec<&PendingTemplate>> = HashMap::new();
     for p in pending {
-        if let Some(index) = p.step {
-            by_step.entry(index).or_default().push(p);
-        }
         // Any template (a step's or the pipeline's outputs) may read a step's results.
         for id in results_reads(&p.references) {
             // Steps are in file order (an index, not a position: a step that could not
@@ -57,13 +56,21 @@ pub(super) fn add_edges(
             }
         }
     }
+    // The steps' templates in step order (stable: in the order met), walked beside the
+    // steps, which are in step order too.
+    let mut by_step: Vec<(usize, &PendingTemplate)> =
+        pending.iter().filter_map(|p| Some((p.step?, p))).collect();
+    by_step.sort_by_key(|(index, _)| *index);
+    let mut templates = by_step.as_slice();
     for step in steps {
         let mut deps: Vec<usize> = step
             .needs
             .iter()
             .filter_map(|n| ids.get(n).copied())
             .collect();
-        for t in by_step.get(&step.index).into_iter().flatten() {
+        let before = templates.partition_point(|(index, _)| *index < step.index);
+        let mine = templates[before..].partition_point(|(index, _)| *index == step.index);
+        for (_, t) in &templates[before..before + mine] {
             deps.extend(
                 referenced_steps(&t.references)
                     .iter()
@@ -72,6 +79,7 @@ pub(super) fn add_edges(
             step.status_tested
                 .extend(status_tests(&t.references).filter_map(|id| ids.get(id).copied()));
         }
+        templates = &templates[before + mine..];
         step.status_tested.sort_unstable();
         step.status_tested.dedup();
         deps.retain(|d| *d != step.index);

@@ -201,19 +201,19 @@ impl Checker<'_> {
             NodeKind::Float(f) => TValue::Float(*f),
             NodeKind::Str(s) if template::has_syntax(s) => match template::analyze(s) {
                 Ok(analysis) => {
-                    let tmpl = Tmpl {
+                    self.pending.push(PendingTemplate {
+                        step,
+                        scope,
+                        pos: node.pos,
+                        source: s.clone(),
+                        references: analysis.references,
+                    });
+                    TValue::Tmpl(Tmpl {
                         source: s.clone(),
                         pos: node.pos,
                         whole_expr: template::whole_expression(s).map(str::to_string),
                         step_refs: vec![],
-                    };
-                    self.pending.push(PendingTemplate {
-                        step,
-                        scope,
-                        tmpl: tmpl.clone(),
-                        references: analysis.references,
-                    });
-                    TValue::Tmpl(tmpl)
+                    })
                 }
                 Err(msg) => {
                     self.error(node.pos, format!("template does not parse: {msg}"));

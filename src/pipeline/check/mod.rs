@@ -119,7 +119,7 @@ pub fn check_source(path: &Path, source: &str) -> Result<Pipeline, FileDiagnosti
             ),
         ));
     }
-    let root = match yaml::parse(source) {
+    let mut root = match yaml::parse(source) {
         Ok(root) => root,
         Err(e) => {
             let mut d = Diagnostic::new(e.pos, format!("invalid YAML: {}", e.message));
@@ -134,7 +134,10 @@ pub fn check_source(path: &Path, source: &str) -> Result<Pipeline, FileDiagnosti
         step: None,
         pending: Vec::new(),
     };
-    let pipeline = checker.pipeline(path, &root);
+    // Each step's nodes are dropped once the step is checked (`Checker::steps`): the tree
+    // and the checked steps are not both whole at once.
+    let step_nodes = take_step_nodes(&mut root);
+    let pipeline = checker.pipeline(path, &root, step_nodes);
     match pipeline {
         Some(p) if checker.diags.is_empty() => Ok(p),
         _ => {
@@ -147,6 +150,21 @@ pub fn check_source(path: &Path, source: &str) -> Result<Pipeline, FileDiagnosti
                 diagnostics,
             })
         }
+    }
+}
+
+/// The entries of the root's `steps:` list, taken out of the tree (the list is left
+/// empty, still a list for the type check of `steps`). None when `steps` is not a list.
+fn take_step_nodes(root: &mut Node) -> Option<Vec<Node>> {
+    let NodeKind::Map(entries) = &mut root.kind else {
+        return None;
+    };
+    let (_, steps) = entries
+        .iter_mut()
+        .find(|(k, _)| k.as_str() == Some("steps"))?;
+    match &mut steps.kind {
+        NodeKind::Seq(items) => Some(std::mem::take(items)),
+        _ => None,
     }
 }
 
@@ -166,7 +184,10 @@ enum Scope {
 struct PendingTemplate {
     step: Option<usize>,
     scope: Scope,
-    tmpl: Tmpl,
+    /// Where the template is written, and its text (the stored [`Tmpl`] is found again by
+    /// both: values read through an alias may share a position).
+    pos: Pos,
+    source: String,
     references: Vec<String>,
 }
 

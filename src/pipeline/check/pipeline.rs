@@ -19,7 +19,13 @@ pub(super) struct Limits {
 }
 
 impl Checker<'_> {
-    pub(super) fn pipeline(&mut self, path: &Path, root: &Node) -> Option<Pipeline> {
+    /// `step_nodes`: the entries of the `steps:` list, taken out of `root`.
+    pub(super) fn pipeline(
+        &mut self,
+        path: &Path,
+        root: &Node,
+        step_nodes: Option<Vec<Node>>,
+    ) -> Option<Pipeline> {
         let map = self.root_map(root)?;
         let fields = self.fields(map, spec::TOP, "the pipeline");
         let get = |key: &str| fields.get(key).copied();
@@ -35,12 +41,12 @@ impl Checker<'_> {
             .and_then(|n| self.int(n, 1, 256))
             .unwrap_or(4) as usize;
         let defaults = self.defaults(get("defaults"));
-        let mut steps = self.steps(get("steps"), defaults);
+        let written = step_nodes.as_ref().map(Vec::len);
+        let mut steps = self.steps(get("steps"), step_nodes.unwrap_or_default(), defaults);
         self.step = None;
         let outputs = self.tvalue_map(get("outputs"), Scope::PipelineOutputs, None);
 
-        let all_steps_parsed = get("steps")
-            .is_some_and(|n| matches!(&n.kind, NodeKind::Seq(items) if items.len() == steps.len()));
+        let all_steps_parsed = written == Some(steps.len());
         self.unique_ids(&steps);
         let mut templated = Templated { vars, outputs };
         self.link(&mut steps, &mut templated, &secrets, all_steps_parsed);
@@ -148,15 +154,18 @@ impl Checker<'_> {
         self.limits(get("retry"), get("timeout"), Limits::default())
     }
 
-    /// `steps:`: a non-empty list; each entry is checked by [`Self::step`].
-    fn steps(&mut self, node: Option<&Node>, defaults: Limits) -> Vec<Step> {
+    /// `steps:`: a non-empty list (`items`, taken out of `node`); each entry is checked by
+    /// [`Self::step`], then dropped, so that the next step's values reuse its memory.
+    fn steps(&mut self, node: Option<&Node>, items: Vec<Node>, defaults: Limits) -> Vec<Step> {
         let Some(node) = node else { return vec![] };
         match &node.kind {
-            NodeKind::Seq(items) if !items.is_empty() => items
-                .iter()
-                .enumerate()
-                .filter_map(|(index, item)| self.step(index, item, defaults))
-                .collect(),
+            NodeKind::Seq(_) if !items.is_empty() => {
+                let mut steps = Vec::with_capacity(items.len());
+                for (index, item) in items.into_iter().enumerate() {
+                    steps.extend(self.step(index, &item, defaults));
+                }
+                steps
+            }
             NodeKind::Seq(_) | NodeKind::Null => {
                 self.error(
                     node.pos,

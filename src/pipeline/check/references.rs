@@ -68,10 +68,10 @@ impl Checker<'_> {
         let own_id = self.step.clone();
         for reference in &p.references {
             if let Some(need) = reference.strip_prefix("needs:") {
-                self.need(need, p.tmpl.pos, own_id.as_deref(), known);
+                self.need(need, p.pos, own_id.as_deref(), known);
                 continue;
             }
-            let (pos, width) = self.locate(&p.tmpl, reference);
+            let (pos, width) = self.locate(p.pos, reference);
             let site = Site {
                 pos,
                 width,
@@ -257,25 +257,25 @@ impl Checker<'_> {
 
     /// The position and width of `reference` in the file, when it is on the template's
     /// first line; else the template's own position.
-    pub(super) fn locate(&self, tmpl: &Tmpl, reference: &str) -> (Pos, usize) {
+    pub(super) fn locate(&self, at: Pos, reference: &str) -> (Pos, usize) {
         let line = self
             .lines
-            .get(tmpl.pos.line.saturating_sub(1) as usize)
+            .get(at.line.saturating_sub(1) as usize)
             .copied()
             .unwrap_or("");
         let start = line
             .char_indices()
-            .nth(tmpl.pos.col.saturating_sub(1) as usize)
+            .nth(at.col.saturating_sub(1) as usize)
             .map_or(line.len(), |(i, _)| i);
         match line[start..].find(reference) {
             Some(offset) => (
                 Pos {
-                    line: tmpl.pos.line,
+                    line: at.line,
                     col: (line[..start + offset].chars().count() + 1) as u32,
                 },
                 reference.chars().count(),
             ),
-            None => (tmpl.pos, token_width(self.source, tmpl.pos)),
+            None => (at, token_width(self.source, at)),
         }
     }
 }

@@ -295,12 +295,8 @@ impl Checker<'_> {
             self.pending.push(PendingTemplate {
                 step: Some(index),
                 scope: Scope::StepWith { for_each: false },
-                tmpl: Tmpl {
-                    source: String::new(),
-                    pos,
-                    whole_expr: None,
-                    step_refs: vec![],
-                },
+                pos,
+                source: String::new(),
                 references: vec![format!("needs:{need}")],
             });
         }

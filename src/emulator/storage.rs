@@ -240,8 +240,12 @@ pub(crate) async fn receive_body(
     receive(body.into_data_stream(), path, limit).await.ok()
 }
 
+/// A new file for one receive of a part: a part sent again gets a file of its own, so bytes
+/// being received never overwrite bytes a digest (or an item) reads.
 fn blob_path(shared: &Shared, id: &str, part: u64) -> std::path::PathBuf {
-    shared.blob_dir.path().join(format!("{id}.{part}"))
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    shared.blob_dir.path().join(format!("{id}.{part}.{n}"))
 }
 
 /// A fresh file name for bytes that are not a presigned object (documented uploads).
@@ -355,20 +359,23 @@ fn store_part(shared: &Shared, id: &str, number: u64, blob: Blob, whole: bool) {
     if whole && object.method == manual::Method::Form {
         object.sha256 = Some(blob.sha256.clone());
     }
-    object.parts.insert(number, blob);
+    let replaced = object.parts.insert(number, blob);
     if !matches!(object.method, manual::Method::Multipart { .. }) {
         return;
     }
-    // A part sent again after it was hashed: the running digest starts over (and so it
-    // does when the digest is being advanced at this moment: it may be reading this part).
-    let stale = manual
-        .digests
-        .get(id)
-        .map(|d| match d.try_lock() {
-            Ok(d) => d.next > number,
-            Err(_) => true,
-        })
-        .unwrap_or(false);
+    if replaced.is_none() {
+        // A first arrival: the digest has not read this part (it only reads stored parts).
+        return;
+    }
+    // A part sent again: each receive has a file of its own (an item made of the old one
+    // keeps serving it), so a digest reading the old bytes reads them whole. The running digest starts over if it has read the old bytes or may be reading
+    // them now (an advance in progress stops at its next part: the digest is no longer the
+    // object's). Only a re-send does this: a busy digest is the usual state while parts
+    // arrive, and restarting it for each would hash the object again and again.
+    let stale = manual.digests.get(id).is_some_and(|d| match d.try_lock() {
+        Ok(d) => d.next > number,
+        Err(_) => true,
+    });
     if stale {
         manual.digests.remove(id);
     }
@@ -378,16 +385,21 @@ fn store_part(shared: &Shared, id: &str, number: u64, blob: Blob, whole: bool) {
 /// as far as they have arrived (blocking: run it on a blocking thread). Gives the digest
 /// of the whole object once every part is in.
 pub(crate) fn advance_digest(shared: &Shared, id: &str) -> std::io::Result<Option<String>> {
-    let digest = {
+    let shared_digest = {
         let mut manual = shared.manual.lock().expect("manual lock");
         manual.digests.entry(id.to_owned()).or_default().clone()
     };
     // One thread hashes an object at a time; the others wait and then find less to do.
-    let mut digest = digest.lock().expect("digest lock");
+    let mut digest = shared_digest.lock().expect("digest lock");
     loop {
         let (path, count) = {
             let manual = shared.manual.lock().expect("manual lock");
-            let Some(object) = manual.objects.get(id) else {
+            // Started over (a part was sent again): this digest is no longer the object's.
+            let current = manual
+                .digests
+                .get(id)
+                .is_some_and(|d| Arc::ptr_eq(d, &shared_digest));
+            let Some(object) = manual.objects.get(id).filter(|_| current) else {
                 return Ok(None);
             };
             let number = digest.next;

@@ -595,9 +595,14 @@ with open(sys.argv[1], "wb") as f:
 # The emulator's rate-limit windows are whole Unix seconds: --rate-limit 100 is the published
 # 100 requests/min with time scaled down 60 times; the concurrency limits are not scaled.
 bench_limits() {
-    say "9. limits: $LIM_FILES files under --rate-limit $LIM_RATE, --max-uploads 10, --max-exports 5"
+    say "9. limits: $LIM_FILES files and 8 exports under --rate-limit $LIM_RATE, --max-uploads 10, --max-exports 5"
     make_files "$WORK/lim" "$LIM_FILES" "$UPLOAD_BYTES"
     presigned_pipeline "$WORK/limits.yaml" 10
+    # Beside the upload, 8 exports asked for at once: the run keeps 5 running at most.
+    printf '%s\n' '  - id: exports' '    action: exports.create' \
+        '    for_each: "{{ range(8) | list }}"' '    max_parallel: 8' '    with: {project_id: prj_0001}' \
+        '  - id: exported' '    action: exports.wait' '    for_each: "{{ steps.exports.outputs.results }}"' \
+        '    with: {export: "{{ item.uid }}", interval: 100ms}' >>"$WORK/limits.yaml"
     lim_run() {
         EMU_FLAVOR=current start_emulator limits --rate-limit "$LIM_RATE" --max-uploads 10 \
             --max-exports 5 --dataset-polls 0

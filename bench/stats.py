@@ -200,9 +200,10 @@ if ap in runs:
     exports = max(int(s["max_exports_running"]) for s in stats)
     refused = sum(int(s["uploads_refused"]) + int(s["exports_refused"]) for s in stats)
     ok = ratio <= 1.05 and worst <= 1 and uploads <= 10 and exports <= 5 and refused == 0
-    rows.append((f"9. 2,000 × 64 KiB at --rate-limit {args.limits_rate} (1-s windows), "
-                 "--max-uploads 10, --max-exports 5",
-                 "avala-pipe `datasets.upload`, concurrency 10", span(ap), mib(rss(ap)),
+    rows.append((f"9. 2,000 × 64 KiB and 8 exports at --rate-limit {args.limits_rate} "
+                 "(1-s windows), --max-uploads 10, --max-exports 5",
+                 "avala-pipe `datasets.upload` (concurrency 10) beside `exports.create` × 8",
+                 span(ap), mib(rss(ap)),
                  f"{ratio:.3f}× ideal ({requests:g} requests ÷ {args.limits_rate}/window = "
                  f"{ideal:.2f} s); 429s per run {min(throttled)}–{max(throttled)}, "
                  f"at most {worst} in a window; most uploads in flight {uploads}, "

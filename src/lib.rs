@@ -7,6 +7,7 @@
 //! plan half: what dry-run prints) and `execute` (the scheduler) with `actions` and `api`
 //! (a pure endpoint description, and the client that sends) → `report` (events to
 //! text/JSON).
+//! `outputs` is a step's outputs (a list's items kept as the server's text until read).
 //! `secrets` masks the key and secrets in every output; `shown` escapes outside text in
 //! every human output. `emulator` is a local stand-in for the Avala API, used by `run --emulator` and the tests.
 //! `cli` is the only module that reads the process environment or arguments.
@@ -24,6 +25,7 @@ pub mod emulator;
 pub mod execute;
 pub mod graph;
 pub mod journal;
+pub mod outputs;
 pub mod pipeline;
 pub mod plan;
 pub mod report;

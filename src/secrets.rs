@@ -186,14 +186,14 @@ impl Redactor {
         out
     }
 
-    /// The value as compact JSON, masked as [`Redactor::json`] masks it, without a copy
-    /// of the value first; true when something was masked. (The journal writes a step's
-    /// outputs this way: cloning a 20k-item list to mask it cost more than writing it.)
-    pub fn json_text_masked(&self, value: &Value) -> (String, bool) {
+    /// JSON text (compact), masked as [`Redactor::json`] masks a value, without parsing
+    /// it when nothing needs masking; true when something was masked.
+    /// (The journal writes a step's outputs this way: cloning a 20k-item list to mask it
+    /// cost more than writing it.)
+    pub fn json_text_masked(&self, text: String) -> (String, bool) {
         // Most outputs hold no secret: one scan of the whole text instead of one per string
         // and key. Only with the pattern, which matches JSON-escaped forms too (a plain
         // search for secrets too long for one would miss a secret holding a `"`).
-        let text = serde_json::to_string(value).unwrap_or_default();
         let nothing = match &self.matcher {
             Some(m) => !m.is_match(&text),
             None => self.plain.is_empty(),
@@ -201,9 +201,11 @@ impl Redactor {
         if nothing {
             return (text, false);
         }
+        // Something may need masking (rare): as a value, masked string by string.
+        let value = serde_json::from_str::<Value>(&text).unwrap_or(Value::Null);
         let changed = std::cell::Cell::new(false);
         let shown = MaskedJson {
-            value,
+            value: &value,
             redactor: self,
             changed: &changed,
         };

@@ -185,7 +185,7 @@ impl Action for DatasetsGet {
 
     async fn run(inputs: &Inputs, ctx: &RunCtx<'_>) -> ActionResult {
         let req = DatasetRef::read(inputs, &DATASET)?.get(ctx.client.endpoint())?;
-        super::fetch_json(ctx, &req).await
+        Ok(super::fetch_json(ctx, &req).await?.into())
     }
 }
 
@@ -234,7 +234,7 @@ impl Action for ItemsGet {
     async fn run(inputs: &Inputs, ctx: &RunCtx<'_>) -> ActionResult {
         let dataset = DatasetRef::read(inputs, &DATASET)?.resolved(ctx).await?;
         let req = Self::request(inputs, ctx.client.endpoint(), &dataset)?;
-        super::fetch_json(ctx, &req).await
+        Ok(super::fetch_json(ctx, &req).await?.into())
     }
 }
 
@@ -416,9 +416,11 @@ impl Action for DatasetsCreate {
             }
         };
         if !new.wait {
-            return Ok(created);
+            return Ok(created.into());
         }
-        wait_created(&created, new.timeout.unwrap_or_default(), ctx).await
+        Ok(wait_created(&created, new.timeout.unwrap_or_default(), ctx)
+            .await?
+            .into())
     }
 }
 
@@ -431,7 +433,7 @@ pub fn dataset_uid(dataset: &Value) -> Option<&str> {
 }
 
 /// `GET /datasets/{uid}/`.
-pub async fn get_dataset(uid: &str, ctx: &RunCtx<'_>) -> ActionResult {
+pub async fn get_dataset(uid: &str, ctx: &RunCtx<'_>) -> Result<Value, ActionError> {
     let req = HttpRequest::to(
         Method::Get,
         ctx.client
@@ -442,7 +444,11 @@ pub async fn get_dataset(uid: &str, ctx: &RunCtx<'_>) -> ActionResult {
 }
 
 /// Polls `GET /datasets/{uid}/` until the dataset is `created` (every 2s, growing to 10s).
-pub async fn wait_created(dataset: &Value, timeout: Duration, ctx: &RunCtx<'_>) -> ActionResult {
+pub async fn wait_created(
+    dataset: &Value,
+    timeout: Duration,
+    ctx: &RunCtx<'_>,
+) -> Result<Value, ActionError> {
     let uid = dataset
         .get("id")
         .or_else(|| dataset.get("uid"))

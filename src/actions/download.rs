@@ -151,7 +151,8 @@ async fn run(inputs: DownloadInputs, ctx: &RunCtx<'_>) -> ActionResult {
                     "path": dest.display().to_string(),
                     "bytes": bytes,
                     "sha256": digest,
-                }));
+                })
+                .into());
             }
             Err(FetchError::Body(message))
                 if attempt < max_attempts && !ctx.call.cancel.is_cancelled() =>
@@ -293,7 +294,12 @@ async fn fetch_once(
         if throttle.ready(Some(bytes) == expected_len) {
             (ctx.progress)(&label, bytes, expected_len);
         }
-        if !sink.push(chunk).await {
+        // A disk that stalls must not hold up Ctrl-C either.
+        let taken = tokio::select! {
+            taken = sink.push(chunk) => taken,
+            _ = ctx.call.cancel.cancelled() => return Err(FetchError::Fatal(ActionError::Interrupted("during a download".into()))),
+        };
+        if !taken {
             break; // the writer stopped: `finish` says why
         }
     }

@@ -76,22 +76,82 @@ impl Action for ExportsCreate {
             );
             let export = super::fetch_json(ctx, &get).await?;
             if export.is_object() {
-                return Ok(export);
+                return Ok(export.into());
             }
         }
+        let place = export_place(ctx).await?;
         let resp = ctx.client.send_json(&req, &ctx.call, None).await?;
         let body = resp
             .json()
             .map_err(|why| ActionError::Other(format!("POST /exports: {why}")))?;
         if let Some(id) = body["id"].as_str().or(body["uid"].as_str()) {
             ctx.journal.export_created(id);
+            ctx.client.exports().started(place, id);
         }
         match body {
-            Value::Object(_) => Ok(body),
+            Value::Object(_) => Ok(body.into()),
             other => Err(ActionError::Other(format!(
                 "POST /exports: expected the created export as a JSON object, got {}",
                 crate::api::shapes::shorten(&other.to_string(), 100)
             ))),
+        }
+    }
+}
+
+/// A place among the exports running (the published limit of 5 per account). When this
+/// run's exports hold them all, asks the server how those stand (an export ends on the
+/// server whether or not a step polls it), frees the ended ones, and else waits for one to
+/// end: checking again with a growing interval, or woken by a step that saw one end.
+async fn export_place<'a>(
+    ctx: &'a RunCtx<'_>,
+) -> Result<tokio::sync::SemaphorePermit<'a>, ActionError> {
+    let places = ctx.client.exports();
+    let mut poller = super::Poller::new(
+        Duration::from_secs(1),
+        Duration::from_secs(30),
+        Duration::ZERO,
+    );
+    loop {
+        if let Some(place) = places.try_take() {
+            return Ok(place);
+        }
+        for id in places.running() {
+            let get = HttpRequest::to(
+                Method::Get,
+                ctx.client
+                    .endpoint()
+                    .at("/exports/{}", &[&Text::Known(id.clone())]),
+            );
+            match ctx.client.send_json(&get, &ctx.call, None).await {
+                Ok(resp) => {
+                    let ended = resp.json().is_ok_and(|body| {
+                        matches!(
+                            export_state(&body),
+                            ExportState::Done { .. } | ExportState::Failed { .. }
+                        )
+                    });
+                    if ended {
+                        places.ended(&id);
+                    }
+                }
+                Err(e) if e.status == Some(404) => places.ended(&id),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if let Some(place) = places.try_take() {
+            return Ok(place);
+        }
+        let polls = poller.poll();
+        if polls == 1 {
+            tracing::info!(
+                step = %ctx.call.step,
+                "{} exports this run created are running (the published limit); waiting for one to end",
+                crate::api::pacer::MAX_EXPORTS
+            );
+        }
+        tokio::select! {
+            place = places.take() => return Ok(place),
+            paused = poller.pause(ctx, "while waiting for a running export to end") => paused?,
         }
     }
 }
@@ -206,8 +266,11 @@ async fn run_wait(inputs: WaitInputs, ctx: &RunCtx<'_>) -> ActionResult {
         let state = export_state(&body);
         let no_url = matches!(state, ExportState::NoUrl { .. });
         without_url += u32::from(no_url);
+        if matches!(state, ExportState::Done { .. } | ExportState::Failed { .. }) {
+            ctx.client.exports().ended(&id);
+        }
         match state {
-            ExportState::Done { .. } => return Ok(body),
+            ExportState::Done { .. } => return Ok(body.into()),
             ExportState::Failed { message } => {
                 return Err(ActionError::Other(format!(
                     "export {id} {message} (after {polls} poll{})",

@@ -6,7 +6,6 @@
 //! Must not: hold items in memory when `save_to` is set.
 
 use std::collections::HashSet;
-use std::io::Write as _;
 
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -15,6 +14,7 @@ use super::datasets::DatasetRef;
 use super::{Action, ActionError, ActionPlan, ActionResult, Inputs, Repeats, RunCtx};
 use crate::api::request::{with_query, HttpRequest, Method};
 use crate::api::{shapes, CallCtx, Endpoint, Target};
+use crate::outputs::{Item, Items, Outputs};
 use crate::pipeline::spec::{dflt, opt, req, ActionSpec, Field, Ty, COUNT};
 use crate::template::Text;
 
@@ -164,7 +164,7 @@ impl Paging {
         match self.save_to.as_ref().map(Text::shown) {
             Some(path) => save_to(first, self.max_items, &path, ctx).await,
             None => {
-                let mut items = Vec::new();
+                let mut items = Items::default();
                 let (count, total) =
                     paginate(ctx.client, &ctx.call, first, self.max_items, &mut |item| {
                         items.push(item)
@@ -198,9 +198,7 @@ async fn save_to(
     let mut write_err = None;
     let (count, total) = paginate(ctx.client, &ctx.call, first, max_items, &mut |item| {
         if write_err.is_none() {
-            if let Err(e) = serde_json::to_writer(&mut writer, &item)
-                .and_then(|_| writer.write_all(b"\n").map_err(serde_json::Error::io))
-            {
+            if let Err(e) = item.write_line(&mut writer) {
                 write_err = Some(e);
             }
         }
@@ -215,35 +213,41 @@ async fn save_to(
     super::keep_permissions(&tmp, &dest);
     tmp.persist(&dest)
         .map_err(|e| ActionError::Other(format!("cannot move the items into {path}: {e}")))?;
-    Ok(outputs(Vec::new(), count, total, Some(path.to_string())))
+    Ok(outputs(
+        Items::default(),
+        count,
+        total,
+        Some(path.to_string()),
+    ))
 }
 
-/// The step's outputs. Built by hand: `json!` would serialize `items` into a deep copy,
-/// which for a big list costs as much as parsing it did.
-fn outputs(items: Vec<Value>, count: u64, total: Option<u64>, path: Option<String>) -> Value {
+/// The step's outputs: the items as the server wrote them, then the counts.
+fn outputs(items: Items, count: u64, total: Option<u64>, path: Option<String>) -> Outputs {
     let mut map = serde_json::Map::new();
-    map.insert("items".into(), Value::Array(items));
+    map.insert("items".into(), Value::Null);
     map.insert("count".into(), json!(count));
     map.insert("total".into(), json!(total));
     map.insert("path".into(), json!(path));
-    Value::Object(map)
+    Outputs::with_items(map, items)
 }
 
-/// Fetches every page starting at `first`, handing each item to `sink`. Returns the
-/// number of items and the server's total (when it gives one).
+/// Fetches every page starting at `first`, handing each item to `sink` as the server
+/// wrote it. Returns the number of items and the server's total (when it gives one).
 ///
-/// Each page's paging fields are read first (its items counted, not built), so the next
-/// page is asked for while this page's items are still being parsed: the server prepares
-/// one page while the client reads the last. (A page whose items then fail to parse — a
-/// number out of range, invalid UTF-8, nesting too deep: what the light pass does not
-/// check — fails the step as before, its already-asked next page dropped unread: one GET
-/// more than the server needed.)
+/// The next page is asked for as soon as a page has arrived, from the paging fields at
+/// its end ([`shapes::next_from_tail`]); the page is then read once, lightly: its paging
+/// fields (which must agree with that guess, or the guess is dropped and the right page
+/// asked for), and its items captured as text (their syntax and UTF-8 checked, not
+/// built), so an item is parsed only if something reads it. A page whose items may hold what only a
+/// full parse refuses (a number out of range, an escape that is no character, deep
+/// nesting: see [`crate::outputs::scan_page`]) is parsed in full, and fails the step as before — its
+/// already-asked next page dropped unread: one GET more than the server needed.
 pub async fn paginate(
     client: &crate::api::Client,
     call: &CallCtx,
     first: &HttpRequest,
     max_items: Option<u64>,
-    sink: &mut (dyn FnMut(Value) + Send),
+    sink: &mut (dyn FnMut(Item) + Send),
 ) -> Result<(u64, Option<u64>), ActionError> {
     let mut pager = Pager {
         first,
@@ -260,6 +264,11 @@ pub async fn paginate(
             Some(prefetch) => prefetch.answer().await?,
             None => client.send_raw(&req, call, None).await?,
         };
+        // The next page, guessed from the page's last bytes, asked for before the page is
+        // read; kept only if the page, once read, points to the same one.
+        let mut guessed = pager
+            .guess(&raw.bytes)
+            .map(|next| (Prefetch::start(client, call, &next), next));
         let unexpected = |m: shapes::BadBody| {
             ActionError::Other(format!(
                 "{} {}: unexpected response: {m}",
@@ -272,11 +281,24 @@ pub async fn paginate(
                 if total.is_none() {
                     total = info.total;
                 }
-                let next = pager.follow(info.items, info.next_cursor, info.cursor_param, page_no);
+                let next = pager.follow(
+                    info.items.len(),
+                    info.next_cursor,
+                    info.cursor_param,
+                    page_no,
+                );
                 if let Ok(Some(next)) = &next {
-                    ahead = Some(Prefetch::start(client, call, next));
+                    // A wrong guess is dropped (its request aborted).
+                    ahead = Some(match guessed.take() {
+                        Some((prefetch, guess)) if guess.url == next.url => prefetch,
+                        _ => Prefetch::start(client, call, next),
+                    });
                 }
-                (page_of(raw).map_err(unexpected)?.items, next)
+                let page = crate::outputs::scan_page(&raw.bytes, info.items);
+                if page.doubtful {
+                    page_of(raw).map_err(unexpected)?;
+                }
+                (page.items, next)
             }
             // Not a page the light pass reads: the whole body says what is wrong.
             None => {
@@ -290,7 +312,7 @@ pub async fn paginate(
                     page.cursor_param,
                     page_no,
                 );
-                (page.items, next)
+                (page.items.iter().map(Item::from_value).collect(), next)
             }
         };
         for item in items {
@@ -328,6 +350,26 @@ struct Pager<'a> {
 }
 
 impl Pager<'_> {
+    /// The request for the page after `page`, from the paging fields at its end, ahead
+    /// of reading it: only where [`Pager::follow`] could agree without the page's item
+    /// count (no `max_items`, a cursor not seen and not too long).
+    fn guess(&self, page: &[u8]) -> Option<HttpRequest> {
+        let (cursor, cursor_param) = shapes::next_from_tail(page)?;
+        let fresh = self.max_items.is_none()
+            && cursor.len() <= MAX_CURSOR_BYTES
+            && !self
+                .seen
+                .contains(&<[u8; 32]>::from(Sha256::digest(cursor.as_bytes())));
+        fresh.then(|| self.request(&cursor, cursor_param))
+    }
+
+    fn request(&self, cursor: &str, cursor_param: &str) -> HttpRequest {
+        HttpRequest::get(with_query(
+            &self.first.url,
+            &[(cursor_param.to_string(), cursor.to_string())],
+        ))
+    }
+
     /// The next page's request after a page of `items` items (`None`: this was the last
     /// one wanted), or why the server's paging cannot be followed.
     fn follow(
@@ -370,10 +412,7 @@ impl Pager<'_> {
                 shapes::shorten(&cursor, 40)
             )));
         }
-        Ok(Some(HttpRequest::get(with_query(
-            &self.first.url,
-            &[(cursor_param.to_string(), cursor)],
-        ))))
+        Ok(Some(self.request(&cursor, cursor_param)))
     }
 }
 

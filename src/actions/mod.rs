@@ -62,7 +62,7 @@ impl ActionError {
     }
 }
 
-pub type ActionResult = Result<Value, ActionError>;
+pub type ActionResult = Result<crate::outputs::Outputs, ActionError>;
 
 /// One action: its spec entry and its two halves.
 pub trait Action {

@@ -313,7 +313,8 @@ async fn run(inputs: UploadInputs, ctx: &RunCtx<'_>) -> ActionResult {
         "files": out,
         "count": files.len(),
         "bytes": total,
-    }))
+    })
+    .into())
 }
 
 /// Refuses before sending anything when the files would exceed the upload quota.

@@ -346,19 +346,21 @@ async fn run(inputs: RequestInputs, ctx: &RunCtx<'_>) -> ActionResult {
     let req = inputs.build(ctx.client.endpoint());
     let expect = inputs.expect.clone();
     if inputs.paginate {
-        let mut items = Vec::new();
+        let mut items = crate::outputs::Items::default();
         let (count, total) =
             list::paginate(ctx.client, &ctx.call, &req, None, &mut |i| items.push(i)).await?;
-        return Ok(
-            json!({"status": 200, "headers": {}, "body": null, "items": items, "count": count, "total": total}),
-        );
+        let Value::Object(fields) = json!({"status": 200, "headers": {}, "body": null, "items": null, "count": count, "total": total})
+        else {
+            unreachable!("an object literal")
+        };
+        return Ok(crate::outputs::Outputs::with_items(fields, items));
     }
     let Some(poll) = inputs.poll else {
         let resp = ctx
             .client
             .send_json(&req, &ctx.call, expect.as_deref())
             .await?;
-        return Ok(response_value(&resp));
+        return Ok(response_value(&resp).into());
     };
     let timeout = poll.timeout.unwrap_or_default();
     let mut poller = super::Poller::new(
@@ -391,7 +393,7 @@ async fn run(inputs: RequestInputs, ctx: &RunCtx<'_>) -> ActionResult {
             if let Some(o) = out.as_object_mut() {
                 o.insert("polls".into(), json!(polls));
             }
-            return Ok(out);
+            return Ok(out.into());
         }
         if poller.out_of_time() {
             return Err(ActionError::Other(format!(

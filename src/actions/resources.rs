@@ -64,12 +64,13 @@ impl Resource {
     async fn run_get(&self, inputs: &Inputs, id: &Field, ctx: &RunCtx<'_>) -> ActionResult {
         let req = self.get(inputs, id, ctx.client.endpoint())?;
         let resp = ctx.client.send_json(&req, &ctx.call, None).await?;
-        resp.json().map_err(|why| {
+        let body = resp.json().map_err(|why| {
             ActionError::Other(format!(
                 "GET {}: {why}",
                 crate::api::request::display_path(&req.url)
             ))
-        })
+        })?;
+        Ok(body.into())
     }
 
     /// The first page, with the given filter inputs as query parameters.
@@ -325,6 +326,7 @@ async fn wait_tasks(wait: WaitInputs, ctx: &RunCtx<'_>) -> ActionResult {
         let mut statuses = serde_json::Map::new();
         let mut failed = None;
         let (count, _) = paginate(ctx.client, &ctx.call, &first, None, &mut |task| {
+            let task = task.value();
             let status = task
                 .get("status")
                 .and_then(Value::as_str)
@@ -350,7 +352,7 @@ async fn wait_tasks(wait: WaitInputs, ctx: &RunCtx<'_>) -> ActionResult {
             .filter_map(|(_, n)| n.as_u64())
             .sum();
         if pending == 0 {
-            return Ok(json!({"count": count, "statuses": statuses, "polls": polls}));
+            return Ok(json!({"count": count, "statuses": statuses, "polls": polls}).into());
         }
         if poller.out_of_time() {
             return Err(ActionError::Other(format!(

@@ -16,9 +16,12 @@
 //! download on a fast link, ~1.4–2 GB/s with SHA-NI). Durability is needed at the rename,
 //! not on every write: the writer asks the kernel to start writing back each finished
 //! stretch (`sync_file_range(SYNC_FILE_RANGE_WRITE)`, which does not wait), so the one
-//! `fdatasync` before the rename waits for the last stretch only.
+//! `fdatasync` before the rename waits for the last stretch only. A sink dropped
+//! unfinished (a cut body, a cancelled step) syncs nothing: its file is about to go.
 
 use std::io::Write as _;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
@@ -35,10 +38,14 @@ const WRITEBACK_EVERY: u64 = 32 << 20;
 /// thread per batch, not per chunk (per-chunk hand-offs were ~10,000 context switches a GiB).
 const BATCH: usize = 1 << 20;
 
-type Batch = std::sync::Arc<Vec<Bytes>>;
+type Batch = Arc<Vec<Bytes>>;
 
 /// The two threads and their queues.
 pub struct FileSink {
+    /// Dropped first (fields drop in order): a sink dropped unfinished — the body failed,
+    /// the step was cancelled — tells its writer to stop before its queue closes, so it
+    /// does not sync a file that is about to be deleted.
+    abandon: Abandon,
     writes: Option<mpsc::Sender<Batch>>,
     hashes: Option<mpsc::Sender<Batch>>,
     writer: JoinHandle<std::io::Result<()>>,
@@ -53,10 +60,15 @@ impl FileSink {
     pub fn start(file: std::fs::File) -> Self {
         let (writes, to_write) = mpsc::channel::<Batch>(AHEAD);
         let (hashes, to_hash) = mpsc::channel::<Batch>(AHEAD);
+        let abandon = Abandon(Some(Arc::new(AtomicBool::new(false))));
+        let abandoned = abandon.flag();
         FileSink {
+            abandon,
             writes: Some(writes),
             hashes: Some(hashes),
-            writer: tokio::task::spawn_blocking(move || write_all(file, to_write)),
+            writer: tokio::task::spawn_blocking(move || {
+                write_all(file, to_write, &abandoned).map(|_| ())
+            }),
             hasher: tokio::task::spawn_blocking(move || hash_all(to_hash)),
             batch: Vec::new(),
             batched: 0,
@@ -79,7 +91,7 @@ impl FileSink {
         if self.batch.is_empty() {
             return true;
         }
-        let batch: Batch = std::sync::Arc::new(std::mem::take(&mut self.batch));
+        let batch: Batch = Arc::new(std::mem::take(&mut self.batch));
         self.batched = 0;
         if let Some(hashes) = &self.hashes {
             // Fails only if the hasher is gone, which `finish` reports.
@@ -93,6 +105,7 @@ impl FileSink {
 
     /// Waits until every chunk is in the file and on disk, then gives the hex sha256.
     pub async fn finish(mut self) -> std::io::Result<String> {
+        self.abandon.0 = None;
         self.hand_over().await;
         self.writes = None;
         self.hashes = None;
@@ -101,9 +114,42 @@ impl FileSink {
     }
 }
 
-fn write_all(mut file: std::fs::File, mut batches: mpsc::Receiver<Batch>) -> std::io::Result<()> {
+/// Sets its flag when dropped, unless taken out first (`finish`).
+struct Abandon(Option<Arc<AtomicBool>>);
+
+impl Abandon {
+    fn flag(&self) -> Arc<AtomicBool> {
+        self.0.clone().unwrap_or_default()
+    }
+}
+
+impl Drop for Abandon {
+    fn drop(&mut self) {
+        if let Some(flag) = &self.0 {
+            flag.store(true, Ordering::Release);
+        }
+    }
+}
+
+/// How the writer ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Written {
+    /// Every batch written and the file synced.
+    Synced,
+    /// The sink was dropped unfinished: the rest skipped, nothing synced.
+    Abandoned,
+}
+
+fn write_all(
+    mut file: std::fs::File,
+    mut batches: mpsc::Receiver<Batch>,
+    abandoned: &AtomicBool,
+) -> std::io::Result<Written> {
     let (mut written, mut handed) = (0u64, 0u64);
     while let Some(batch) = batches.blocking_recv() {
+        if abandoned.load(Ordering::Acquire) {
+            return Ok(Written::Abandoned);
+        }
         for chunk in batch.iter() {
             file.write_all(chunk)?;
             written += chunk.len() as u64;
@@ -113,7 +159,10 @@ fn write_all(mut file: std::fs::File, mut batches: mpsc::Receiver<Batch>) -> std
             handed = written;
         }
     }
-    file.sync_data()
+    if abandoned.load(Ordering::Acquire) {
+        return Ok(Written::Abandoned);
+    }
+    file.sync_data().map(|_| Written::Synced)
 }
 
 fn hash_all(mut batches: mpsc::Receiver<Batch>) -> String {
@@ -163,6 +212,35 @@ mod tests {
         let digest = sink.finish().await.unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), all);
         assert_eq!(digest, hex::encode(Sha256::digest(&all)));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_dropped_sink_stops_its_writer_without_syncing() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = std::fs::File::create(dir.path().join("f")).unwrap();
+        let (writes, to_write) = mpsc::channel::<Batch>(AHEAD);
+        let abandon = Abandon(Some(Arc::new(AtomicBool::new(false))));
+        let flag = abandon.flag();
+        let writer = tokio::task::spawn_blocking(move || write_all(file, to_write, &flag));
+        writes
+            .send(Arc::new(vec![Bytes::from_static(b"abc")]))
+            .await
+            .unwrap();
+        // As a sink dropped unfinished drops them: the flag first, then the queue.
+        drop(abandon);
+        drop(writes);
+        assert_eq!(writer.await.unwrap().unwrap(), Written::Abandoned);
+        // Finished, the same writer syncs.
+        let file = std::fs::File::create(dir.path().join("g")).unwrap();
+        let (writes, to_write) = mpsc::channel::<Batch>(AHEAD);
+        writes
+            .send(Arc::new(vec![Bytes::from_static(b"abc")]))
+            .await
+            .unwrap();
+        drop(writes);
+        let kept =
+            tokio::task::spawn_blocking(move || write_all(file, to_write, &AtomicBool::new(false)));
+        assert_eq!(kept.await.unwrap().unwrap(), Written::Synced);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -311,7 +311,7 @@ async fn run(inputs: &UploadInputs, ctx: &RunCtx<'_>) -> ActionResult {
             (ctx.progress)(&label, total, Some(planned.max(total)));
         }
     }
-    Ok(json!({"files": out, "count": out.len(), "bytes": total}))
+    Ok(json!({"files": out, "count": out.len(), "bytes": total}).into())
 }
 
 /// The dataset's items as (key, sha256 or size), to recognise files stored by an attempt
@@ -328,7 +328,7 @@ async fn items_on_server(
     );
     let mut items = Vec::new();
     super::list::paginate(ctx.client, &ctx.call, &first, None, &mut |item| {
-        items.push(item)
+        items.push(item.value())
     })
     .await?;
     Ok(items)

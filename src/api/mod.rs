@@ -343,6 +343,11 @@ impl Client {
         &self.cfg.endpoint
     }
 
+    /// The run's places for exports running (the published limit of 5).
+    pub fn exports(&self) -> &pacer::ExportPlaces {
+        &self.pacer.exports
+    }
+
     /// Is this URL on the API's own origin (scheme, host, port)?
     pub fn is_api_origin(&self, url: &str) -> bool {
         self.cfg.endpoint.is_api_origin(url)

@@ -5,7 +5,8 @@
 //! (100 requests/min) is what bounds real pipelines, so this is where their time goes.
 //!
 //! It also holds the run's places for uploads in flight (the published limit of 10
-//! concurrent uploads): every upload request waits for one.
+//! concurrent uploads): every upload request waits for one; and for exports running (5):
+//! see [`ExportPlaces`].
 //!
 //! Must not: delay anything when the server sends no such headers.
 
@@ -48,12 +49,74 @@ pub struct Ticket(u64);
 /// The API's published limit of concurrent uploads, for the whole run.
 pub const MAX_UPLOADS: usize = 10;
 
+/// The API's published limit of exports running at once, for the whole run.
+pub const MAX_EXPORTS: usize = 5;
+
+/// The exports this run created and has not seen end, and the places left for more
+/// ([`MAX_EXPORTS`] in all): a sixth is not asked for while five run (the server would
+/// answer 429 until one ends). `exports.create` takes a place and keeps it for the export
+/// it made; whatever sees the export end (`exports.wait`, or the create step asking how
+/// the running ones stand when no place is free) gives it back.
+#[derive(Debug)]
+pub struct ExportPlaces {
+    free: tokio::sync::Semaphore,
+    running: Mutex<Vec<String>>,
+}
+
+impl Default for ExportPlaces {
+    fn default() -> Self {
+        ExportPlaces {
+            free: tokio::sync::Semaphore::new(MAX_EXPORTS),
+            running: Mutex::default(),
+        }
+    }
+}
+
+impl ExportPlaces {
+    pub fn try_take(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        self.free.try_acquire().ok()
+    }
+
+    /// Waits for a place given back.
+    pub async fn take(&self) -> tokio::sync::SemaphorePermit<'_> {
+        self.free
+            .acquire()
+            .await
+            .expect("the export semaphore is never closed")
+    }
+
+    /// The export `id` was created in `place`: it holds it until seen ended.
+    pub fn started(&self, place: tokio::sync::SemaphorePermit<'_>, id: &str) {
+        place.forget();
+        self.running
+            .lock()
+            .expect("exports lock")
+            .push(id.to_string());
+    }
+
+    /// The export `id` is done, failed or gone: its place is free (if this run made it).
+    pub fn ended(&self, id: &str) {
+        let mut running = self.running.lock().expect("exports lock");
+        if let Some(at) = running.iter().position(|r| r == id) {
+            running.swap_remove(at);
+            self.free.add_permits(1);
+        }
+    }
+
+    /// The exports believed running.
+    pub fn running(&self) -> Vec<String> {
+        self.running.lock().expect("exports lock").clone()
+    }
+}
+
 #[derive(Debug)]
 pub struct Pacer {
     state: Mutex<State>,
     /// Places for uploads in flight (storage PUTs and POSTs, multipart item POSTs): every
     /// step of the run shares them, as the published limit is per account.
     uploads: tokio::sync::Semaphore,
+    /// Places for exports running.
+    pub exports: ExportPlaces,
 }
 
 impl Default for Pacer {
@@ -61,6 +124,7 @@ impl Default for Pacer {
         Pacer {
             state: Mutex::default(),
             uploads: tokio::sync::Semaphore::new(MAX_UPLOADS),
+            exports: ExportPlaces::default(),
         }
     }
 }

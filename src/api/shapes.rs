@@ -4,6 +4,7 @@
 //!
 //! Must not: send requests.
 
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 /// One page of a list.
@@ -110,42 +111,110 @@ pub fn parse_page(body: Value) -> Result<Page, BadBody> {
     })
 }
 
-/// What a page says of paging, read without building its items.
+/// What a page says of paging, and its items as the server wrote them (not parsed).
 #[derive(Debug)]
 pub struct PageInfo {
-    /// How many items the page holds.
-    pub items: usize,
+    /// The page's items, each the text the server wrote.
+    pub items: Vec<Box<RawValue>>,
     pub next_cursor: Option<String>,
     pub cursor_param: &'static str,
     pub total: Option<u64>,
 }
 
-/// The paging fields of a page, from its bytes, its items counted but not built: the
-/// next page can be asked for while this one's items are still being parsed. The rules
-/// are [`parse_page`]'s (it is run on the page with its list left empty). `None` when the
-/// body is not a page this pass reads (not JSON, not an object, a list that is not an
-/// array): [`parse_page`] on the whole body then says what is wrong.
+/// The paging fields of a page, from its bytes, its items captured as text but not
+/// built: the next page can be asked for at once, and an item is parsed only when read.
+/// The rules are [`parse_page`]'s (it is run on the page with its list left empty).
+/// `None` when the body is not a page this pass reads (not JSON, not an object, a list
+/// that is not an array): [`parse_page`] on the whole body then says what is wrong.
 pub fn page_info(bytes: &[u8]) -> Option<PageInfo> {
     let light: LightPage = serde_json::from_slice(bytes).ok()?;
-    let count = if light.fields.contains_key("items") {
+    let items = if light.fields.contains_key("items") {
         light.items
     } else {
         light.results
     };
     let page = parse_page(Value::Object(light.fields)).ok()?;
     Some(PageInfo {
-        items: count,
+        items,
         next_cursor: page.next_cursor,
         cursor_param: page.cursor_param,
         total: page.total,
     })
 }
 
-/// A page's top-level fields, with `items` and `results` counted and left empty.
+/// The next page a page points to, guessed from its last bytes alone: the plain fields
+/// after its list (`"total":5,"has_more":true,"cursor":"c2"}`, read backwards), under
+/// [`parse_page`]'s rules. Lets the next request go out before the page is read; the
+/// guess is checked against [`page_info`] once it is (a wrong one is dropped). `None`
+/// when the tail is not plain enough to tell (escapes, nested values, no next page).
+pub fn next_from_tail(bytes: &[u8]) -> Option<(String, &'static str)> {
+    let mut fields = serde_json::Map::new();
+    let mut at = trim_end(bytes, bytes.len());
+    at = at.checked_sub(1).filter(|&i| bytes[i] == b'}')?;
+    loop {
+        // `"key": value`, backwards: the value, then the colon, then the key.
+        let (value, start) = scalar_before(bytes, at)?;
+        let colon = trim_end(bytes, start).checked_sub(1)?;
+        (bytes[colon] == b':').then_some(())?;
+        let (key, start) = string_before(bytes, colon)?;
+        fields.insert(key, value);
+        let before = trim_end(bytes, start).checked_sub(1)?;
+        match bytes[before] {
+            b',' => at = before,
+            // The page's list (or its start): what comes before is not read.
+            _ => break,
+        }
+        if matches!(bytes[trim_end(bytes, before).checked_sub(1)?], b']' | b'}') {
+            break;
+        }
+    }
+    fields.insert("items".into(), Value::Array(Vec::new()));
+    let page = parse_page(Value::Object(fields)).ok()?;
+    page.next_cursor.map(|c| (c, page.cursor_param))
+}
+
+/// The end of `bytes[..end]` without trailing JSON whitespace.
+fn trim_end(bytes: &[u8], mut end: usize) -> usize {
+    while end > 0 && matches!(bytes[end - 1], b' ' | b'\t' | b'\n' | b'\r') {
+        end -= 1;
+    }
+    end
+}
+
+/// The plain scalar that ends at `end` (whitespace before `end` skipped), and where it
+/// starts: a string without escapes, a number, `true`, `false` or `null`.
+fn scalar_before(bytes: &[u8], end: usize) -> Option<(Value, usize)> {
+    let end = trim_end(bytes, end);
+    if bytes.get(end.checked_sub(1)?) == Some(&b'"') {
+        let (text, start) = string_before(bytes, end)?;
+        return Some((Value::String(text), start));
+    }
+    let start = bytes[..end]
+        .iter()
+        .rposition(|b| !(b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'+')))
+        .map_or(0, |i| i + 1);
+    let value = serde_json::from_slice::<Value>(&bytes[start..end]).ok()?;
+    (!value.is_object() && !value.is_array()).then_some((value, start))
+}
+
+/// The string without escapes that ends at `end` (its closing quote just before, after
+/// trailing whitespace), and where its opening quote is.
+fn string_before(bytes: &[u8], end: usize) -> Option<(String, usize)> {
+    let close = trim_end(bytes, end).checked_sub(1)?;
+    (bytes[close] == b'"').then_some(())?;
+    let open = bytes[..close].iter().rposition(|&b| b == b'"')?;
+    let text = &bytes[open + 1..close];
+    if text.contains(&b'\\') || (open > 0 && bytes[open - 1] == b'\\') {
+        return None;
+    }
+    Some((std::str::from_utf8(text).ok()?.to_string(), open))
+}
+
+/// A page's top-level fields, with `items` and `results` captured and left empty.
 struct LightPage {
     fields: serde_json::Map<String, Value>,
-    items: usize,
-    results: usize,
+    items: Vec<Box<RawValue>>,
+    results: Vec<Box<RawValue>>,
 }
 
 impl<'de> serde::Deserialize<'de> for LightPage {
@@ -162,18 +231,17 @@ impl<'de> serde::Deserialize<'de> for LightPage {
             ) -> Result<LightPage, A::Error> {
                 let mut page = LightPage {
                     fields: serde_json::Map::new(),
-                    items: 0,
-                    results: 0,
+                    items: Vec::new(),
+                    results: Vec::new(),
                 };
                 while let Some(key) = map.next_key::<String>()? {
                     let value = match key.as_str() {
                         "items" | "results" => {
-                            let Counted(n) = map.next_value()?;
                             *if key == "items" {
                                 &mut page.items
                             } else {
                                 &mut page.results
-                            } = n;
+                            } = map.next_value()?;
                             Value::Array(Vec::new())
                         }
                         _ => map.next_value()?,
@@ -184,32 +252,6 @@ impl<'de> serde::Deserialize<'de> for LightPage {
             }
         }
         d.deserialize_map(Fields)
-    }
-}
-
-/// The length of a JSON array, its elements skipped.
-struct Counted(usize);
-
-impl<'de> serde::Deserialize<'de> for Counted {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Count;
-        impl<'de> serde::de::Visitor<'de> for Count {
-            type Value = Counted;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("an array")
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(
-                self,
-                mut seq: A,
-            ) -> Result<Counted, A::Error> {
-                let mut n = 0;
-                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {
-                    n += 1;
-                }
-                Ok(Counted(n))
-            }
-        }
-        d.deserialize_seq(Count)
     }
 }
 
@@ -450,7 +492,12 @@ mod tests {
             let page = parse_page(serde_json::from_str(text).unwrap());
             match page {
                 Ok(page) => {
-                    assert_eq!(info.items, page.items.len(), "{text}");
+                    let items: Vec<Value> = info
+                        .items
+                        .iter()
+                        .map(|raw| serde_json::from_str(raw.get()).unwrap())
+                        .collect();
+                    assert_eq!(items, page.items, "{text}");
                     assert_eq!(info.next_cursor, page.next_cursor, "{text}");
                     assert_eq!(info.cursor_param, page.cursor_param, "{text}");
                     assert_eq!(info.total, page.total, "{text}");
@@ -469,6 +516,41 @@ mod tests {
             "",
         ] {
             assert!(page_info(text.as_bytes()).is_none(), "{text}");
+        }
+    }
+
+    #[test]
+    fn the_tail_guesses_the_next_page_as_the_whole_page_says() {
+        let pages = [
+            (
+                r#"{"items":[{"a":1}],"total":3,"has_more":true,"cursor":"c2"}"#,
+                Some("c2"),
+            ),
+            (
+                " {\"items\": [1] , \"has_more\" : true , \"cursor\" : \"c 2\" }\n",
+                Some("c 2"),
+            ),
+            (
+                r#"{"results":[{"id":1}],"next":"https://h/api/v1/x/?page=3&limit=2","count":9}"#,
+                Some("3"),
+            ),
+            (r#"{"items":[],"has_more":false,"cursor":"c9"}"#, None),
+            (r#"{"results":[],"next":null,"count":0}"#, None),
+            // Not plain enough to tell: nothing guessed.
+            (r#"{"items":[1],"has_more":true,"cursor":"a\"b"}"#, None),
+            (r#"{"items":[1],"has_more":true,"cursor":{"x":1}}"#, None),
+            (r#"{"has_more":true,"cursor":"c2","items":[1,2]}"#, None),
+            ("", None),
+            ("}", None),
+            (r#"{"cursor":"c2"}"#, None),
+        ];
+        for (text, want) in pages {
+            let guess = next_from_tail(text.as_bytes());
+            assert_eq!(guess.as_ref().map(|g| g.0.as_str()), want, "{text}");
+            if let (Some(guess), Some(info)) = (&guess, page_info(text.as_bytes())) {
+                assert_eq!(Some(&guess.0), info.next_cursor.as_ref(), "{text}");
+                assert_eq!(guess.1, info.cursor_param, "{text}");
+            }
         }
     }
 

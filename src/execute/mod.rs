@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 
 use minijinja::value::Value;
 use serde::Serialize;
-use serde_json::json;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -26,6 +25,7 @@ use crate::api::{CallCtx, CallEvent, Client};
 use crate::graph::Graph;
 use crate::journal::resume::{self, RunJournal};
 use crate::journal::{MaskedOutputs, Record, StepLog};
+use crate::outputs::Outputs;
 use crate::pipeline::model::{format_duration, Pipeline, Step};
 use crate::step::{
     self, step_entry, DepState, Eval, Globals, Iterations, LateInputs, Mode, SkipCause,
@@ -96,7 +96,7 @@ pub struct StepResult {
     pub status: StepStatus,
     pub attempts: u32,
     pub duration_ms: u64,
-    pub outputs: serde_json::Value,
+    pub outputs: Outputs,
     pub error: Option<String>,
     /// Why a skipped step was skipped.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -354,9 +354,9 @@ impl Scheduler {
     /// Makes a step's result final: readable by later templates, reported as an event.
     fn record(&mut self, i: usize, r: StepResult) {
         let readable = if self.read_later[i] {
-            &r.outputs
+            r.outputs.template()
         } else {
-            &serde_json::Value::Null
+            Value::from(())
         };
         self.entries
             .insert(r.id.clone(), step_entry(readable, r.status.as_str()));
@@ -469,7 +469,7 @@ fn without_outputs(r: &StepResult) -> StepResult {
         status: r.status,
         attempts: r.attempts,
         duration_ms: r.duration_ms,
-        outputs: json!({}),
+        outputs: Outputs::default(),
         error: r.error.clone(),
         reason: r.reason.clone(),
         iterations: r.iterations.clone(),
@@ -485,7 +485,7 @@ fn skipped(step: &Step, reason: String) -> StepResult {
         status: StepStatus::Skipped,
         attempts: 0,
         duration_ms: 0,
-        outputs: json!({}),
+        outputs: Outputs::default(),
         error: None,
         reason: Some(reason),
         iterations: vec![],
@@ -501,7 +501,7 @@ fn failed(step: &Step, error: String, attempts: u32, duration_ms: u64) -> StepRe
         status: StepStatus::Failed,
         attempts,
         duration_ms,
-        outputs: json!({}),
+        outputs: Outputs::default(),
         error: Some(error),
         reason: None,
         iterations: vec![],
@@ -603,7 +603,7 @@ async fn run_step(
 
 enum StepOutcome {
     Done {
-        outputs: serde_json::Value,
+        outputs: Outputs,
         iterations: Vec<IterationResult>,
         /// Taken from the earlier run's journal, not run.
         reused: bool,
@@ -709,7 +709,7 @@ async fn from_journal(
             match resume::still_valid(step.action, once, outputs, &shared.cancel).await {
                 None => {
                     return Ok(Ok(StepOutcome::Done {
-                        outputs: outputs.clone(),
+                        outputs: outputs.clone().into(),
                         iterations: p
                             .iterations
                             .iter()
@@ -830,7 +830,9 @@ impl Each<'_> {
         let mut r = match inputs {
             Ok(inputs) => {
                 let call = self.call.for_iteration(index);
-                run_once(shared, eval, &ctx, inputs, &call, self.journaled.log).await
+                run_once(shared, eval, &ctx, inputs, &call, self.journaled.log)
+                    .await
+                    .map(Outputs::into_value)
             }
             Err(e) => Err(e.into()),
         };
@@ -929,7 +931,7 @@ impl Gathered {
         }
         outputs.insert("count".into(), self.count.into());
         Ok(StepOutcome::Done {
-            outputs: serde_json::Value::Object(outputs),
+            outputs: serde_json::Value::Object(outputs).into(),
             iterations: self.records.unwrap_or_default(),
             reused: false,
         })
@@ -959,7 +961,7 @@ async fn run_once(
     inputs: crate::actions::Inputs,
     call: &CallCtx,
     log: &StepLog,
-) -> Result<serde_json::Value, Failure> {
+) -> Result<Outputs, Failure> {
     let late = LateInputs::new(ctx.clone());
     let progress = |label: &str, done: u64, total: Option<u64>| {
         let _ = shared.events.send(Event::Transfer {
@@ -983,6 +985,7 @@ async fn run_once(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn end(ms: u64, r: Result<serde_json::Value, Failure>) -> IterationEnd {
         Some((Duration::from_millis(ms), r))

@@ -182,8 +182,8 @@ pub struct MaskedOutputs {
 }
 
 impl MaskedOutputs {
-    pub fn of(redactor: &Redactor, outputs: &Value) -> Self {
-        let (json, masked) = redactor.json_text_masked(outputs);
+    pub fn of(redactor: &Redactor, outputs: &crate::outputs::Outputs) -> Self {
+        let (json, masked) = redactor.json_text_masked(outputs.json_text());
         MaskedOutputs { json, masked }
     }
 }
@@ -880,7 +880,7 @@ mod tests {
                 step: (*step).into(),
                 status: "succeeded",
                 inputs: None,
-                outputs: Some(MaskedOutputs::of(&redactor, out)),
+                outputs: Some(MaskedOutputs::of(&redactor, &out.clone().into())),
             });
         }
         drop(sink);
@@ -949,7 +949,10 @@ mod tests {
                 step: step.into(),
                 status: "succeeded",
                 inputs: None,
-                outputs: Some(MaskedOutputs::of(&redactor, &serde_json::json!({"n": 1}))),
+                outputs: Some(MaskedOutputs::of(
+                    &redactor,
+                    &serde_json::json!({"n": 1}).into(),
+                )),
             });
         }
         drop(sink);

@@ -84,7 +84,10 @@ pub async fn decide(inputs: &JournalInputs) -> Result<(Vec<String>, Vec<Value>),
         let (decision, outputs) = decide_step(s, rec, blocked_by, &opened, &base, &cancel).await;
         if let Some(outputs) = outputs {
             reused[i] = true;
-            entries.insert(s.id.clone(), step_entry(&outputs, "succeeded"));
+            entries.insert(
+                s.id.clone(),
+                step_entry(crate::template::from_json(&outputs), "succeeded"),
+            );
         }
         out[i] = Some(decision);
     }
@@ -143,6 +146,12 @@ async fn decide_step(
         let why = "runs: its outputs held a secret, so the journal kept them masked";
         return (decision(false, why.into()), None);
     };
+    // As the run decides: a `for_each` that kept no `results` cannot stand for one whose
+    // results a template reads now (a report's outputs are not known here).
+    if s.for_each.is_some() && s.results_read && outputs.get("results").is_none() {
+        let why = "runs: the earlier run did not keep its iterations' `results`, which a template now reads (iterations that succeeded with the same inputs are reused one by one)";
+        return (decision(false, why.into()), None);
+    }
     if let Some(why) = resume::still_valid(s.action, once.as_ref(), outputs, cancel).await {
         return (with_files(decision(false, format!("runs: {why}"))), None);
     }

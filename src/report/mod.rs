@@ -307,8 +307,8 @@ pub fn report_json(name: &str, started_at: &str, result: &RunResult, redactor: &
             );
             step.insert("attempts".into(), json!(s.attempts));
             step.insert("duration_ms".into(), json!(s.duration_ms));
-            // One plain clone: outputs can hold every item of a big list.
-            step.insert("outputs".into(), s.outputs.clone());
+            // A list's items are parsed here, for the report only.
+            step.insert("outputs".into(), s.outputs.to_value());
             step.insert("error".into(), json!(s.error));
             if let Some(reason) = &s.reason {
                 step.insert("reason".into(), json!(reason));

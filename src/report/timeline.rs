@@ -234,11 +234,18 @@ impl Timeline {
     /// transfer events or, for an upload, by the attempt that sent the file.
     fn transfers_of(&self, r: &crate::execute::StepResult, start: Option<u64>) -> Vec<Value> {
         let files: Vec<&Value> = match r.action {
-            "items.upload" => r.outputs["files"]
-                .as_array()
+            "items.upload" => r
+                .outputs
+                .field("files")
+                .and_then(Value::as_array)
                 .map(|f| f.iter().collect())
                 .unwrap_or_default(),
-            "download" if r.outputs.get("path").is_some() => vec![&r.outputs],
+            "download" => r
+                .outputs
+                .as_json()
+                .filter(|o| o.get("path").is_some())
+                .into_iter()
+                .collect(),
             _ => Vec::new(),
         };
         files
@@ -301,7 +308,7 @@ mod tests {
             status: StepStatus::Succeeded,
             attempts: 1,
             duration_ms: 0,
-            outputs: json!({}),
+            outputs: Default::default(),
             error: None,
             reason: None,
             iterations: vec![],

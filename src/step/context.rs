@@ -151,10 +151,11 @@ impl minijinja::value::Object for StepEntries {
     }
 }
 
-/// A step's entry under `steps`: `{outputs, status}`.
-pub fn step_entry(outputs: &serde_json::Value, status: &str) -> Value {
+/// A step's entry under `steps`: `{outputs, status}` (the outputs as templates see them:
+/// [`crate::outputs::Outputs::template`]).
+pub fn step_entry(outputs: Value, status: &str) -> Value {
     let mut map = BTreeMap::new();
-    map.insert("outputs", template::from_json(outputs));
+    map.insert("outputs", outputs);
     map.insert("status", Value::from(status));
     Value::from(map)
 }

@@ -15,6 +15,7 @@ use minijinja::value::{Value, ValueKind};
 
 use crate::actions::{Inputs, Renderer};
 use crate::api::shapes::shorten;
+use crate::outputs::Outputs;
 use crate::pipeline::model::{Pipeline, Step, TValue};
 use crate::pipeline::spec::{self, Ty};
 use crate::template::preview::{self, Unknowns};
@@ -229,26 +230,18 @@ impl<'a> Eval<'a> {
 
     /// The step's outputs: the action's result, plus the step's `outputs` rendered with
     /// `result` bound to it (a run only).
-    pub fn outputs(
-        &self,
-        ctx: &Value,
-        result: serde_json::Value,
-    ) -> Result<serde_json::Value, StepError> {
+    pub fn outputs(&self, ctx: &Value, result: Outputs) -> Result<Outputs, StepError> {
         if self.step.outputs.is_empty() {
             return Ok(result);
         }
-        let with_result =
-            minijinja::context! { result => template::from_json(&result), ..ctx.clone() };
-        let mut outputs = match result {
-            serde_json::Value::Object(o) => o,
-            other => serde_json::Map::from_iter([("value".to_string(), other)]),
-        };
+        let with_result = minijinja::context! { result => result.template(), ..ctx.clone() };
+        let mut outputs = result;
         for (name, value) in &self.step.outputs {
             let v = template::render_value(value, &with_result)
                 .map_err(|e| e.context(format!("output `{name}`")))?;
             outputs.insert(name.clone(), v);
         }
-        Ok(serde_json::Value::Object(outputs))
+        Ok(outputs)
     }
 }
 
@@ -392,7 +385,7 @@ mod tests {
         entries.insert(
             "list".into(),
             step_entry(
-                &serde_json::json!({"count": 0, "items": [{"id": "x"}]}),
+                template::from_json(&serde_json::json!({"count": 0, "items": [{"id": "x"}]})),
                 "succeeded",
             ),
         );
@@ -409,7 +402,7 @@ mod tests {
         entries.insert(
             "list".into(),
             step_entry(
-                &serde_json::json!({"count": 1, "items": [{"id": "exp 1"}]}),
+                template::from_json(&serde_json::json!({"count": 1, "items": [{"id": "exp 1"}]})),
                 "succeeded",
             ),
         );

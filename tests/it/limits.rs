@@ -11,6 +11,24 @@ use crate::support::{avala_pipe, start_emulator, write};
 
 const KEY: &str = "avk_test_LIMITS_0123456789";
 
+/// Runs `pipeline` in `dir` against `emu`; it must succeed.
+async fn run_ok(
+    emu: &avala_pipe::emulator::Emulator,
+    pipeline: &std::path::Path,
+    dir: &std::path::Path,
+) -> crate::support::Output {
+    let out = avala_pipe()
+        .args(["run", "--format", "json", "--base-url", &emu.base_url()])
+        .arg(pipeline)
+        .current_dir(dir)
+        .env("AVALA_API_KEY", KEY)
+        .timeout(Duration::from_secs(60))
+        .run_async()
+        .await;
+    assert_eq!(out.code, Some(0), "stderr:\n{}", out.stderr);
+    out
+}
+
 /// Two upload steps side by side (10 files each, concurrency 10) and a file big enough for a
 /// multipart session (3 parts), while every storage PUT is held 40 ms: twenty uploads want
 /// to be in flight at once, the run lets ten.
@@ -42,15 +60,7 @@ async fn a_run_never_has_more_uploads_in_flight_than_the_published_limit() {
          \x20 - id: a\n    action: datasets.upload\n    with: {name: A, files: a/*, concurrency: 10}\n\
          \x20 - id: b\n    action: datasets.upload\n    with: {name: B, files: b/*, concurrency: 10}\n",
     );
-    let out = avala_pipe()
-        .args(["run", "--format", "json", "--base-url", &emu.base_url()])
-        .arg(&pipeline)
-        .current_dir(dir.path())
-        .env("AVALA_API_KEY", KEY)
-        .timeout(Duration::from_secs(60))
-        .run_async()
-        .await;
-    assert_eq!(out.code, Some(0), "stderr:\n{}", out.stderr);
+    run_ok(&emu, &pipeline, dir.path()).await;
     let limits = emu.limits();
     assert_eq!(limits.uploads_refused, 0, "{limits:?}");
     assert!(limits.max_uploads_in_flight <= 10, "{limits:?}");
@@ -140,5 +150,42 @@ async fn the_emulator_refuses_a_sixth_running_export() {
     assert_eq!(create().await.unwrap().status(), 201);
     let limits = emu.limits();
     assert_eq!((limits.max_exports_running, limits.exports_refused), (6, 1));
+    emu.shutdown().await;
+}
+
+/// Seven exports asked for at once: the run creates five, and the sixth and seventh only
+/// once it has seen earlier ones end (here by asking how they stand: nothing else polls
+/// them while the create step runs), so the server never refuses one.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_never_has_more_exports_running_than_the_published_limit() {
+    let emu = start_emulator(
+        Some(KEY),
+        EmulatorOptions {
+            flavor: Flavor::Current,
+            export_polls: 2,
+            ..EmulatorOptions::default()
+        },
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = write(
+        dir.path(),
+        "exports.yaml",
+        "version: 1\napi:\n  flavor: current\nsteps:\n\
+         \x20 - id: create\n    action: exports.create\n    for_each: \"{{ range(7) | list }}\"\n    max_parallel: 7\n    with: {project_id: prj_0001}\n\
+         \x20 - id: wait\n    action: exports.wait\n    for_each: \"{{ steps.create.outputs.results }}\"\n    with: {export: \"{{ item.uid }}\", interval: 10ms}\n",
+    );
+    let out = run_ok(&emu, &pipeline, dir.path()).await;
+    let limits = emu.limits();
+    assert_eq!(limits.exports_refused, 0, "{limits:?}");
+    // The limit was reached, so it was the client that kept to it.
+    assert_eq!(limits.max_exports_running, 5, "{limits:?}");
+    let created = emu
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path.ends_with("/exports/"))
+        .count();
+    assert_eq!(created, 7);
+    assert_eq!(out.json()["steps"][1]["outputs"]["count"], 7);
     emu.shutdown().await;
 }

@@ -672,6 +672,59 @@ steps:
     emu.shutdown().await;
 }
 
+/// A `for_each` whose `results` nothing read was journaled without them: once a step reads
+/// them (the file changed: `--resume=force`), the dry-run says it runs, and the run runs
+/// it, its iterations reused one by one.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_for_each_without_kept_results_runs_again_once_they_are_read() {
+    let emu = start_emulator(Some(KEY), EmulatorOptions::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let each = "version: 1\nsteps:\n  - id: each\n    action: request\n    for_each: [ds_0001, ds_0002, ds_0003]\n    with:\n      path: \"/datasets/{{ item }}\"\n";
+    write(dir.path(), "each.yaml", each);
+    let base = emu.base_url();
+    run_in(dir.path(), &base, &["each.yaml"]).await.success();
+    let reader = "  - id: after\n    action: request\n    with:\n      path: \"/datasets/{{ steps.each.outputs.results[2].body.id }}/items\"\n";
+    write(dir.path(), "each.yaml", &format!("{each}{reader}"));
+    let plan = run_in(
+        dir.path(),
+        &base,
+        &[
+            "each.yaml",
+            "--dry-run",
+            "--resume=force",
+            "--format",
+            "json",
+        ],
+    )
+    .await;
+    plan.success();
+    let first = &plan.json()["resume"]["steps"][0];
+    assert_eq!(first["reuse"], false, "{}", plan.stdout);
+    assert!(
+        first["why"].as_str().unwrap().contains("`results`"),
+        "{}",
+        plan.stdout
+    );
+    let before = emu.requests().len();
+    let out = run_in(
+        dir.path(),
+        &base,
+        &["each.yaml", "--resume=force", "--format", "json"],
+    )
+    .await;
+    out.success();
+    let paths: Vec<String> = emu.requests()[before..]
+        .iter()
+        .map(|r| r.path.clone())
+        .collect();
+    assert_eq!(paths, ["/api/v1/datasets/ds_0003/items"]);
+    assert_eq!(
+        out.json()["steps"][0]["outputs"]["results"][2]["body"]["id"],
+        "ds_0003"
+    );
+    emu.shutdown().await;
+}
+
 /// `datasets.create` that created its dataset but failed while waiting for it: the resume
 /// re-attaches to that dataset (by its uid) instead of creating another.
 #[tokio::test(flavor = "multi_thread")]

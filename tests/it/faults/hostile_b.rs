@@ -725,6 +725,145 @@ async fn hostile_b13_a_page_that_is_not_json_says_what_and_where() {
     assert!((1..=2).contains(&more), "{more} requests for utf8more");
 }
 
+/// 13b. A list's items are kept as the server wrote them until read (issue 14): what only
+/// a full parse refuses still fails the step; `uid`s still gain an `id` (in the report,
+/// in `save_to`, in templates); an item that writes the key with escapes or spreads over
+/// lines is written anew, so the journal masks it and stays a line per record.
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_b13b_items_kept_as_text_are_checked_normalised_and_masked() {
+    let first = CANARY.chars().next().unwrap();
+    let escaped = format!("\\u{:04x}{}", first as u32, &CANARY[first.len_utf8()..]);
+    let server = Hostile::start(move |req, _| {
+        let body = match req.path() {
+            "/api/v1/datasets/mixed/items" => format!(
+                "{{\"items\": [{{\"uid\": \"u1\", \"nested\": {{\"uid\": \"u2\"}}}},\n {{\"id\":\n \"d2\", \"n\": [1, 2.5]}}, {{\"id\": \"d3\", \"note\": \"{escaped}\"}}], \"has_more\": false}}"
+            ),
+            "/api/v1/datasets/uids/items" => {
+                r#"{"results": [{"uid": "a"}, {"uid": "b", "id": "keep"}], "next": null}"#.into()
+            }
+            "/api/v1/datasets/huge/items" => r#"{"items": [{"n": 1e400}], "has_more": false}"#.into(),
+            "/api/v1/datasets/lone/items" => {
+                r#"{"items": [{"s": "\ud800"}], "has_more": false}"#.into()
+            }
+            p if p.starts_with("/api/v1/echo/") => r#"{"ok": true}"#.into(),
+            _ => return not_found(),
+        };
+        answer("200 OK", "application/json", body.as_bytes())
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "p.yaml",
+        "version: 1\nsteps:\n\
+         \x20 - id: mixed\n    action: items.list\n    with: { dataset: mixed }\n\
+         \x20 - id: uids\n    action: items.list\n    with: { dataset: uids, save_to: uids.jsonl }\n\
+         \x20 - id: huge\n    action: items.list\n    continue_on_error: true\n    with: { dataset: huge }\n\
+         \x20 - id: lone\n    action: items.list\n    continue_on_error: true\n    with: { dataset: lone }\n\
+         \x20 - id: use\n    action: request\n    with:\n      path: \"/echo/{{ steps.mixed.outputs.items[0].id }}-{{ steps.mixed.outputs.items[0].nested.id }}-{{ steps.mixed.outputs.items[1].n[1] }}-{{ steps.mixed.outputs.items | length }}\"\n",
+    );
+    let out = run_at(&server, &file, dir.path(), dir.path()).await;
+    out.code(0);
+    assert!(
+        out.error("huge").contains("number out of range"),
+        "{}",
+        out.error("huge")
+    );
+    assert!(
+        out.error("lone").contains("hex escape"),
+        "{}",
+        out.error("lone")
+    );
+    // Templates read the items parsed, ids added.
+    assert!(
+        server
+            .paths()
+            .contains(&"/api/v1/echo/u1-u2-2.5-3".to_string()),
+        "{:?}",
+        server.paths()
+    );
+    // The report: every item parsed, ids added, the key masked.
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("report.json")).unwrap())
+            .unwrap();
+    let items = &crate::support::step(&report, "mixed")["outputs"]["items"];
+    assert_eq!(
+        items[0],
+        json!({"uid": "u1", "nested": {"uid": "u2", "id": "u2"}, "id": "u1"})
+    );
+    assert_eq!(items[1], json!({"id": "d2", "n": [1, 2.5]}));
+    assert!(
+        !items[2]["note"].as_str().unwrap().contains(CANARY),
+        "{items}"
+    );
+    // save_to: a line per item, ids added.
+    let saved: Vec<Value> = std::fs::read_to_string(dir.path().join("uids.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        saved,
+        vec![
+            json!({"uid": "a", "id": "a"}),
+            json!({"uid": "b", "id": "keep"})
+        ]
+    );
+    // The journal: a record per line, every line JSON, the key nowhere even once decoded.
+    let journal = std::fs::read_to_string(dir.path().join(".avala-pipe/p.journal.jsonl")).unwrap();
+    let mut outputs_seen = 0;
+    for line in journal.lines() {
+        let record: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(!record.to_string().contains(CANARY), "{line}");
+        let finished = &record["finished"];
+        if finished["step"] == "mixed" && finished["outputs"].is_object() {
+            outputs_seen += 1;
+            assert_eq!(finished["outputs"]["items"][0]["id"], "u1", "{line}");
+        }
+    }
+    assert_eq!(outputs_seen, 1, "{journal}");
+}
+
+/// 13c. The next page is asked for from a page's last bytes before the page is read: a
+/// page whose end points elsewhere than the whole page does (fields before its list) is
+/// followed where the whole page says, and a plain list asks for each page once.
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_b13c_the_next_page_guessed_from_the_tail_is_checked() {
+    let server = Hostile::start(|req, _| {
+        let cursor = req.target.split("cursor=").nth(1).unwrap_or("");
+        let body = match (req.path(), cursor) {
+            ("/api/v1/datasets/odd/items", "") => {
+                r#"{"has_more": true, "cursor": "A", "items": [1], "next": "http://127.0.0.1:9/x?cursor=B"}"#
+            }
+            ("/api/v1/datasets/odd/items", "A") => r#"{"items": [2], "has_more": false}"#,
+            ("/api/v1/datasets/odd/items", "B") => r#"{"items": [99], "has_more": false}"#,
+            ("/api/v1/datasets/plain/items", "") => r#"{"items": [1], "has_more": true, "cursor": "p2"}"#,
+            ("/api/v1/datasets/plain/items", "p2") => r#"{"items": [2], "has_more": true, "cursor": "p3"}"#,
+            ("/api/v1/datasets/plain/items", "p3") => r#"{"items": [3], "has_more": false}"#,
+            _ => return not_found(),
+        };
+        answer("200 OK", "application/json", body.as_bytes())
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "p.yaml",
+        "version: 1\nsteps:\n  - id: odd\n    action: items.list\n    with: { dataset: odd }\n  - id: plain\n    action: items.list\n    with: { dataset: plain }\n",
+    );
+    let out = run_at(&server, &file, dir.path(), dir.path()).await;
+    out.code(0);
+    assert_eq!(out.step("odd")["outputs"]["items"], json!([1, 2]));
+    assert_eq!(out.step("plain")["outputs"]["items"], json!([1, 2, 3]));
+    let targets: Vec<String> = server.requests().iter().map(|r| r.target.clone()).collect();
+    let count = |needle: &str| targets.iter().filter(|t| t.contains(needle)).count();
+    assert_eq!(count("odd/items?limit=100&cursor=A"), 1, "{targets:?}");
+    assert!(count("odd/items?limit=100&cursor=B") <= 1, "{targets:?}");
+    assert_eq!(count("/plain/items"), 3, "{targets:?}");
+    assert_eq!(count("cursor=p2"), 1, "{targets:?}");
+    assert_eq!(count("cursor=p3"), 1, "{targets:?}");
+}
+
 /// 16. An export that flips between `completed` without a download URL and `processing`
 /// times out saying so; one that stays completed without a URL says it has none yet.
 #[tokio::test(flavor = "multi_thread")]

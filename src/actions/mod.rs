@@ -16,6 +16,7 @@ pub mod presigned;
 pub mod request;
 pub mod resources;
 pub mod scratch;
+mod sent_hash;
 pub mod sink;
 pub mod upload;
 

@@ -14,9 +14,10 @@ use futures_util::stream::{self, StreamExt};
 use serde_json::{json, Value};
 
 use super::datasets::{needs_current, wait_created, NewDataset};
+use super::sent_hash::SentHash;
 use super::upload::{content_type, hash_file, resolve_files, ALLOW_EMPTY, FILES};
 use super::{Action, ActionError, ActionPlan, ActionResult, Inputs, RunCtx};
-use crate::api::request::{Body, HttpRequest, Method, Part};
+use crate::api::request::{Body, HttpRequest, Method, Part, Seen};
 use crate::api::{ApiError, Endpoint, ErrorKind};
 use crate::pipeline::spec::{dflt, opt, req, ActionSpec, Field, Ty};
 use crate::template::{Later, Text};
@@ -347,8 +348,9 @@ async fn upload_one(
 ) -> Result<Value, ActionError> {
     let shown = path.display().to_string();
     // A resumed session needs the digest first (to skip what is stored); a new one hashes
-    // the file while sending it: for a big file the hash would otherwise come first, alone.
-    let (size, sha256) = if resumed {
+    // the chunks it sends as they are read (the file is read once), and at the end reads
+    // whatever was not sent (parts already stored, a legacy form body).
+    let (size, known) = if resumed {
         let (size, sha256) = hash_file(path, &ctx.call.cancel).await?;
         if let Some(entry) = ctx.journal.stored(&shown, &sha256) {
             return Ok(entry);
@@ -360,43 +362,77 @@ async fn upload_one(
             .len();
         (size, None)
     };
+    let sent = SentHash::new();
+    let seen = match known {
+        Some(_) => Seen::default(),
+        None => sent.seen(),
+    };
+    let source = Source {
+        path,
+        size,
+        seen,
+        hash: &sent,
+    };
+    let storing = async {
+        let stored = store_retrying(inputs, ctx, &source, key, session).await;
+        sent.stop_tapping(stored.is_err());
+        stored
+    };
     let hashing = async {
-        match sha256 {
-            Some(sha256) => Ok((size, sha256)),
-            None => hash_file(path, &ctx.call.cancel).await,
+        match &known {
+            Some(sha256) => Ok(sha256.clone()),
+            None => sent.digest(path, size, &ctx.call.cancel).await,
         }
     };
-    let (stored, hashed) = tokio::join!(
-        store_retrying(inputs, ctx, path, key, size, session),
-        hashing
-    );
-    let (stored, (hashed_size, sha256)) = (stored?, hashed?);
-    if hashed_size != size {
-        return Err(ActionError::Other(format!(
-            "{} changed while it was uploaded ({size} bytes, then {hashed_size})",
-            path.display()
-        )));
-    }
+    let (stored, sha256) = tokio::join!(storing, hashing);
+    let (stored, sha256) = (stored?, sha256?);
     let entry =
         json!({"path": shown, "key": key, "bytes": size, "sha256": sha256, "stored": stored});
     ctx.journal.file_stored(&shown, size, &sha256, &entry);
     Ok(entry)
 }
 
+/// The file an upload sends: its size when the upload began, and what sees the chunks of
+/// its bodies as they are read (its running sha256).
+struct Source<'a> {
+    path: &'a Path,
+    size: u64,
+    seen: Seen,
+    /// The running sha256 behind `seen`.
+    hash: &'a SentHash,
+}
+
+impl Source<'_> {
+    /// No chunk of this file will be seen: the hash reads the file itself from now on.
+    fn untapped(&self) {
+        self.hash.stop_tapping(false);
+    }
+
+    /// A body of bytes `offset..offset+len` of the file.
+    fn body(&self, offset: u64, len: u64) -> Body {
+        Body::File {
+            path: self.path.to_path_buf(),
+            offset,
+            len: Some(len),
+            seen: self.seen.clone(),
+        }
+    }
+}
+
 /// Presign, store and complete one file, with a fresh presign for each attempt.
 async fn store_retrying(
     inputs: &UploadInputs,
     ctx: &RunCtx<'_>,
-    path: &Path,
+    source: &Source<'_>,
     key: &str,
-    size: u64,
     session: &str,
 ) -> Result<bool, ActionError> {
+    let path = source.path;
     let max_attempts = ctx.call.retry.max_attempts.max(1);
     let mut attempt = 0;
     let stored = loop {
         attempt += 1;
-        match store(inputs, ctx, path, key, size, session).await {
+        match store(inputs, ctx, source, key, session).await {
             Ok(stored) => break stored,
             Err(e) if attempt < max_attempts && retry_with_fresh_presign(&e) => {
                 let wait = crate::api::retry::backoff(&ctx.call.retry, attempt);
@@ -439,11 +475,11 @@ fn quota_or(e: ActionError, path: &Path) -> ActionError {
 async fn store(
     inputs: &UploadInputs,
     ctx: &RunCtx<'_>,
-    path: &Path,
+    source: &Source<'_>,
     key: &str,
-    size: u64,
     session: &str,
 ) -> Result<bool, ActionError> {
+    let (path, size) = (source.path, source.size);
     let presign = inputs.presign(ctx.client.endpoint(), key, Some(size), session);
     let answer = super::fetch_json(ctx, &presign).await?;
     if answer["complete"] == json!(true) {
@@ -451,9 +487,13 @@ async fn store(
     }
     let upload_uid = answer["upload_uid"].as_str().map(str::to_string);
     let stored = match answer["method"].as_str() {
-        Some("POST") => post_form(ctx, &answer, path).await?,
-        Some("PUT") => put_file(ctx, &answer, path, size).await?,
-        Some("MULTIPART") => put_parts(inputs, ctx, &answer, path, size).await?,
+        Some("POST") => {
+            // The form's body is not read in chunks: the hash reads the file beside it.
+            source.untapped();
+            post_form(ctx, &answer, path).await?
+        }
+        Some("PUT") => put_file(ctx, &answer, source).await?,
+        Some("MULTIPART") => put_parts(inputs, ctx, &answer, source).await?,
         other => {
             return Err(ActionError::Other(format!(
                 "POST /datasets/manual-upload/file-upload-url/: unknown upload method {}",
@@ -523,14 +563,9 @@ async fn post_form(ctx: &RunCtx<'_>, answer: &Value, path: &Path) -> Result<bool
 async fn put_file(
     ctx: &RunCtx<'_>,
     answer: &Value,
-    path: &Path,
-    size: u64,
+    source: &Source<'_>,
 ) -> Result<bool, ActionError> {
-    let req = storage_request(Method::Put, answer)?.with_body(Body::File {
-        path: path.to_path_buf(),
-        offset: 0,
-        len: Some(size),
-    });
+    let req = storage_request(Method::Put, answer)?.with_body(source.body(0, source.size));
     let resp = ctx.client.send_json(&req, &ctx.call, Some(&STORED)).await?;
     Ok(resp.status != 412)
 }
@@ -549,9 +584,9 @@ async fn put_parts(
     inputs: &UploadInputs,
     ctx: &RunCtx<'_>,
     answer: &Value,
-    path: &Path,
-    size: u64,
+    source: &Source<'_>,
 ) -> Result<bool, ActionError> {
+    let (path, size) = (source.path, source.size);
     let uid = answer["upload_uid"]
         .as_str()
         .ok_or_else(|| ActionError::Other("a multipart upload without `upload_uid`".into()))?;
@@ -585,7 +620,7 @@ async fn put_parts(
             };
             let offset = (n - 1) * part_size;
             let len = part_size.min(size.saturating_sub(offset));
-            puts.push(put_part(ctx, part, path, offset, len));
+            puts.push(put_part(ctx, part, source, offset, len));
         }
         match puts.next().await {
             Some(put) => put?,
@@ -600,15 +635,11 @@ async fn put_parts(
 async fn put_part(
     ctx: &RunCtx<'_>,
     part: Value,
-    path: &Path,
+    source: &Source<'_>,
     offset: u64,
     len: u64,
 ) -> Result<(), ActionError> {
-    let req = storage_request(Method::Put, &part)?.with_body(Body::File {
-        path: path.to_path_buf(),
-        offset,
-        len: Some(len),
-    });
+    let req = storage_request(Method::Put, &part)?.with_body(source.body(offset, len));
     ctx.client.send_json(&req, &ctx.call, None).await?;
     Ok(())
 }

@@ -606,11 +606,16 @@ impl Client {
                 .header(CONTENT_TYPE, "application/json")
                 .body(serde_json::to_vec(v).unwrap_or_default()),
             Body::Multipart(parts) => builder.multipart(multipart_form(parts).await?),
-            Body::File { path, offset, len } => {
+            Body::File {
+                path,
+                offset,
+                len,
+                seen,
+            } => {
                 let len = len.unwrap_or(0);
                 builder
                     .header(reqwest::header::CONTENT_LENGTH, len)
-                    .body(file_range(path, *offset, len).await)
+                    .body(file_range(path, *offset, len, seen.0.clone()).await)
             }
         };
         Ok(builder)
@@ -926,8 +931,14 @@ pub fn transport_message(e: &reqwest::Error) -> String {
 /// body error when the request is sent.
 ///
 /// One blocking task reads the range straight into the chunks the body sends (no zeroing,
-/// no copy through `tokio::fs`'s buffer, no thread hand-off per chunk), a few chunks ahead.
-async fn file_range(path: &std::path::Path, offset: u64, len: u64) -> reqwest::Body {
+/// no copy through `tokio::fs`'s buffer, no thread hand-off per chunk), a few chunks ahead;
+/// `seen` sees each chunk (with its offset in the file) before it is sent.
+async fn file_range(
+    path: &std::path::Path,
+    offset: u64,
+    len: u64,
+    seen: Option<request::ChunkSink>,
+) -> reqwest::Body {
     const CHUNK: u64 = 256 * 1024;
     let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(4);
     let path = path.to_path_buf();
@@ -955,8 +966,12 @@ async fn file_range(path: &std::path::Path, offset: u64, len: u64) -> reqwest::B
                     format!("{} ended {left} bytes early", path.display()),
                 )),
                 Ok(n) => {
+                    let chunk = bytes::Bytes::from(chunk);
+                    if let Some(seen) = &seen {
+                        seen(offset + (len - left), &chunk);
+                    }
                     left -= n as u64;
-                    Ok(bytes::Bytes::from(chunk))
+                    Ok(chunk)
                 }
                 Err(e) => Err(e),
             };

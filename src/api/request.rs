@@ -83,6 +83,31 @@ pub enum Part {
     },
 }
 
+/// Sees each chunk of a file body as it is read, with its offset in the file, on the
+/// reading thread and before the chunk is sent (an upload hashes the very bytes it sends).
+pub type ChunkSink = std::sync::Arc<dyn Fn(u64, &bytes::Bytes) + Send + Sync>;
+
+/// An optional [`ChunkSink`]: not part of what a request is (two requests differing only
+/// in it are equal, and it is not shown).
+#[derive(Clone, Default)]
+pub struct Seen(pub Option<ChunkSink>);
+
+impl std::fmt::Debug for Seen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Seen(..)"
+        } else {
+            "Seen(None)"
+        })
+    }
+}
+
+impl PartialEq for Seen {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub enum Body {
     None,
@@ -94,6 +119,8 @@ pub enum Body {
         offset: u64,
         /// Bytes; `None` when the file is known only after the run (never sent then).
         len: Option<u64>,
+        /// Sees each chunk as it is read.
+        seen: Seen,
     },
 }
 

@@ -103,10 +103,14 @@ pub(crate) struct Manual {
     pub digests: HashMap<String, Arc<Mutex<OrderedDigest>>>,
 }
 
-/// The sha256 of an object's parts `1..next`, hashed in order.
+/// The sha256 of an object's parts `1..next` and the first `at` bytes of part `next`,
+/// hashed in order.
 pub(crate) struct OrderedDigest {
     pub hasher: Sha256,
     pub next: u64,
+    pub at: u64,
+    /// The receive hashing part `next` as it arrives (see `storage::Inline`).
+    pub owner: Option<u64>,
 }
 
 impl Default for OrderedDigest {
@@ -114,6 +118,8 @@ impl Default for OrderedDigest {
         OrderedDigest {
             hasher: Sha256::new(),
             next: 1,
+            at: 0,
+            owner: None,
         }
     }
 }

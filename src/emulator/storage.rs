@@ -193,15 +193,17 @@ where
     S: futures_util::Stream<Item = Result<Bytes, E>> + Unpin,
     E: std::fmt::Display,
 {
-    receive_into(stream, path, limit, true).await
+    receive_into(stream, path, limit, true, |_| {}).await
 }
 
-/// [`receive`], hashing only when `hash` (the digest is empty otherwise).
+/// [`receive`], hashing only when `hash` (the digest is empty otherwise); `tap` sees each
+/// chunk before it is written.
 async fn receive_into<S, E>(
     mut stream: S,
     path: &std::path::Path,
     limit: u64,
     hash: bool,
+    mut tap: impl FnMut(&Bytes),
 ) -> Result<(u64, String), Receive>
 where
     S: futures_util::Stream<Item = Result<Bytes, E>> + Unpin,
@@ -220,6 +222,7 @@ where
         if hash {
             hasher.update(&chunk);
         }
+        tap(&chunk);
         file.write_all(&chunk).await.map_err(Receive::Io)?;
     }
     file.flush().await.map_err(Receive::Io)?;
@@ -240,8 +243,12 @@ pub(crate) async fn receive_body(
     receive(body.into_data_stream(), path, limit).await.ok()
 }
 
+/// A new file for one receive of a part: a part sent again gets a file of its own, so bytes
+/// being received never overwrite bytes a digest (or an item) reads.
 fn blob_path(shared: &Shared, id: &str, part: u64) -> std::path::PathBuf {
-    shared.blob_dir.path().join(format!("{id}.{part}"))
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    shared.blob_dir.path().join(format!("{id}.{part}.{n}"))
 }
 
 /// A fresh file name for bytes that are not a presigned object (documented uploads).
@@ -355,20 +362,23 @@ fn store_part(shared: &Shared, id: &str, number: u64, blob: Blob, whole: bool) {
     if whole && object.method == manual::Method::Form {
         object.sha256 = Some(blob.sha256.clone());
     }
-    object.parts.insert(number, blob);
+    let replaced = object.parts.insert(number, blob);
     if !matches!(object.method, manual::Method::Multipart { .. }) {
         return;
     }
-    // A part sent again after it was hashed: the running digest starts over (and so it
-    // does when the digest is being advanced at this moment: it may be reading this part).
-    let stale = manual
-        .digests
-        .get(id)
-        .map(|d| match d.try_lock() {
-            Ok(d) => d.next > number,
-            Err(_) => true,
-        })
-        .unwrap_or(false);
+    if replaced.is_none() {
+        // A first arrival: the digest has not read this part (it only reads stored parts).
+        return;
+    }
+    // A part sent again: each receive has a file of its own (an item made of the old one
+    // keeps serving it), so a digest reading the old bytes reads them whole. The running digest starts over if it has read the old bytes or may be reading
+    // them now (an advance in progress stops at its next part: the digest is no longer the
+    // object's). Only a re-send does this: a busy digest is the usual state while parts
+    // arrive, and restarting it for each would hash the object again and again.
+    let stale = manual.digests.get(id).is_some_and(|d| match d.try_lock() {
+        Ok(d) => d.next > number || (d.next == number && (d.at > 0 || d.owner.is_some())),
+        Err(_) => true,
+    });
     if stale {
         manual.digests.remove(id);
     }
@@ -378,37 +388,47 @@ fn store_part(shared: &Shared, id: &str, number: u64, blob: Blob, whole: bool) {
 /// as far as they have arrived (blocking: run it on a blocking thread). Gives the digest
 /// of the whole object once every part is in.
 pub(crate) fn advance_digest(shared: &Shared, id: &str) -> std::io::Result<Option<String>> {
-    let digest = {
+    let shared_digest = {
         let mut manual = shared.manual.lock().expect("manual lock");
         manual.digests.entry(id.to_owned()).or_default().clone()
     };
     // One thread hashes an object at a time; the others wait and then find less to do.
-    let mut digest = digest.lock().expect("digest lock");
+    let mut digest = shared_digest.lock().expect("digest lock");
     loop {
         let (path, count) = {
             let manual = shared.manual.lock().expect("manual lock");
-            let Some(object) = manual.objects.get(id) else {
+            // Started over (a part was sent again): this digest is no longer the object's.
+            let current = manual
+                .digests
+                .get(id)
+                .is_some_and(|d| Arc::ptr_eq(d, &shared_digest));
+            let Some(object) = manual.objects.get(id).filter(|_| current) else {
                 return Ok(None);
             };
             let number = digest.next;
+            // A part being hashed as it arrives is that receive's to finish.
             let ready = object
                 .parts
                 .get(&number)
-                .filter(|b| Some(b.size) == object.part_len(number));
+                .filter(|b| Some(b.size) == object.part_len(number) && digest.owner.is_none());
             (ready.map(|b| b.path.clone()), object.part_count())
         };
         let Some(path) = path else {
             let done = digest.next > count;
             return Ok(done.then(|| hex::encode(digest.hasher.clone().finalize())));
         };
-        hash_into(&mut digest.hasher, &path)?;
+        let from = digest.at;
+        hash_into(&mut digest.hasher, &path, from)?;
         digest.next += 1;
+        digest.at = 0;
     }
 }
 
-fn hash_into(hasher: &mut Sha256, path: &std::path::Path) -> std::io::Result<()> {
-    use std::io::Read as _;
+/// Hashes a file from byte `from` on.
+fn hash_into(hasher: &mut Sha256, path: &std::path::Path, from: u64) -> std::io::Result<()> {
+    use std::io::{Read as _, Seek as _};
     let mut file = std::fs::File::open(path)?;
+    file.seek(std::io::SeekFrom::Start(from))?;
     let mut buf = vec![0u8; 1024 * 1024];
     loop {
         let n = file.read(&mut buf)?;
@@ -487,11 +507,8 @@ pub(crate) async fn put_upload(
         Some(n) if n != expected => return size_error(expected, n),
         Some(_) => {}
     }
-    let path = blob_path(&shared, &id, number);
-    // A part of a multipart object is hashed once, in order, by `advance_digest`; a whole
-    // object here.
-    let whole = !matches!(object.method, manual::Method::Multipart { .. });
-    match receive_into(body.into_data_stream(), &path, expected, whole).await {
+    let (path, received) = receive_put(&shared, &object, number, expected, body).await;
+    match received {
         Ok((size, sha256)) if size == expected => {
             stored_part(&shared, &id, part, Blob { path, size, sha256 })
         }
@@ -499,6 +516,146 @@ pub(crate) async fn put_upload(
         Err(Receive::TooLarge) => size_error(expected, expected + 1),
         Err(Receive::Io(e)) => s3_error(StatusCode::BAD_REQUEST, "IncompleteBody", &e.to_string()),
     }
+}
+
+/// Most bytes of a part kept in memory while they wait for their turn in the digest.
+const INLINE_AHEAD: usize = 8 * 1024 * 1024;
+
+/// A part hashed into its object's digest as it arrives, when its turn comes (the parts
+/// before it hashed): the bytes that come before then are kept (up to [`INLINE_AHEAD`]),
+/// so that a part need not be read back from its file; past that, or when the receive
+/// fails, it gives up and `advance_digest` reads the rest of the part from the file.
+struct Inline {
+    digest: Arc<std::sync::Mutex<manual::OrderedDigest>>,
+    shared: Arc<Shared>,
+    id: String,
+    number: u64,
+    len: u64,
+    receive: u64,
+    /// Bytes of the part hashed by this receive.
+    hashed: u64,
+    waiting: Vec<Bytes>,
+    waiting_bytes: usize,
+    live: bool,
+}
+
+impl Inline {
+    fn new(shared: &Arc<Shared>, id: &str, number: u64, len: u64) -> Self {
+        static RECEIVES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let digest = {
+            let mut manual = shared.manual.lock().expect("manual lock");
+            manual.digests.entry(id.to_owned()).or_default().clone()
+        };
+        Inline {
+            digest,
+            shared: shared.clone(),
+            id: id.to_owned(),
+            number,
+            len,
+            receive: RECEIVES.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            hashed: 0,
+            waiting: Vec::new(),
+            waiting_bytes: 0,
+            live: true,
+        }
+    }
+
+    /// A chunk (or, with `None`, nothing new: try the waiting ones again).
+    fn feed(&mut self, chunk: Option<&Bytes>) {
+        if !self.live {
+            return;
+        }
+        if let Some(chunk) = chunk {
+            self.waiting_bytes += chunk.len();
+            self.waiting.push(chunk.clone());
+        }
+        // The digest is busy (reading earlier parts back): try again with the next chunk.
+        let Ok(mut d) = self.digest.try_lock() else {
+            return self.check_room();
+        };
+        let turn = d.next == self.number
+            && d.at == self.hashed
+            && d.owner.is_none_or(|o| o == self.receive);
+        if !turn {
+            drop(d);
+            return self.check_room();
+        }
+        d.owner = Some(self.receive);
+        for chunk in self.waiting.drain(..) {
+            d.hasher.update(&chunk);
+            self.hashed += chunk.len() as u64;
+        }
+        self.waiting_bytes = 0;
+        d.at = self.hashed;
+        if self.hashed == self.len {
+            (d.next, d.at, d.owner) = (d.next + 1, 0, None);
+        }
+    }
+
+    fn check_room(&mut self) {
+        if self.waiting_bytes > INLINE_AHEAD {
+            self.give_up();
+        }
+    }
+
+    /// Stops hashing; the digest reads the rest of the part back (from `at`).
+    fn give_up(&mut self) {
+        self.live = false;
+        self.waiting = Vec::new();
+        let mut d = self.digest.lock().expect("digest lock");
+        if d.owner == Some(self.receive) {
+            d.owner = None;
+        }
+    }
+
+    /// The body ended (`whole`: every byte came). A failed receive that hashed some bytes
+    /// leaves the digest with bytes that were not stored: it starts over.
+    fn end(&mut self, whole: bool) {
+        if whole {
+            self.feed(None);
+        }
+        let mine = self.digest.lock().expect("digest lock").owner == Some(self.receive);
+        if mine && !whole {
+            let mut manual = self.shared.manual.lock().expect("manual lock");
+            let current = manual
+                .digests
+                .get(&self.id)
+                .is_some_and(|d| Arc::ptr_eq(d, &self.digest));
+            if current {
+                manual.digests.remove(&self.id);
+            }
+        }
+        if self.live {
+            self.give_up();
+        }
+    }
+}
+
+/// Receives a PUT's body into a new file: a whole object is hashed as it comes; a part of a
+/// multipart object goes into the object's digest, as it comes when its turn comes (see
+/// [`Inline`]), else from its file by `advance_digest`.
+async fn receive_put(
+    shared: &Arc<Shared>,
+    object: &manual::Object,
+    number: u64,
+    expected: u64,
+    body: Body,
+) -> (std::path::PathBuf, Result<(u64, String), Receive>) {
+    let path = blob_path(shared, &object.id, number);
+    let whole = !matches!(object.method, manual::Method::Multipart { .. });
+    // Only a part's first arrival: a part sent again restarts the digest (`store_part`).
+    let mut inline = (!whole && !object.parts.contains_key(&number))
+        .then(|| Inline::new(shared, &object.id, number, expected));
+    let tap = |chunk: &Bytes| {
+        if let Some(inline) = inline.as_mut() {
+            inline.feed(Some(chunk));
+        }
+    };
+    let received = receive_into(body.into_data_stream(), &path, expected, whole, tap).await;
+    if let Some(inline) = inline.as_mut() {
+        inline.end(matches!(received, Ok((size, _)) if size == expected));
+    }
+    (path, received)
 }
 
 /// Records a PUT's bytes and answers 200 with an ETag; a multipart object's digest moves on

@@ -137,7 +137,9 @@ fn planned(req: &HttpRequest, endpoint: &Endpoint) -> PlannedRequest {
         Body::None => (None, None),
         Body::Json(v) => (Some(v.clone()), None),
         Body::Multipart(parts) => (None, Some(parts.iter().map(planned_part).collect())),
-        Body::File { path, offset, len } => (
+        Body::File {
+            path, offset, len, ..
+        } => (
             None,
             Some(vec![PlannedPart::File {
                 field: format!("(raw body, from byte {offset})"),

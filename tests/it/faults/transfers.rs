@@ -292,3 +292,80 @@ async fn case09_a_repeating_cursor_stops_quickly() {
         emu.shutdown().await;
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// 17: a multipart part sent again (found on the way: issue 14's hash of the sent chunks)
+// ---------------------------------------------------------------------------------------
+
+/// 17. `datasets.upload` of a file big enough for a multipart session (4 parts of 5 MiB),
+/// where one part's PUT fails with 500 after the emulator stored it and another's fails
+/// before: both parts are sent again, and the sha256 in the report (hashed from the chunks
+/// the upload read to send, in file order) and the one the emulator computed from the
+/// parts it kept are both the file's.
+#[tokio::test(flavor = "multi_thread")]
+async fn case17_a_retried_multipart_part_keeps_the_files_sha256() {
+    let emu = start_emulator(
+        Some(CANARY),
+        EmulatorOptions {
+            flavor: Flavor::Current,
+            multipart_threshold: 1024 * 1024,
+            dataset_polls: 0,
+            ..Default::default()
+        },
+    )
+    .await;
+    let stored_then_500 = FaultEffect::Status {
+        code: 500,
+        body: None,
+        retry_after: None,
+        after_route: true,
+    };
+    emu.add_fault(fault(
+        "after",
+        "PUT",
+        "/bucket/*",
+        Trigger::Nth(2),
+        stored_then_500,
+    ));
+    emu.add_fault(fault(
+        "before",
+        "PUT",
+        "/bucket/*",
+        Trigger::Nth(4),
+        status(500, None),
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    // Not a repeating pattern: a part hashed twice, or out of order, changes the digest.
+    let mut bytes = Vec::with_capacity(19 * 1024 * 1024);
+    let mut x: u32 = 7;
+    while bytes.len() < 19 * 1024 * 1024 {
+        x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+        bytes.extend_from_slice(&x.to_le_bytes());
+    }
+    std::fs::create_dir_all(dir.path().join("data")).unwrap();
+    let big = dir.path().join("data/big.bin");
+    std::fs::write(&big, &bytes).unwrap();
+    let want = sha256_file(&big);
+    let file = write(
+        dir.path(),
+        "p.yaml",
+        &format!("version: 1\napi: {{ flavor: current }}\n{FAST_RETRY}steps:\n  - id: up\n    action: datasets.upload\n    with: {{ name: Big, files: data/big.bin, concurrency: 3 }}\n"),
+    );
+    let out = run(&emu, &file, dir.path(), &[]).await;
+    out.success();
+    assert_eq!(out.step("up")["outputs"]["files"][0]["sha256"], want);
+    let uploads = emu.uploads();
+    assert_eq!(uploads.len(), 1, "{uploads:?}");
+    assert_eq!(
+        (uploads[0].size, uploads[0].sha256.as_str()),
+        (bytes.len() as u64, want.as_str())
+    );
+    // Four parts stored, two of them (at least) sent twice: a failed part fails the file's
+    // attempt, whose other parts in flight are cut, and the next attempt sends the parts
+    // the session does not hold yet.
+    let puts = statuses(&journal(&emu, Origin::Storage, "PUT", ""));
+    assert_eq!(puts.iter().filter(|&&s| s == 200).count(), 4, "{puts:?}");
+    assert!(puts.len() >= 6, "{puts:?}");
+    delivered(&emu, 17, &[("after", 1), ("before", 1)]);
+    emu.shutdown().await;
+}

@@ -31,6 +31,14 @@ fn upload_pipeline(dir: &Path, files: usize) -> std::path::PathBuf {
     )
 }
 
+/// The paths of the requests the emulator received after the first `before`.
+fn paths_since(emu: &avala_pipe::emulator::Emulator, before: usize) -> Vec<String> {
+    emu.requests()[before..]
+        .iter()
+        .map(|r| r.path.clone())
+        .collect()
+}
+
 async fn run_in(dir: &Path, base: &str, args: &[&str]) -> Output {
     let cmd = avala_pipe()
         .current_dir(dir)
@@ -386,10 +394,7 @@ steps:
         .map(|s| s["run"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(runs, ["reused", "ran", "reused", "ran"]);
-    let paths: Vec<String> = emu.requests()[before..]
-        .iter()
-        .map(|r| r.path.clone())
-        .collect();
+    let paths = paths_since(&emu, before);
     assert_eq!(
         paths,
         ["/api/v1/datasets/ds_0003", "/api/v1/datasets/ds_0003/items"]
@@ -639,10 +644,7 @@ steps:
     )
     .await;
     out.success();
-    let paths: Vec<String> = emu.requests()[before..]
-        .iter()
-        .map(|r| r.path.clone())
-        .collect();
+    let paths = paths_since(&emu, before);
     assert_eq!(
         paths,
         [
@@ -713,10 +715,7 @@ async fn a_for_each_without_kept_results_runs_again_once_they_are_read() {
     )
     .await;
     out.success();
-    let paths: Vec<String> = emu.requests()[before..]
-        .iter()
-        .map(|r| r.path.clone())
-        .collect();
+    let paths = paths_since(&emu, before);
     assert_eq!(paths, ["/api/v1/datasets/ds_0003/items"]);
     assert_eq!(
         out.json()["steps"][0]["outputs"]["results"][2]["body"]["id"],

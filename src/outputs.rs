@@ -241,7 +241,10 @@ const PLAIN_DIGITS: usize = 300;
 /// is the page they came from. What is rare is looked for in the whole page at once
 /// (vectorised searches), and an item is looked at alone only where the page has it.
 pub fn scan_page(body: &[u8], raws: Vec<Box<RawValue>>) -> ScannedPage {
-    let uids = memchr::memmem::find(body, b"\"uid\"").is_some();
+    // A key written with escapes may be `uid` too.
+    let uids = memchr::memmem::find(body, b"\"uid\"").is_some()
+        || memchr::memmem::find(body, b"\\u").is_some();
+    let escapes = memchr::memchr(b'\\', body).is_some();
     let breaks = memchr::memchr2(b'\n', b'\r', body).is_some();
     let mut nested = false;
     let items = raws
@@ -253,11 +256,16 @@ pub fn scan_page(body: &[u8], raws: Vec<Box<RawValue>>) -> ScannedPage {
             let opens = memchr::memchr2_iter(b'[', b'{', text).count();
             let too_deep = opens > PLAIN_DEPTH && deep(text);
             nested |= too_deep;
-            let mut plain = !(breaks && memchr::memchr2(b'\n', b'\r', text).is_some());
-            if uids && memchr::memmem::find(text, b"\"uid\"").is_some() {
+            // Line breaks are written anew (the journal is a line per record), and so are
+            // `\u` and `\/` escapes: the masker's base64 forms of a secret are read plain.
+            let mut plain = !(breaks && memchr::memchr2(b'\n', b'\r', text).is_some()
+                || escapes && has_escape_to_rewrite(text));
+            if too_deep {
+                plain = false; // ids are given by the parse (`value`)
+            } else if uids && has_uid(text) {
                 // Today's API: every item has a `uid`, to be given its `id` once, here,
                 // in the text (parsing and writing each item anew cost 20 k instructions).
-                match (!too_deep).then(|| with_ids(&item)).flatten() {
+                match with_ids(&item) {
                     Some(Ok(with)) => item = with.into_boxed_str(),
                     Some(Err(())) => plain = false,
                     None => {}
@@ -270,6 +278,24 @@ pub fn scan_page(body: &[u8], raws: Vec<Box<RawValue>>) -> ScannedPage {
     // with strings told apart from the rest (an id such as `a1e5` is no exponent).
     let doubtful = nested || may_refuse(body) && items.iter().any(|i| refused(i.text.as_bytes()));
     ScannedPage { items, doubtful }
+}
+
+/// Might the item have a `uid` key (plainly, or with escapes)?
+fn has_uid(text: &[u8]) -> bool {
+    memchr::memmem::find(text, b"\"uid\"").is_some() || memchr::memmem::find(text, b"\\u").is_some()
+}
+
+/// Does the item escape a character that serialising would write plain (`\uXXXX` other
+/// than a control character's, `\/`)? Those are written anew, so the masker, which reads a
+/// secret's base64 forms only as plain characters, sees what serde would write.
+fn has_escape_to_rewrite(text: &[u8]) -> bool {
+    memchr::memchr_iter(b'\\', text).any(|at| match text.get(at + 1) {
+        Some(b'/') => true,
+        Some(b'u') => {
+            !text[at + 2..].starts_with(b"00") || !matches!(text.get(at + 4), Some(b'0' | b'1'))
+        }
+        _ => false,
+    })
 }
 
 /// `text` (one JSON value, its syntax checked) with `"id": <uid>` added, last, to every
@@ -563,11 +589,14 @@ impl Object for ItemsSeq {
     fn get_value(self: &Arc<Self>, key: &minijinja::Value) -> Option<minijinja::Value> {
         let i = key.as_usize()?;
         let item = self.items.0.get(i)?;
-        Some(
-            self.parsed[i]
-                .get_or_init(|| crate::template::from_json(&item.value()))
-                .clone(),
-        )
+        // Never waits for another thread's parse (`get_or_init` would): a render stopped by
+        // its memory budget mid-parse would leave the item locked for every later reader.
+        if let Some(parsed) = self.parsed[i].get() {
+            return Some(parsed.clone());
+        }
+        let parsed = crate::template::from_json(&item.value());
+        let _ = self.parsed[i].set(parsed.clone());
+        Some(parsed)
     }
 
     fn enumerate(self: &Arc<Self>) -> Enumerator {
@@ -597,10 +626,21 @@ mod tests {
         assert!(!doubtful(
             r#"{"id": "ds_1", "n": 12345, "x": "1e999 in a string"}"#
         ));
-        // Escapes are kept as written; ids to add and line breaks are written anew.
-        assert!(plain(
+        // `\/` and `\u` escapes (but a control character's) are written anew, as are ids to
+        // add and line breaks: the masker reads a secret's base64 forms only plain.
+        assert!(!plain(
             r#"{"id": "a\"b\\", "url": "https:\/\/h\/x", "e": "\u00e9 \uD83D\uDE00"}"#
         ));
+        assert!(!plain(r#"{"k": "a\/b"}"#));
+        assert!(!plain(r#"{"k": "\u0041"}"#));
+        assert!(plain(r#"{"k": "a\"b\\c\n\u001f"}"#));
+        // A uid key written with escapes gets its id; a deep item is left to the parse.
+        assert_eq!(
+            &*item(r#"{"\u0075id": "u"}"#).0.text,
+            r#"{"\u0075id": "u","id":"u"}"#
+        );
+        let deep_uid = format!("{}{{\"uid\": \"u\"}}{}", "[".repeat(120), "]".repeat(120));
+        assert!(!item(&deep_uid).0.plain);
         assert!(!doubtful(
             r#"{"id": "a\"b\\", "url": "https:\/\/h\/x", "e": "\u00e9"}"#
         ));
@@ -621,9 +661,9 @@ mod tests {
         assert!(doubtful(r#"{"n": 2E5}"#));
         assert!(doubtful(r#"{"s": "\ud800"}"#));
         assert!(doubtful(r#"{"s": "\uDFFF x"}"#));
-        // A number right after an escape is not an exponent.
+        // `true` and `false` outside strings, digits then `e` inside one: no exponent.
         assert!(!doubtful(
-            r#"{"s": "x", "n": [1, 2], "t": true, "f": false}"#
+            r#"{"s": "x2e5", "n": [1, 2], "t": true, "f": false}"#
         ));
         assert!(doubtful(&format!("{{\"n\": {}}}", "9".repeat(400))));
         let deep = format!("{}{}", "[".repeat(120), "]".repeat(120));

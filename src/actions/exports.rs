@@ -125,9 +125,12 @@ async fn export_place<'a>(
             match ctx.client.send_json(&get, &ctx.call, None).await {
                 Ok(resp) => {
                     let ended = resp.json().is_ok_and(|body| {
+                        // Completed without a URL yet is no longer running either.
                         matches!(
                             export_state(&body),
-                            ExportState::Done { .. } | ExportState::Failed { .. }
+                            ExportState::Done { .. }
+                                | ExportState::Failed { .. }
+                                | ExportState::NoUrl { .. }
                         )
                     });
                     if ended {

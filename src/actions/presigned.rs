@@ -373,6 +373,10 @@ async fn upload_one(
         seen,
         hash: &sent,
     };
+    // If this upload is dropped before `storing` ends (a step's timeout, another file's
+    // failure), the hash must stop waiting for chunks, or its blocking thread waits for ever
+    // and the process cannot exit. (After success the digest is done: a no-op.)
+    let _stop = StopTapping(&sent);
     let storing = async {
         let stored = store_retrying(inputs, ctx, &source, key, session).await;
         sent.stop_tapping(stored.is_err());
@@ -390,6 +394,15 @@ async fn upload_one(
         json!({"path": shown, "key": key, "bytes": size, "sha256": sha256, "stored": stored});
     ctx.journal.file_stored(&shown, size, &sha256, &entry);
     Ok(entry)
+}
+
+/// Stops the sent-bytes hash waiting for chunks when dropped.
+struct StopTapping<'a>(&'a SentHash);
+
+impl Drop for StopTapping<'_> {
+    fn drop(&mut self) {
+        self.0.stop_tapping(true);
+    }
 }
 
 /// The file an upload sends: its size when the upload began, and what sees the chunks of

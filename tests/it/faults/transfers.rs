@@ -379,3 +379,46 @@ async fn case17_a_retried_multipart_part_keeps_the_files_sha256() {
     delivered(&emu, 17, &[("after", 1), ("slow", 1), ("before", 1)]);
     emu.shutdown().await;
 }
+
+/// 18. A multipart upload cut by its step's timeout while a part is held: the run ends (the
+/// hash of the bytes sent stops waiting for chunks that will not come) and says why.
+#[tokio::test(flavor = "multi_thread")]
+async fn case18_an_upload_cut_by_its_timeout_does_not_hang_the_run() {
+    let emu = start_emulator(
+        Some(CANARY),
+        EmulatorOptions {
+            flavor: Flavor::Current,
+            multipart_threshold: 1024 * 1024,
+            dataset_polls: 0,
+            ..Default::default()
+        },
+    )
+    .await;
+    emu.add_fault(fault(
+        "held",
+        "PUT",
+        "/bucket/*",
+        Trigger::Always,
+        FaultEffect::DelayMs(4_000),
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("data")).unwrap();
+    let bytes: Vec<u8> = (0..11 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(dir.path().join("data/big.bin"), &bytes).unwrap();
+    let file = write(
+        dir.path(),
+        "p.yaml",
+        "version: 1\napi: { flavor: current }\nsteps:\n  - id: up\n    action: datasets.upload\n    timeout: 1s\n    with: { name: Big, files: data/big.bin }\n",
+    );
+    let started = Instant::now();
+    let out = run(&emu, &file, dir.path(), &[]).await;
+    out.code(1);
+    assert!(out.error("up").contains("timed out"), "{}", out.error("up"));
+    // Well before the 60 s the harness allows (a hang would reach it).
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+    emu.shutdown().await;
+}

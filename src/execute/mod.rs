@@ -698,13 +698,10 @@ async fn from_journal(
         .as_ref()
         .filter(|p| deps_reused && p.status == "succeeded")
     {
-        // A `for_each` run that kept no results cannot stand for one whose results are
-        // read now (its iterations still can, one by one).
-        let lacks_results = step.for_each.is_some()
-            && shared.keeps_results(step)
-            && p.outputs
-                .as_ref()
-                .is_some_and(|o| o.get("results").is_none());
+        let lacks_results = p
+            .outputs
+            .as_ref()
+            .is_some_and(|o| resume::lacks_results(step, shared.keeps_results(step), o));
         if let (true, false, Some(outputs)) = (p.reusable, lacks_results, &p.outputs) {
             match resume::still_valid(step.action, once, outputs, &shared.cancel).await {
                 None => {

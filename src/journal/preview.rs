@@ -146,9 +146,9 @@ async fn decide_step(
         let why = "runs: its outputs held a secret, so the journal kept them masked";
         return (decision(false, why.into()), None);
     };
-    // As the run decides: a `for_each` that kept no `results` cannot stand for one whose
-    // results a template reads now (a report's outputs are not known here).
-    if s.for_each.is_some() && s.results_read && outputs.get("results").is_none() {
+    // The run's rule; whether the run will have a report (which keeps `results` too) is
+    // not known here: only what the templates read counts.
+    if resume::lacks_results(s, s.results_read, outputs) {
         let why = "runs: the earlier run did not keep its iterations' `results`, which a template now reads (iterations that succeeded with the same inputs are reused one by one)";
         return (decision(false, why.into()), None);
     }

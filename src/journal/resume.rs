@@ -228,6 +228,13 @@ pub fn iteration_inputs(inputs: Option<Inputs>) -> Value {
     inputs.map_or_else(|| json!({"not rendered": true}), |i| inputs_json(&i))
 }
 
+/// A `for_each` journaled without its iterations' `results` cannot stand for a run that
+/// keeps them (a template reads them, or the report shows them): it runs, its iterations
+/// reused one by one. The run and `dry-run --resume` decide with this one rule.
+pub fn lacks_results(step: &crate::pipeline::model::Step, keeps: bool, outputs: &Value) -> bool {
+    step.for_each.is_some() && keeps && outputs.get("results").is_none()
+}
+
 /// Why a recorded success cannot stand for a run now (`None`: it can).
 pub async fn still_valid(
     action: ActionKind,

@@ -242,8 +242,7 @@ const PLAIN_DIGITS: usize = 300;
 /// (vectorised searches), and an item is looked at alone only where the page has it.
 pub fn scan_page(body: &[u8], raws: Vec<Box<RawValue>>) -> ScannedPage {
     // A key written with escapes may be `uid` too.
-    let uids = memchr::memmem::find(body, b"\"uid\"").is_some()
-        || memchr::memmem::find(body, b"\\u").is_some();
+    let uids = has_uid(body);
     let escapes = memchr::memchr(b'\\', body).is_some();
     let breaks = memchr::memchr2(b'\n', b'\r', body).is_some();
     let mut nested = false;

@@ -297,15 +297,9 @@ async fn case09_a_repeating_cursor_stops_quickly() {
 // 17: a multipart part sent again (found on the way: issue 14's hash of the sent chunks)
 // ---------------------------------------------------------------------------------------
 
-/// 17. `datasets.upload` of a file big enough for a multipart session (4 parts of 5 MiB),
-/// where one part's PUT fails with 500 after the emulator stored it and another's fails
-/// before: the upload is retried until every part is held, and the sha256 in the report
-/// (hashed from the chunks the upload read to send, in file order, a re-sent chunk not
-/// hashed twice) and the one the emulator computed from the parts it kept are both the
-/// file's.
-#[tokio::test(flavor = "multi_thread")]
-async fn case17_a_retried_multipart_part_keeps_the_files_sha256() {
-    let emu = start_emulator(
+/// Today's flavour, files past 1 MiB uploaded in a multipart session (parts of 5 MiB).
+async fn multipart_emulator() -> Emulator {
+    start_emulator(
         Some(CANARY),
         EmulatorOptions {
             flavor: Flavor::Current,
@@ -314,7 +308,18 @@ async fn case17_a_retried_multipart_part_keeps_the_files_sha256() {
             ..Default::default()
         },
     )
-    .await;
+    .await
+}
+
+/// 17. `datasets.upload` of a file big enough for a multipart session (4 parts of 5 MiB),
+/// where one part's PUT fails with 500 after the emulator stored it and another's fails
+/// before: the upload is retried until every part is held, and the sha256 in the report
+/// (hashed from the chunks the upload read to send, in file order, a re-sent chunk not
+/// hashed twice) and the one the emulator computed from the parts it kept are both the
+/// file's.
+#[tokio::test(flavor = "multi_thread")]
+async fn case17_a_retried_multipart_part_keeps_the_files_sha256() {
+    let emu = multipart_emulator().await;
     let stored_then_500 = FaultEffect::Status {
         code: 500,
         body: None,
@@ -384,16 +389,7 @@ async fn case17_a_retried_multipart_part_keeps_the_files_sha256() {
 /// hash of the bytes sent stops waiting for chunks that will not come) and says why.
 #[tokio::test(flavor = "multi_thread")]
 async fn case18_an_upload_cut_by_its_timeout_does_not_hang_the_run() {
-    let emu = start_emulator(
-        Some(CANARY),
-        EmulatorOptions {
-            flavor: Flavor::Current,
-            multipart_threshold: 1024 * 1024,
-            dataset_polls: 0,
-            ..Default::default()
-        },
-    )
-    .await;
+    let emu = multipart_emulator().await;
     emu.add_fault(fault(
         "held",
         "PUT",

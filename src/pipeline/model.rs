@@ -64,6 +64,34 @@ pub struct Tmpl {
     pub whole_expr: Option<String>,
     /// Every `steps.<id>` the template references.
     pub step_refs: Vec<String>,
+    /// What it reads that a dry-run may not know, found when the file was checked (the
+    /// plan then renders the template without parsing it again to find out); `None` in a
+    /// template made without the check, which is then parsed when it is previewed.
+    pub reads: Option<Reads>,
+}
+
+/// The roots a template reads that a dry-run may only know after the run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Reads {
+    /// `steps.*`.
+    pub steps: bool,
+    /// `item` or `index` (unknown in a `for_each` over a list known only after the run).
+    pub item: bool,
+}
+
+impl Reads {
+    /// From a template's references (dotted paths: `steps.a.outputs.id`, `item`).
+    pub fn of(references: &[String]) -> Reads {
+        let mut reads = Reads::default();
+        for r in references {
+            match r.split(['.', '[']).next().unwrap_or("") {
+                "steps" => reads.steps = true,
+                "item" | "index" => reads.item = true,
+                _ => {}
+            }
+        }
+        reads
+    }
 }
 
 /// Retry policy of a step's requests (SPEC §4).

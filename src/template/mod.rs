@@ -395,6 +395,7 @@ mod tests {
             pos: Default::default(),
             whole_expr: whole_expression(text).map(str::to_string),
             step_refs: vec![],
+            reads: None,
         }
     }
 

@@ -16,7 +16,7 @@ use minijinja::value::Value;
 use minijinja::ErrorKind;
 
 use super::{Later, Piece, Rendered, TemplateError, Unknown};
-use crate::pipeline::model::{TValue, Tmpl};
+use crate::pipeline::model::{Reads, TValue, Tmpl};
 use crate::template;
 
 /// What is unknown in the context the values are rendered in.
@@ -27,18 +27,25 @@ pub struct Unknowns {
 }
 
 impl Unknowns {
-    /// Does a template with these references read anything unknown?
-    fn touched_by(self, references: &[String]) -> bool {
-        references.iter().any(|r| {
-            let root = r.split(['.', '[']).next().unwrap_or("");
-            root == "steps" || (self.item && (root == "item" || root == "index"))
-        })
+    /// Does a template that reads these roots read anything unknown?
+    fn touch(self, reads: Reads) -> bool {
+        reads.steps || (self.item && reads.item)
+    }
+
+    /// Does the template read anything unknown? Known from the check when the template
+    /// went through it (no second parse); else the template is parsed.
+    fn touched(self, t: &Tmpl) -> Result<bool, TemplateError> {
+        let reads = match t.reads {
+            Some(reads) => reads,
+            None => Reads::of(&template::analyze(&t.source)?.references),
+        };
+        Ok(self.touch(reads))
     }
 }
 
 /// Does the template read nothing unknown (so the plan renders it as a run would)?
 pub fn is_known(t: &Tmpl, unknowns: Unknowns) -> Result<bool, TemplateError> {
-    Ok(!unknowns.touched_by(&template::analyze(&t.source)?.references))
+    Ok(!unknowns.touched(t)?)
 }
 
 /// Renders a value tree for the plan.
@@ -63,8 +70,7 @@ pub fn value(v: &TValue, ctx: &Value, unknowns: Unknowns) -> Result<Rendered, Te
 }
 
 fn tmpl(t: &Tmpl, ctx: &Value, unknowns: Unknowns) -> Result<Rendered, TemplateError> {
-    let references = template::analyze(&t.source)?.references;
-    if !unknowns.touched_by(&references) {
+    if !unknowns.touched(t)? {
         return Ok(Rendered::Json(template::render(t, ctx)?));
     }
     if let Some(expr) = &t.whole_expr {
@@ -174,7 +180,7 @@ fn segments(
         out.push(segment(
             expr,
             ctx,
-            unknowns.touched_by(&analysis.references),
+            unknowns.touch(Reads::of(&analysis.references)),
         )?);
         rest = &rest[start + len + 2..];
     }
@@ -209,18 +215,33 @@ mod tests {
             pos: Default::default(),
             whole_expr: template::whole_expression(text).map(str::to_string),
             step_refs: vec![],
+            reads: None,
         })
     }
 
+    /// The template as the check leaves it: what it reads already known.
+    fn checked(text: &str) -> TValue {
+        let mut t = tmpl(text);
+        if let TValue::Tmpl(t) = &mut t {
+            t.reads = Some(Reads::of(&template::analyze(text).unwrap().references));
+        }
+        t
+    }
+
+    /// The plan's text, the same whether what the template reads was found by the check
+    /// or by parsing it here.
     fn show(text: &str) -> serde_json::Value {
         let ctx = context! {
             steps => context! { a => context! { outputs => Unknown::value("steps.a.outputs"), status => Unknown::value("steps.a.status") } },
             vars => context! { n => 3, ids => vec!["x", "y"] },
             item => Unknown::value("item"),
         };
-        value(&tmpl(text), &ctx, Unknowns { item: true })
+        let shown = value(&tmpl(text), &ctx, Unknowns { item: true })
             .unwrap()
-            .shown()
+            .shown();
+        let from_check = value(&checked(text), &ctx, Unknowns { item: true }).unwrap();
+        assert_eq!(from_check.shown(), shown, "{text}");
+        shown
     }
 
     #[test]

@@ -201,6 +201,7 @@ impl Checker<'_> {
             NodeKind::Float(f) => TValue::Float(*f),
             NodeKind::Str(s) if template::has_syntax(s) => match template::analyze(s) {
                 Ok(analysis) => {
+                    let reads = Reads::of(&analysis.references);
                     self.pending.push(PendingTemplate {
                         step,
                         scope,
@@ -213,6 +214,7 @@ impl Checker<'_> {
                         pos: node.pos,
                         whole_expr: template::whole_expression(s).map(str::to_string),
                         step_refs: vec![],
+                        reads: Some(reads),
                     })
                 }
                 Err(msg) => {

@@ -20,7 +20,7 @@ use std::time::Duration;
 use indexmap::IndexMap;
 
 use super::diag::{did_you_mean, Diagnostic, FileDiagnostics};
-use super::model::{parse_duration, Pipeline, RetryPolicy, Step, TValue, Tmpl};
+use super::model::{parse_duration, Pipeline, Reads, RetryPolicy, Step, TValue, Tmpl};
 use super::spec::{self, Field, Ty};
 use super::yaml::{self, Node, NodeKind, Pos};
 use crate::template;
@@ -255,6 +255,40 @@ steps:
         assert!(p.steps[1].tests_status_of(0));
         // Text that merely looks like the reference inside a string literal is no test.
         assert!(!p.steps[2].tests_status_of(0));
+    }
+
+    #[test]
+    fn each_template_keeps_what_it_reads_for_the_plan() {
+        let p = check_source(
+            Path::new("p.yaml"),
+            r#"version: 1
+vars: { n: 3 }
+steps:
+  - id: a
+    action: datasets.list
+  - id: b
+    action: request
+    for_each: "{{ range(vars.n) }}"
+    if: "{{ steps.a.status == 'succeeded' }}"
+    with:
+      path: "/x/{{ index }}"
+      query: { q: "{{ vars.n }}", r: "{{ item }}-{{ steps.a.outputs.x }}" }
+"#,
+        )
+        .unwrap();
+        let b = &p.steps[1];
+        let reads = |v: &TValue| match v {
+            TValue::Tmpl(t) => t.reads.map(|r| (r.steps, r.item)),
+            other => panic!("not a template: {other:?}"),
+        };
+        assert_eq!(reads(b.for_each.as_ref().unwrap()), Some((false, false)));
+        assert_eq!(reads(b.condition.as_ref().unwrap()), Some((true, false)));
+        assert_eq!(reads(&b.with["path"]), Some((false, true)));
+        let TValue::Map(query) = &b.with["query"] else {
+            panic!("query is a map")
+        };
+        assert_eq!(reads(&query["q"]), Some((false, false)));
+        assert_eq!(reads(&query["r"]), Some((true, true)));
     }
 
     #[test]

@@ -180,7 +180,8 @@ for command in ("validate", "dry-run"):
                 goal = "linear: added-step cost ≤ 1.5× across sizes"
             met = verdict(f"{command} linear", growth <= 1.5)
         title = f"5. `{command}`, generated pipeline" if i == 0 else ""
-        rows.append((title, f"{n} steps", span(k), mib(rss(k)), result, goal, met))
+        rows.append((title, f"{n} steps ({len(runs[k])} runs)", span(k), mib(rss(k)), result,
+                     goal, met))
 
 # 6. memory
 keys = sorted((k for k in order if k[0] == "memory"), key=lambda k: int(k[1]))

@@ -62,8 +62,9 @@ pub struct Tmpl {
     pub pos: Pos,
     /// `Some(expr)` when the whole string is one `{{ expr }}`: it renders to a typed value.
     pub whole_expr: Option<String>,
-    /// Every `steps.<id>` the template references.
-    pub step_refs: Vec<String>,
+    /// Every `steps.<id>` the template references (a boxed slice: with [`Tmpl::reads`],
+    /// a template, and so every [`TValue`], is no bigger than before it).
+    pub step_refs: Box<[String]>,
     /// What it reads that a dry-run may not know, found when the file was checked (the
     /// plan then renders the template without parsing it again to find out); `None` in a
     /// template made without the check, which is then parsed when it is previewed.

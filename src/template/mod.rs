@@ -394,7 +394,7 @@ mod tests {
             source: text.into(),
             pos: Default::default(),
             whole_expr: whole_expression(text).map(str::to_string),
-            step_refs: vec![],
+            step_refs: Box::default(),
             reads: None,
         }
     }

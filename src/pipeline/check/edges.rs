@@ -133,7 +133,7 @@ pub(super) fn fill_refs(value: &mut TValue, pending: &AnalysedTemplates) {
     match value {
         TValue::Tmpl(t) => {
             if let Some(p) = pending.find(t) {
-                t.step_refs = referenced_steps(&p.references);
+                t.step_refs = referenced_steps(&p.references).into_boxed_slice();
             }
         }
         TValue::List(items) => items.iter_mut().for_each(|i| fill_refs(i, pending)),

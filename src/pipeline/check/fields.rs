@@ -213,7 +213,7 @@ impl Checker<'_> {
                         source: s.clone(),
                         pos: node.pos,
                         whole_expr: template::whole_expression(s).map(str::to_string),
-                        step_refs: vec![],
+                        step_refs: Box::default(),
                         reads: Some(reads),
                     })
                 }

@@ -90,6 +90,12 @@ if ap in runs and curl in runs:
                  f"{ratio:.2f}× curl's throughput", "≥ 0.95×, RSS ≤ 32 MiB",
                  verdict("download", ok)))
     rows.append(("", "`curl -o`", f"{span(curl)}; {tp_curl:.0f} MiB/s", mib(rss(curl)), "", "", ""))
+    hashed = ("download", "curl | tee | openssl")
+    if hashed in runs:
+        tp = size / med(hashed) / MIB
+        rows.append(("", "reference: `curl \\| tee FILE \\| openssl dgst -sha256` (hashes every byte too)",
+                     f"{span(hashed)}; {tp:.0f} MiB/s", mib(rss(hashed)),
+                     f"avala-pipe: {tp_ap / tp:.2f}× its throughput", "", ""))
 
 # 3. upload
 ap = ("upload", "avala-pipe")
@@ -184,6 +190,12 @@ if ap in runs and curl in runs:
                  verdict("multipart", ok)))
     rows.append(("", "`curl -T` (one presigned PUT)", f"{span(curl)}; {tp_curl:.0f} MiB/s",
                  mib(rss(curl)), "", "", ""))
+    hashed = ("multipart", "curl -T + openssl")
+    if hashed in runs:
+        tp = size / med(hashed) / MIB
+        rows.append(("", "reference: `curl -T` with `openssl dgst -sha256 FILE` beside it (hashes every byte too)",
+                     f"{span(hashed)}; {tp:.0f} MiB/s", mib(rss(hashed)),
+                     f"avala-pipe: {tp_ap / tp:.2f}× its throughput", "", ""))
 
 # 9. under the published limits: the ideal time is the requests counted against the rate
 # limit divided by the limit per window (1-s windows aligned with the run's start).

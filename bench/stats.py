@@ -96,6 +96,13 @@ if ap in runs and curl in runs:
         rows.append(("", "reference: `curl \\| tee FILE \\| openssl dgst -sha256` (hashes every byte too)",
                      f"{span(hashed)}; {tp:.0f} MiB/s", mib(rss(hashed)),
                      f"avala-pipe: {tp_ap / tp:.2f}× its throughput", "", ""))
+    alone = ("download", "openssl dgst (hash only)")
+    if alone in runs:
+        tp = size / med(alone) / MIB
+        rows.append(("", "floor: the sha256 alone, no network (`openssl dgst -sha256` of the file in "
+                     "the page cache, one thread)", f"{span(alone)}; {tp:.0f} MiB/s",
+                     mib(rss(alone)), f"{tp / tp_curl:.2f}× curl's throughput: the most any "
+                     "client that hashes every byte can reach", "", ""))
 
 # 3. upload
 ap = ("upload", "avala-pipe")

@@ -62,10 +62,10 @@ if ! python3 -c 'import requests' 2>/dev/null; then
     say "installing requests (pip)"
     python3 -m pip install --quiet requests
 fi
-if [ ! -x /usr/bin/time ] || ! command -v curl >/dev/null; then
-    say "installing time and curl (apt-get)"
+if [ ! -x /usr/bin/time ] || ! command -v curl >/dev/null || ! command -v openssl >/dev/null; then
+    say "installing time, curl and openssl (apt-get)"
     as_root apt-get update -qq
-    as_root apt-get install -y -qq time curl >/dev/null
+    as_root apt-get install -y -qq time curl openssl >/dev/null
 fi
 if want startup && ! command -v hyperfine >/dev/null; then
     say "installing hyperfine (apt-get)"
@@ -250,8 +250,29 @@ EOF
     [ "$(json_field "$WORK/download.report.json" 'd["steps"][0]["outputs"]["sha256"]')" = "$want" ] \
         || { say "avala-pipe's sha256 differs from the file curl fetched"; exit 1; }
     cmp -s "$WORK/dl/ap.json" "$WORK/dl/curl.json" || { say "the two downloads differ"; exit 1; }
-    rm -f "$WORK/dl/ap.json" "$WORK/dl/curl.json"
-    for rep in $(seq 1 "$REPS"); do alternate "$rep" dl_ap dl_curl; done
+    rm -f "$WORK/dl/ap.json"
+    mv "$WORK/dl/curl.json" "$WORK/dl/ref.json"
+    # Not the goal's peer, a reference: what hashing every byte costs on this host, done the
+    # shell's way (three processes side by side; no fsync, no rename). OpenSSL's sha256 uses
+    # the CPU's SHA extensions, as avala-pipe's does (coreutils' sha256sum does not: ~6×
+    # slower here, which would say nothing about the floor).
+    dl_hash() {
+        measure download "curl | tee | openssl" "$1" "$EXPORT_BYTES" -- bash -c \
+            'set -euo pipefail; curl -sSf "$1" | tee "$2" | openssl dgst -sha256 >"$3"' _ \
+            "$url" "$WORK/dl/hash.json" "$WORK/dl/hash.sum"
+        [ "$(awk '{print $NF}' "$WORK/dl/hash.sum")" = "$want" ] || { say "curl | openssl: wrong digest"; exit 1; }
+        rm -f "$WORK/dl/hash.json"
+    }
+    # The hash alone, no network: the file in the page cache, one thread at SHA-NI speed.
+    # No client that reports the sha256 of every byte can finish sooner than this.
+    dl_sha() {
+        measure download "openssl dgst (hash only)" "$1" "$EXPORT_BYTES" -- openssl dgst -sha256 "$WORK/dl/ref.json"
+        [ "$(awk '{print $NF}' "$WORK/out.txt")" = "$want" ] || { say "openssl dgst: wrong digest"; exit 1; }
+    }
+    dl_hash 0
+    dl_sha 0
+    for rep in $(seq 1 "$REPS"); do alternate "$rep" dl_ap dl_curl dl_hash dl_sha; done
+    rm -f "$WORK/dl/ref.json"
     stop_emulator
 }
 
@@ -584,21 +605,33 @@ with open(sys.argv[1], "wb") as f:
         check_concurrency multipart
         stop_emulator
     }
-    mp_curl() {
-        # A single presigned PUT (a threshold above the file's size) for the same bytes.
+    mp_curl() { # REP [hash]
+        # A single presigned PUT (a threshold above the file's size) for the same bytes;
+        # with "hash", `openssl dgst -sha256` reads the file beside it (a reference, not the
+        # goal's peer: what hashing every byte costs here; see dl_hash).
         EMU_FLAVOR=current start_emulator multipart-curl --multipart-threshold $((MP_BYTES * 2))
         local url
         url=$(curl -sf -H "X-Avala-Api-Key: $KEY" -H 'Content-Type: application/json' \
             -d "{\"dataset_name\": \"big\", \"file_path_in_dataset\": \"big.bin\", \"content_length\": $MP_BYTES, \"upload_protocol_version\": 2, \"dataset_upload_uid\": \"00000000-0000-4000-8000-000000000001\"}" \
             "$BASE/datasets/manual-upload/file-upload-url/" \
             | python3 -c 'import json,sys; d=json.load(sys.stdin); assert d["method"] == "PUT", d; print(d["url"])')
-        measure multipart "curl -T" "$1" "$MP_BYTES" -- curl -sSf -o /dev/null -T "$WORK/mp/big.bin" \
-            -H 'Content-Type: application/octet-stream' "$url"
+        if [ "${2:-}" = hash ]; then
+            measure multipart "curl -T + openssl" "$1" "$MP_BYTES" -- bash -c \
+                'set -euo pipefail; openssl dgst -sha256 "$1" >"$3" & curl -sSf -o /dev/null -T "$1" \
+                    -H "Content-Type: application/octet-stream" "$2"; wait $!' _ \
+                "$WORK/mp/big.bin" "$url" "$WORK/mp/hash.sum"
+            [ "$(awk '{print $NF}' "$WORK/mp/hash.sum")" = "$MP_SHA" ] || { say "openssl: wrong digest"; exit 1; }
+        else
+            measure multipart "curl -T" "$1" "$MP_BYTES" -- curl -sSf -o /dev/null -T "$WORK/mp/big.bin" \
+                -H 'Content-Type: application/octet-stream' "$url"
+        fi
         stop_emulator
     }
+    mp_hash() { mp_curl "$1" hash; }
     mp_ap 0
     mp_curl 0
-    for rep in $(seq 1 "$REPS"); do alternate "$rep" mp_ap mp_curl; done
+    mp_hash 0
+    for rep in $(seq 1 "$REPS"); do alternate "$rep" mp_ap mp_curl mp_hash; done
 }
 
 # --- 9. 2,000 files under the published limits, scaled: 100 requests per 1-s window ----------

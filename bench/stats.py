@@ -83,6 +83,14 @@ if ap in runs and py in runs and floor in runs:
     rows.append(("", "Python `requests` loop (Session)", span(py), mib(rss(py)), "", "", ""))
     journal_row("list", "`datasets.list`")
 
+def throughput_row(key, label, size, result):
+    """A row for one more contestant of a transfer: its time and MiB/s; `result(tp)` is what
+    its throughput says (or nothing when it did not run)."""
+    if key in runs:
+        tp = size / med(key) / MIB
+        rows.append(("", label, f"{span(key)}; {tp:.0f} MiB/s", mib(rss(key)), result(tp), "", ""))
+
+
 # 2. download
 ap, curl = ("download", "avala-pipe"), ("download", "curl")
 if ap in runs and curl in runs:
@@ -95,6 +103,14 @@ if ap in runs and curl in runs:
                  f"{ratio:.2f}× curl's throughput", "≥ 0.95×, RSS ≤ 32 MiB",
                  verdict("download", ok)))
     rows.append(("", "`curl -o`", f"{span(curl)}; {tp_curl:.0f} MiB/s", mib(rss(curl)), "", "", ""))
+    throughput_row(("download", "curl | tee | openssl"),
+                   "reference: `curl \\| tee FILE \\| openssl dgst -sha256` (hashes every byte too)",
+                   size, lambda tp: f"avala-pipe: {tp_ap / tp:.2f}× its throughput")
+    throughput_row(("download", "openssl dgst (hash only)"),
+                   "floor: the sha256 alone, no network (`openssl dgst -sha256` of the file in "
+                   "the page cache, one thread)", size,
+                   lambda tp: f"{tp / tp_curl:.2f}× curl's throughput: the most any client "
+                   "that hashes every byte can reach")
 
 # 3. upload
 ap = ("upload", "avala-pipe")
@@ -225,6 +241,9 @@ if ap in runs and curl in runs:
                  verdict("multipart", ok)))
     rows.append(("", "`curl -T` (one presigned PUT)", f"{span(curl)}; {tp_curl:.0f} MiB/s",
                  mib(rss(curl)), "", "", ""))
+    throughput_row(("multipart", "curl -T + openssl"),
+                   "reference: `curl -T` with `openssl dgst -sha256 FILE` beside it (hashes every "
+                   "byte too)", size, lambda tp: f"avala-pipe: {tp_ap / tp:.2f}× its throughput")
 
 # 9. under the published limits: the ideal time is the requests counted against the rate
 # limit divided by the limit per window (1-s windows aligned with the run's start).

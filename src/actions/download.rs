@@ -303,8 +303,12 @@ async fn fetch_once(
             break; // the writer stopped: `finish` says why
         }
     }
-    // Every byte in the file and on disk (or the write's error) before anything else.
-    let digest = sink.finish().await.map_err(write_failed)?;
+    // Every byte in the file and on disk (or the write's error) before anything else; a
+    // disk that is slow to catch up does not hold up Ctrl-C (the dropped sink syncs nothing).
+    let digest = tokio::select! {
+        digest = sink.finish() => digest.map_err(write_failed)?,
+        _ = ctx.call.cancel.cancelled() => return Err(FetchError::Fatal(ActionError::Interrupted("during a download".into()))),
+    };
     if let Some(len) = expected_len {
         if len != bytes {
             return Err(FetchError::Body(format!(

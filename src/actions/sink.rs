@@ -17,10 +17,12 @@
 //! not on every write: the writer asks the kernel to start writing back each finished
 //! stretch (`sync_file_range(SYNC_FILE_RANGE_WRITE)`, which does not wait), so the one
 //! `fdatasync` before the rename waits for the last stretch only. A sink dropped
-//! unfinished (a cut body, a cancelled step) syncs nothing: its file is about to go.
+//! unfinished (a cut body, a cancelled step), or whose `finish` is dropped before the
+//! writer has begun the final sync (Ctrl-C while the disk catches up), syncs nothing: its
+//! file is about to go.
 
 use std::io::Write as _;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -43,8 +45,8 @@ type Batch = Arc<Vec<Bytes>>;
 /// The two threads and their queues.
 pub struct FileSink {
     /// Dropped first (fields drop in order): a sink dropped unfinished — the body failed,
-    /// the step was cancelled — tells its writer to stop before its queue closes, so it
-    /// does not sync a file that is about to be deleted.
+    /// the step was cancelled, `finish` was dropped — tells its writer to stop before its
+    /// queue closes, so it does not sync a file that is about to be deleted.
     abandon: Abandon,
     writes: Option<mpsc::Sender<Batch>>,
     hashes: Option<mpsc::Sender<Batch>>,
@@ -60,14 +62,14 @@ impl FileSink {
     pub fn start(file: std::fs::File) -> Self {
         let (writes, to_write) = mpsc::channel::<Batch>(AHEAD);
         let (hashes, to_hash) = mpsc::channel::<Batch>(AHEAD);
-        let abandon = Abandon(Some(Arc::new(AtomicBool::new(false))));
-        let abandoned = abandon.flag();
+        let abandon = Abandon(Some(Arc::new(AtomicU8::new(RUNNING))));
+        let end = abandon.state();
         FileSink {
             abandon,
             writes: Some(writes),
             hashes: Some(hashes),
             writer: tokio::task::spawn_blocking(move || {
-                write_all(file, to_write, &abandoned).map(|_| ())
+                write_all(file, to_write, &end).map(|_| ())
             }),
             hasher: tokio::task::spawn_blocking(move || hash_all(to_hash)),
             batch: Vec::new(),
@@ -104,29 +106,47 @@ impl FileSink {
     }
 
     /// Waits until every chunk is in the file and on disk, then gives the hex sha256.
+    /// Dropped before the writer has begun its final sync, the sink is abandoned.
     pub async fn finish(mut self) -> std::io::Result<String> {
-        self.abandon.0 = None;
         self.hand_over().await;
+        self.abandon.finishing();
         self.writes = None;
         self.hashes = None;
-        self.writer.await.map_err(std::io::Error::other)??;
-        self.hasher.await.map_err(std::io::Error::other)
+        (&mut self.writer).await.map_err(std::io::Error::other)??;
+        self.abandon.0 = None;
+        (&mut self.hasher).await.map_err(std::io::Error::other)
     }
 }
 
-/// Sets its flag when dropped, unless taken out first (`finish`).
-struct Abandon(Option<Arc<AtomicBool>>);
+/// How the sink's owner left it, as its writer reads it: chunks still coming, every chunk
+/// handed over (sync, then done), or abandoned (stop, sync nothing).
+const RUNNING: u8 = 0;
+const FINISHING: u8 = 1;
+const ABANDONED: u8 = 2;
+
+/// Marks the sink abandoned when dropped, unless taken out first (`finish`, once the writer
+/// is done).
+struct Abandon(Option<Arc<AtomicU8>>);
 
 impl Abandon {
-    fn flag(&self) -> Arc<AtomicBool> {
-        self.0.clone().unwrap_or_default()
+    fn state(&self) -> Arc<AtomicU8> {
+        self.0
+            .clone()
+            .unwrap_or_else(|| Arc::new(AtomicU8::new(RUNNING)))
+    }
+
+    /// Every chunk handed over: the writer syncs once its queue is empty.
+    fn finishing(&self) {
+        if let Some(state) = &self.0 {
+            state.store(FINISHING, Ordering::Release);
+        }
     }
 }
 
 impl Drop for Abandon {
     fn drop(&mut self) {
-        if let Some(flag) = &self.0 {
-            flag.store(true, Ordering::Release);
+        if let Some(state) = &self.0 {
+            state.store(ABANDONED, Ordering::Release);
         }
     }
 }
@@ -136,18 +156,18 @@ impl Drop for Abandon {
 enum Written {
     /// Every batch written and the file synced.
     Synced,
-    /// The sink was dropped unfinished: the rest skipped, nothing synced.
+    /// The sink (or its `finish`) was dropped: the rest skipped, nothing synced.
     Abandoned,
 }
 
 fn write_all(
     mut file: std::fs::File,
     mut batches: mpsc::Receiver<Batch>,
-    abandoned: &AtomicBool,
+    end: &AtomicU8,
 ) -> std::io::Result<Written> {
     let (mut written, mut handed) = (0u64, 0u64);
     while let Some(batch) = batches.blocking_recv() {
-        if abandoned.load(Ordering::Acquire) {
+        if end.load(Ordering::Acquire) == ABANDONED {
             return Ok(Written::Abandoned);
         }
         for chunk in batch.iter() {
@@ -159,7 +179,8 @@ fn write_all(
             handed = written;
         }
     }
-    if abandoned.load(Ordering::Acquire) {
+    // The queue closed: synced only if `finish` closed it and is still waiting.
+    if end.load(Ordering::Acquire) != FINISHING {
         return Ok(Written::Abandoned);
     }
     file.sync_data().map(|_| Written::Synced)
@@ -214,33 +235,88 @@ mod tests {
         assert_eq!(digest, hex::encode(Sha256::digest(&all)));
     }
 
+    /// The writer's decision at the end of its queue, for each way the owner can leave it.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_dropped_sink_stops_its_writer_without_syncing() {
+    async fn only_a_finish_still_waiting_makes_the_writer_sync() {
         let dir = tempfile::tempdir().unwrap();
-        let file = std::fs::File::create(dir.path().join("f")).unwrap();
-        let (writes, to_write) = mpsc::channel::<Batch>(AHEAD);
-        let abandon = Abandon(Some(Arc::new(AtomicBool::new(false))));
-        let flag = abandon.flag();
-        let writer = tokio::task::spawn_blocking(move || write_all(file, to_write, &flag));
-        writes
-            .send(Arc::new(vec![Bytes::from_static(b"abc")]))
-            .await
+        // (what the owner did, what the writer must do)
+        let cases = [
+            ("dropped the sink unfinished", ABANDONED, Written::Abandoned),
+            (
+                "closed the queue without finishing",
+                RUNNING,
+                Written::Abandoned,
+            ),
+            ("finished, and is waiting", FINISHING, Written::Synced),
+        ];
+        for (what, state, want) in cases {
+            let file = std::fs::File::create(dir.path().join(what)).unwrap();
+            let (writes, to_write) = mpsc::channel::<Batch>(AHEAD);
+            writes
+                .send(Arc::new(vec![Bytes::from_static(b"abc")]))
+                .await
+                .unwrap();
+            drop(writes);
+            let end = Arc::new(AtomicU8::new(state));
+            let writer = tokio::task::spawn_blocking(move || write_all(file, to_write, &end));
+            assert_eq!(writer.await.unwrap().unwrap(), want, "the owner {what}");
+        }
+    }
+
+    /// A `finish` dropped while the writer is still writing (Ctrl-C while a slow disk
+    /// catches up) leaves the sink abandoned: the writer stops without syncing. The file is
+    /// a FIFO nobody reads yet, so the writer is held in its write until the test drains it.
+    #[cfg(target_os = "linux")]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_dropped_finish_abandons_the_sink() {
+        use futures_util::FutureExt as _;
+        use std::io::Read as _;
+        use std::os::unix::ffi::OsStrExt as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fifo");
+        let name = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+        // SAFETY: a system call given a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(name.as_ptr(), 0o600) }, 0);
+        // The read end first, without waiting for a writer (and read without waiting);
+        // then the write end: writing waits once the pipe is full.
+        let mut reader = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&path)
             .unwrap();
-        // As a sink dropped unfinished drops them: the flag first, then the queue.
-        drop(abandon);
-        drop(writes);
-        assert_eq!(writer.await.unwrap().unwrap(), Written::Abandoned);
-        // Finished, the same writer syncs.
-        let file = std::fs::File::create(dir.path().join("g")).unwrap();
-        let (writes, to_write) = mpsc::channel::<Batch>(AHEAD);
-        writes
-            .send(Arc::new(vec![Bytes::from_static(b"abc")]))
-            .await
-            .unwrap();
-        drop(writes);
-        let kept =
-            tokio::task::spawn_blocking(move || write_all(file, to_write, &AtomicBool::new(false)));
-        assert_eq!(kept.await.unwrap().unwrap(), Written::Synced);
+        let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        let mut sink = FileSink::start(file);
+        let end = sink.abandon.state();
+        assert!(sink.push(Bytes::from(vec![1u8; BATCH])).await);
+        let mut finish = Box::pin(sink.finish());
+        assert!(
+            (&mut finish).now_or_never().is_none(),
+            "finished while its writer is held"
+        );
+        assert_eq!(end.load(Ordering::Acquire), FINISHING);
+        drop(finish);
+        assert_eq!(end.load(Ordering::Acquire), ABANDONED);
+        // Let the writer go: it finds the sink abandoned (before or after writing its
+        // batch, as the threads ran) and closes the file.
+        let drained = tokio::task::spawn_blocking(move || {
+            let (mut all, mut buf) = (0, vec![0u8; 1 << 16]);
+            let started = std::time::Instant::now();
+            loop {
+                match reader.read(&mut buf) {
+                    Ok(0) => return all, // the writer closed its end
+                    Ok(n) => all += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        assert!(started.elapsed().as_secs() < 30, "the writer never closed");
+                        std::thread::sleep(std::time::Duration::from_millis(1));
+                    }
+                    Err(e) => panic!("{e}"),
+                }
+            }
+        })
+        .await
+        .unwrap();
+        assert!(drained == 0 || drained == BATCH, "{drained} bytes");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -609,13 +609,14 @@ impl Inline {
     }
 
     /// The body ended (`whole`: every byte came). A failed receive that hashed some bytes
-    /// leaves the digest with bytes that were not stored: it starts over.
+    /// leaves the digest with bytes that were not stored: it starts over — also when this
+    /// receive had given up before it failed (the digest would read the rest of the part
+    /// from another receive's file, after bytes of this one).
     fn end(&mut self, whole: bool) {
         if whole {
             self.feed(None);
         }
-        let mine = self.digest.lock().expect("digest lock").owner == Some(self.receive);
-        if mine && !whole {
+        if !whole && self.hashed > 0 {
             let mut manual = self.shared.manual.lock().expect("manual lock");
             let current = manual
                 .digests
@@ -810,6 +811,64 @@ mod tests {
             bytes,
             document: Arc::new(document.as_bytes().to_vec()),
         }
+    }
+
+    fn shared_with_multipart(id: &str, size: u64) -> Arc<Shared> {
+        let shared = Arc::new(Shared::new(
+            crate::emulator::EmulatorOptions::default(),
+            crate::emulator::catalog::Catalog::generated(0, 1, 0),
+            "http://127.0.0.1:1".into(),
+            "http://127.0.0.1:2".into(),
+            crate::emulator::faults::FaultBook::default(),
+        ));
+        let object = manual::Object {
+            id: id.into(),
+            batch: "b".into(),
+            path: "big.bin".into(),
+            size,
+            method: manual::Method::Multipart {
+                part_size: size / 2,
+                part_count: 2,
+            },
+            parts: Default::default(),
+            sha256: None,
+            finalized: false,
+        };
+        shared
+            .manual
+            .lock()
+            .unwrap()
+            .objects
+            .insert(id.into(), object);
+        shared
+    }
+
+    /// A receive that hashed part of its part, gave up (its bytes came faster than the
+    /// digest could take them), then failed: the digest holds bytes that were never stored,
+    /// so it is dropped and starts over, whether or not the receive still owned it.
+    #[test]
+    fn a_failed_receive_that_hashed_bytes_restarts_the_digest_even_after_giving_up() {
+        for gave_up in [false, true] {
+            let shared = shared_with_multipart("obj", 8);
+            let mut inline = Inline::new(&shared, "obj", 1, 4);
+            inline.feed(Some(&Bytes::from_static(b"ab")));
+            assert_eq!(inline.hashed, 2, "part 1's turn: hashed as it came");
+            if gave_up {
+                inline.give_up();
+            }
+            inline.end(false);
+            let manual = shared.manual.lock().unwrap();
+            assert!(
+                !manual.digests.contains_key("obj"),
+                "gave up first: {gave_up}: the digest of bytes not stored was kept"
+            );
+        }
+        // A receive that hashed nothing leaves the digest alone.
+        let shared = shared_with_multipart("obj", 8);
+        let mut inline = Inline::new(&shared, "obj", 2, 4);
+        inline.feed(Some(&Bytes::from_static(b"cd")));
+        inline.end(false);
+        assert!(shared.manual.lock().unwrap().digests.contains_key("obj"));
     }
 
     #[test]

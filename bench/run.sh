@@ -120,7 +120,8 @@ stop_emulator() {
 measure() {
     local scenario=$1 who=$2 rep=$3 extra=$4 t0 t1 rss cpu
     # bash's `time` gives the CPU time (user, sys) of what it waited for to the ms
-    # (/usr/bin/time -v only to 10 ms); timeout's and time's own share is ~1 ms.
+    # (/usr/bin/time -v only to 10 ms); timeout's and time's own share, ~5 ms, is the same
+    # in every run, so it cancels out of the added-step costs.
     local TIMEFORMAT='%3U %3S'
     shift 5
     t0=$(date +%s%N)

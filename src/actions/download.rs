@@ -278,7 +278,7 @@ async fn fetch_once(
     })?;
     let scratch = super::scratch::register(tmp.path());
     let file = tmp.reopen().map_err(write_failed)?;
-    let mut sink = FileSink::start(file);
+    let mut sink = FileSink::start(file, expected_len);
     let mut bytes = 0u64;
     let label = format!("download {}", dest_name(req));
     let mut throttle = super::Throttle::new();
@@ -305,10 +305,16 @@ async fn fetch_once(
     }
     // Every byte in the file and on disk (or the write's error) before anything else; a
     // disk that is slow to catch up does not hold up Ctrl-C (the dropped sink syncs nothing).
-    let digest = tokio::select! {
-        digest = sink.finish() => digest.map_err(write_failed)?,
+    let sunk = tokio::select! {
+        sunk = sink.finish() => sunk.map_err(write_failed)?,
         _ = ctx.call.cancel.cancelled() => return Err(FetchError::Fatal(ActionError::Interrupted("during a download".into()))),
     };
+    tracing::debug!(
+        step = %ctx.call.step,
+        "GET {}: {bytes} bytes on disk, {} of them written around the page cache",
+        display_path(&req.url),
+        sunk.direct
+    );
     if let Some(len) = expected_len {
         if len != bytes {
             return Err(FetchError::Body(format!(
@@ -319,7 +325,7 @@ async fn fetch_once(
     Ok(Fetched {
         tmp,
         bytes,
-        digest,
+        digest: sunk.sha256,
         scratch,
     })
 }

@@ -93,6 +93,67 @@ async fn case06_a_cut_download_is_retried_or_leaves_nothing_behind() {
     emu.shutdown().await;
 }
 
+/// 6b. A large download (announced size ≥ 64 MiB) is written around the page cache
+/// (`O_DIRECT`, where the file system takes it), its tail (not a whole block) through it:
+/// cut once past its first blocks, it is retried from the start, and the file is whole,
+/// with no padding and no temporary file left beside it.
+#[tokio::test(flavor = "multi_thread")]
+async fn case06_a_large_download_cut_once_is_retried_whole_around_the_page_cache() {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let size: u64 = (64 << 20) + 12_345;
+    let emu = start_emulator(
+        Some(CANARY),
+        EmulatorOptions {
+            export_bytes: size,
+            export_polls: 0,
+            ..Default::default()
+        },
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(dir.path(), "p.yaml", &export_pipeline(""));
+    let dest = dir.path().join("out/export.json");
+    emu.add_fault(fault(
+        "cut-once",
+        "GET",
+        "/exports/*",
+        Trigger::Nth(1),
+        FaultEffect::CutAfterBytes((3 << 20) + 7),
+    ));
+    let out = run(&emu, &file, dir.path(), &["-v"]).await;
+    out.code(0);
+    assert_eq!(out.step("fetch")["attempts"], 2);
+    assert_eq!(std::fs::metadata(&dest).unwrap().len(), size);
+    assert_eq!(Some(sha256_file(&dest)), emu.export_sha256("exp_0001"));
+    assert_eq!(
+        out.step("fetch")["outputs"]["sha256"].as_str(),
+        emu.export_sha256("exp_0001").as_deref()
+    );
+    let left: Vec<_> = std::fs::read_dir(dir.path().join("out"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, ["export.json"], "files beside the download");
+    delivered(&emu, 6, &[("cut-once", 1)]);
+    // Whether this file system takes direct writes (ext4, xfs, btrfs; tmpfs since 6.6):
+    // if it does, every whole MiB went around the page cache.
+    let takes_direct = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(dir.path().join("probe"))
+        .is_ok();
+    let direct = if takes_direct { size >> 20 << 20 } else { 0 };
+    let line = format!("{size} bytes on disk, {direct} of them written around the page cache");
+    assert!(
+        out.stderr.contains(&line),
+        "no `{line}` in:\n{}",
+        out.stderr
+    );
+    emu.shutdown().await;
+}
+
 /// 7. A body that does not match the given `sha256` (the storage answered with other bytes)
 /// fails the step at once and leaves the older file at the destination untouched.
 #[tokio::test(flavor = "multi_thread")]

@@ -309,12 +309,6 @@ async fn fetch_once(
         sunk = sink.finish() => sunk.map_err(write_failed)?,
         _ = ctx.call.cancel.cancelled() => return Err(FetchError::Fatal(ActionError::Interrupted("during a download".into()))),
     };
-    tracing::debug!(
-        step = %ctx.call.step,
-        "GET {}: {bytes} bytes on disk, {} of them written around the page cache",
-        display_path(&req.url),
-        sunk.direct
-    );
     if let Some(len) = expected_len {
         if len != bytes {
             return Err(FetchError::Body(format!(
@@ -322,6 +316,12 @@ async fn fetch_once(
             )));
         }
     }
+    tracing::debug!(
+        step = %ctx.call.step,
+        "GET {}: {bytes} bytes on disk, {} of them written with O_DIRECT",
+        display_path(&req.url),
+        sunk.direct
+    );
     Ok(Fetched {
         tmp,
         bytes,

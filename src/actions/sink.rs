@@ -1,6 +1,6 @@
 //! A download's bytes on their way to disk: written and hashed on two threads of their
 //! own while the body is still arriving, the chunks handed to both (in batches of 256 KiB)
-//! without a copy.
+//! without a copy (a large body's writer copies them once, into its aligned block).
 //!
 //! Takes: the body's chunks, in order, and the body's announced size. Gives: the sha256
 //! of every byte, once every byte is in the file and on disk (`fdatasync`). Must not: hold
@@ -145,7 +145,7 @@ impl FileSink {
 pub struct Sunk {
     /// The hex sha256 of the bytes.
     pub sha256: String,
-    /// How many of them were written around the page cache.
+    /// How many of them were written with `O_DIRECT`.
     pub direct: u64,
 }
 
@@ -185,8 +185,8 @@ impl Drop for Abandon {
 /// How the writer ended.
 #[derive(Debug, PartialEq, Eq)]
 enum Written {
-    /// Every batch written and the file synced; of its bytes, `direct` went around the
-    /// page cache.
+    /// Every batch written and the file synced; of its bytes, `direct` were written with
+    /// `O_DIRECT`.
     Synced { direct: u64 },
     /// The sink (or its `finish`) was dropped: the rest skipped, nothing synced.
     Abandoned,
@@ -214,33 +214,38 @@ fn write_all(
 
 /// The file as the writer writes it: through the page cache, or around it.
 ///
-/// Around it (`O_DIRECT`, for large downloads): the disk reads each block straight from
-/// the writer's buffer, so the kernel neither copies the bytes into the page cache nor
-/// writes them back later, and the one `fdatasync` before the rename has nothing left to
-/// wait for. Measured on a 1 GiB file (Intel Xeon, 2 CPUs, ext4 on virtio): 0.11–0.16
-/// CPU-s and 0.71–0.75 s, against 0.9–1.25 CPU-s and 1.4–1.7 s through the page cache with
-/// the same final sync. That CPU is what a download shares with its hasher. On a virtual
-/// machine that hands freed memory back to its host (virtio-balloon page reporting, as on
-/// the benchmark hosts), every page-cache page is also a fault on the host: the same
-/// download took 1.2–2.9 s through the page cache and 0.92–1.29 s around it (`curl -o`:
-/// 0.75–3.3 s, as the host's memory happened to be). The price: a
-/// copy of each byte into an aligned buffer (~0.1 s a GiB) and a file not left in the page
-/// cache (a later step that reads it reads the disk). A file system that refuses direct
-/// writes (at the start, or on any write) gets the rest through the page cache.
+/// Around it (`O_DIRECT`, Linux, for large downloads): the disk reads each block straight
+/// from the writer's buffer, so the kernel neither copies the bytes into the page cache nor
+/// writes them back later, and the one `fdatasync` before the rename finds little left (the
+/// tail, the file's size and extents, the disk's cache). Measured with `dd` on a 1 GiB file
+/// (Intel Xeon, 2 CPUs, ext4 on virtio), written and synced: 0.11–0.16 CPU-s and 0.71–0.75
+/// s in 1–4 MiB direct writes, against 0.9–1.25 CPU-s and 1.4–1.7 s through the page cache.
+/// That CPU is what a download shares with its hasher. On a virtual machine that hands
+/// freed memory back to its host (virtio-balloon page reporting, as on the benchmark
+/// hosts), every new page-cache page is also a fault on the host: the same download took
+/// 1.2–2.9 s through the page cache and 0.92–1.29 s around it (`curl -o`: 0.75–3.3 s, as
+/// the host's memory happened to be). The price: a copy of each byte into an aligned
+/// buffer (~0.1 s a GiB), and a file not left in the page cache (a later step that reads
+/// it reads the disk). A file system that refuses direct writes (at the start, or on any
+/// write) gets the rest through the page cache; some (tmpfs, btrfs on unaligned writes)
+/// take the flag and use their page cache anyway.
 ///
-/// Through it (small or unsized bodies): each chunk goes to `write(2)` as it is, and each
-/// finished stretch is handed to the disk early (`sync_file_range`, which does not wait),
-/// so the final `fdatasync` waits for the last stretch only.
+/// Through it (small or unsized bodies, the tail): each chunk goes to `write(2)` as it is,
+/// and each finished stretch is handed to the disk early (`sync_file_range`, which does not
+/// wait), so the final `fdatasync` waits for the last stretch only.
 struct Out {
     file: std::fs::File,
     /// Bytes written so far (the offset of the next write).
     written: u64,
     /// Bytes already handed to the disk (page-cache writes only).
     handed: u64,
-    /// Bytes written around the page cache.
+    /// Bytes written with `O_DIRECT`.
     direct: u64,
-    /// Direct writes: the block being filled, if the file takes them.
+    /// Direct writes: the block being filled, while the file takes them.
     block: Option<Block>,
+    /// A test's stand-in for a file system that refuses direct writes: from this offset.
+    #[cfg(test)]
+    refuse_direct_from: u64,
 }
 
 /// A `BLOCK`-sized buffer aligned to `ALIGN`, inside a slightly larger allocation.
@@ -255,7 +260,7 @@ struct Block {
 impl Out {
     fn new(file: std::fs::File, direct: bool) -> Self {
         let block = match direct {
-            true => Block::new(0).filter(|_| set_direct(&file, true).is_ok()),
+            true => Block::new().filter(|_| set_direct(&file, true).is_ok()),
             false => None,
         };
         Out {
@@ -264,22 +269,15 @@ impl Out {
             handed: 0,
             direct: 0,
             block,
+            #[cfg(test)]
+            refuse_direct_from: u64::MAX,
         }
     }
 
     fn write(&mut self, mut chunk: &[u8]) -> std::io::Result<()> {
-        if self.block.is_none() {
-            self.file.write_all(chunk)?;
-            self.written += chunk.len() as u64;
-            if self.written - self.handed >= WRITEBACK_EVERY {
-                start_writeback(&self.file, self.handed, self.written - self.handed);
-                self.handed = self.written;
-            }
-            return Ok(());
-        }
         while !chunk.is_empty() {
             let Some(block) = &mut self.block else {
-                return Ok(());
+                return self.write_through(chunk);
             };
             let take = chunk.len().min(BLOCK - block.filled);
             let at = block.start + block.filled;
@@ -293,20 +291,33 @@ impl Out {
         Ok(())
     }
 
+    /// Through the page cache: the chunk as it is, each finished stretch handed to the disk.
+    fn write_through(&mut self, chunk: &[u8]) -> std::io::Result<()> {
+        self.file.write_all(chunk)?;
+        self.written += chunk.len() as u64;
+        if self.written - self.handed >= WRITEBACK_EVERY {
+            start_writeback(&self.file, self.handed, self.written - self.handed);
+            self.handed = self.written;
+        }
+        Ok(())
+    }
+
     /// Writes the block's bytes at the file's end. A direct write refused (`EINVAL`: this
-    /// file system, or a short write that left the rest unaligned) clears `O_DIRECT` and
-    /// goes on through the page cache.
+    /// file system wants another alignment, or a short write left the rest unaligned)
+    /// clears `O_DIRECT`; the block, and every byte after it, go through the page cache.
     fn write_block(&mut self) -> std::io::Result<()> {
+        let refuse = self.refuses_direct_at(self.written);
         let Some(block) = &mut self.block else {
             return Ok(());
         };
         let mut done = 0;
         while done < block.filled {
-            let from = block.start + done;
-            match self
-                .file
-                .write(&block.buf[from..block.start + block.filled])
-            {
+            let rest = &block.buf[block.start + done..block.start + block.filled];
+            let wrote = match refuse && block.direct {
+                true => Err(std::io::Error::from_raw_os_error(libc::EINVAL)),
+                false => self.file.write(rest),
+            };
+            match wrote {
                 Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
                 Ok(n) => {
                     done += n;
@@ -317,7 +328,8 @@ impl Out {
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) if block.direct && e.raw_os_error() == Some(libc::EINVAL) => {
                     tracing::debug!(
-                        "direct writes refused ({e}): the rest goes through the page cache"
+                        "a direct write at byte {} was refused ({e}): the rest goes through the page cache",
+                        self.written + done as u64
                     );
                     set_direct(&self.file, false)?;
                     block.direct = false;
@@ -327,10 +339,15 @@ impl Out {
         }
         self.written += done as u64;
         block.filled = 0;
+        if !block.direct {
+            // Refused (or the tail): no more copies into the block.
+            self.block = None;
+        }
         Ok(())
     }
 
-    /// Writes what is left and makes the file durable; gives the bytes written directly.
+    /// Writes what is left and makes the file durable; gives the bytes written with
+    /// `O_DIRECT`.
     fn finish(mut self) -> std::io::Result<u64> {
         if let Some(block) = &mut self.block {
             // The tail is shorter than a block: through the page cache, no padding.
@@ -343,17 +360,23 @@ impl Out {
         self.file.sync_data()?;
         Ok(self.direct)
     }
+
+    /// Whether a test has this file refuse direct writes at `offset`.
+    fn refuses_direct_at(&self, _offset: u64) -> bool {
+        #[cfg(test)]
+        return _offset >= self.refuse_direct_from;
+        #[cfg(not(test))]
+        false
+    }
 }
 
 impl Block {
-    /// `misalign`: bytes the buffer starts past the alignment (0 but in a test that wants
-    /// its direct writes refused).
-    fn new(misalign: usize) -> Option<Self> {
-        let buf = vec![0u8; BLOCK + 2 * ALIGN];
+    fn new() -> Option<Self> {
+        let buf = vec![0u8; BLOCK + ALIGN];
         let start = buf.as_ptr().align_offset(ALIGN);
         (start < ALIGN).then_some(Block {
             buf,
-            start: start + misalign,
+            start,
             filled: 0,
             direct: true,
         })
@@ -381,9 +404,13 @@ fn set_direct(file: &std::fs::File, on: bool) -> std::io::Result<()> {
     }
 }
 
+/// Elsewhere there is no `O_DIRECT` to turn on (and none to turn off).
 #[cfg(not(target_os = "linux"))]
-fn set_direct(_file: &std::fs::File, _on: bool) -> std::io::Result<()> {
-    Err(std::io::ErrorKind::Unsupported.into())
+fn set_direct(_file: &std::fs::File, on: bool) -> std::io::Result<()> {
+    match on {
+        true => Err(std::io::ErrorKind::Unsupported.into()),
+        false => Ok(()),
+    }
 }
 
 fn hash_all(mut batches: mpsc::Receiver<Batch>) -> String {
@@ -458,7 +485,7 @@ mod tests {
     }
 
     /// Runs the writer over `chunks` into `out`; gives what it reported and the file.
-    async fn write_through(
+    async fn run_writer(
         out: Out,
         path: &std::path::Path,
         chunks: &[Vec<u8>],
@@ -479,8 +506,23 @@ mod tests {
         (written, std::fs::read(path).unwrap())
     }
 
-    /// A large body goes around the page cache in whole blocks, and its tail (shorter than
-    /// a block) through it; the file holds every byte, and no padding.
+    /// Whether `file` has `O_DIRECT` on.
+    #[cfg(target_os = "linux")]
+    fn direct_is_on(file: &std::fs::File) -> bool {
+        use std::os::fd::AsRawFd as _;
+        // SAFETY: fcntl on a descriptor borrowed open; no memory is passed.
+        let flags = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_GETFL) };
+        flags >= 0 && flags & libc::O_DIRECT != 0
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn direct_is_on(_file: &std::fs::File) -> bool {
+        false
+    }
+
+    /// A large body goes around the page cache in whole blocks (`O_DIRECT` on the file),
+    /// and its tail (shorter than a block) through it; the file holds every byte, and no
+    /// padding.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_large_body_is_written_around_the_page_cache_but_its_tail() {
         let dir = tempfile::tempdir().unwrap();
@@ -489,10 +531,13 @@ mod tests {
         let all = chunks.concat();
         assert!(all.len() > 3 * BLOCK && all.len() % BLOCK != 0);
         let out = Out::new(std::fs::File::create(&path).unwrap(), true);
-        let (written, file) = write_through(out, &path, &chunks).await;
+        let direct = takes_direct(dir.path());
+        assert_eq!(direct_is_on(&out.file), direct);
+        assert_eq!(out.block.is_some(), direct);
+        let (written, file) = run_writer(out, &path, &chunks).await;
         assert!(file == all, "the file differs from the chunks");
         let whole_blocks = (all.len() / BLOCK * BLOCK) as u64;
-        match takes_direct(dir.path()) {
+        match direct {
             true => assert_eq!(
                 written,
                 Written::Synced {
@@ -504,29 +549,31 @@ mod tests {
         }
     }
 
-    /// A direct write the kernel refuses (here: a buffer off its alignment, `EINVAL`, as a
-    /// file system that wants a larger alignment would) is written again through the page
-    /// cache, and so is the rest.
+    /// A direct write the file system refuses (`EINVAL`, as one that wants a larger
+    /// alignment would; here from the second block on) is written again through the page
+    /// cache, and so is every byte after it, without the block.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_refused_direct_write_falls_back_to_the_page_cache() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
         let file = std::fs::File::create(&path).unwrap();
-        let direct_on = set_direct(&file, true).is_ok();
+        // Whether or not this file system takes O_DIRECT, the writer believes it does.
+        let _ = set_direct(&file, true);
         let out = Out {
-            file,
-            written: 0,
-            handed: 0,
-            direct: 0,
-            block: Block::new(1).map(|b| Block {
-                direct: direct_on,
-                ..b
-            }),
+            refuse_direct_from: BLOCK as u64,
+            block: Block::new(),
+            ..Out::new(file, false)
         };
         let chunks = awkward_chunks(120);
-        let (written, file) = write_through(out, &path, &chunks).await;
+        let (written, file) = run_writer(out, &path, &chunks).await;
         assert!(file == chunks.concat(), "the file differs from the chunks");
-        assert_eq!(written, Written::Synced { direct: 0 });
+        // The first block went out before the refusal; nothing direct after it.
+        assert_eq!(
+            written,
+            Written::Synced {
+                direct: BLOCK as u64
+            }
+        );
     }
 
     /// The writer's decision at the end of its queue, for each way the owner can leave it.

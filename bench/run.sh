@@ -376,14 +376,21 @@ bench_check() {
         grep -q "$N steps" "$WORK/out.txt" || { say "dry-run: $(head -1 "$WORK/out.txt")"; exit 1; }
     }
     # The small end of the linearity verdict (1k→5k) is runs of 0.05–0.4 s, where one
-    # disturbed run weighs most: three times the repetitions there (~10 s more).
-    local reps
+    # disturbed run weighs most: three times the repetitions there (~10 s more). The sizes
+    # are measured in rounds, every size in a round, the larger ones in every third round
+    # (1, 4, 7, ...): a minute of load from another tenant then weighs on both ends of the
+    # verdict, not on the sizes that happened to run in it (one size after another, the
+    # 50k runs came a minute after the 1k ones).
     for N in $CHECK_SIZES; do
-        reps=$LONG_REPS
-        [ "$N" -gt 5000 ] || reps=$((3 * LONG_REPS))
         check_validate 0
         check_dry 0
-        for rep in $(seq 1 "$reps"); do alternate "$rep" check_validate check_dry; done
+    done
+    local round
+    for round in $(seq 1 $((3 * LONG_REPS))); do
+        for N in $CHECK_SIZES; do
+            [ "$N" -le 5000 ] || [ $(((round - 1) % 3)) -eq 0 ] || continue
+            alternate "$round" check_validate check_dry
+        done
     done
 }
 

@@ -74,6 +74,8 @@ if want startup && ! command -v hyperfine >/dev/null; then
 fi
 
 say "building the $PROFILE binary"
+# What the binary is built from, taken now: edits made while the bench runs are not in it.
+BUILT_FROM="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet 2>/dev/null || echo ' (uncommitted changes)')"
 (cd "$ROOT" && cargo build --profile "$PROFILE" --quiet)
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/avala-bench.XXXXXX")
@@ -708,9 +710,20 @@ echo
 echo "## avala-pipe benchmarks on $cpu"
 echo
 echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC'); took $(($(date +%s) - STARTED)) s"
-echo "- CPU: $cpu; $(nproc) CPUs, $mem memory, Linux $(uname -r)"
+# A virtual machine that hands freed memory back to its host (virtio-balloon free page
+# reporting, feature bit 5) pays a host fault for every new page-cache page: what writing
+# through the page cache costs (curl -o, the emulator's storage) then varies with the host.
+reporting=""
+for dev in /sys/bus/virtio/devices/*; do
+    [ "$(cat "$dev/device" 2>/dev/null)" = 0x0005 ] || continue
+    case "$(cut -c6 "$dev/features" 2>/dev/null)" in
+        1) reporting="; free page reporting to the host: on (page-cache writes vary with the host)" ;;
+        0) reporting="; free page reporting to the host: off" ;;
+    esac
+done
+echo "- CPU: $cpu; $(nproc) CPUs, $mem memory, Linux $(uname -r)$reporting"
 echo "- load average (1/5/15 min): before $LOAD_BEFORE, after $LOAD_AFTER"
-echo "- avala-pipe $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet 2>/dev/null || echo ' (uncommitted changes)'), $(rustc -V 2>/dev/null || echo rustc ?); $(python3 -c 'import requests, platform; print("Python", platform.python_version(), "requests", requests.__version__)'); $(curl -V | head -1 | cut -d' ' -f1-2)"
+echo "- avala-pipe $BUILT_FROM, $(rustc -V 2>/dev/null || echo rustc ?); $(python3 -c 'import requests, platform; print("Python", platform.python_version(), "requests", requests.__version__)'); $(curl -V | head -1 | cut -d' ' -f1-2)"
 echo "- repetitions: $REPS per contestant, alternating, after one warm-up run each; medians shown"
 echo "- API flavour: documented (pipelines and emulator) for 1–6, current for 7–9; runs keep their journal unless marked --no-journal"
 echo

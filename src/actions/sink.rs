@@ -43,7 +43,7 @@ const BATCH: usize = 256 << 10;
 
 /// Downloads whose announced size is at least this go around the page cache (`O_DIRECT`)
 /// where the file system allows it: see [`Out`].
-pub const DIRECT_FROM: u64 = 64 << 20;
+const DIRECT_FROM: u64 = 64 << 20;
 
 /// A direct write's size (and its buffer's): under 1 ms of a disk's time, so the writer
 /// keeps up with a fast link with the few batches queued ahead of it (1 MiB direct writes
@@ -241,7 +241,7 @@ struct Out {
     handed: u64,
     /// Bytes written with `O_DIRECT`.
     direct: u64,
-    /// Direct writes: the block being filled, while the file takes them.
+    /// The block being filled: there is one exactly while `O_DIRECT` is on for the file.
     block: Option<Block>,
     /// A test's stand-in for a file system that refuses direct writes: from this offset.
     #[cfg(test)]
@@ -253,8 +253,6 @@ struct Block {
     buf: Vec<u8>,
     start: usize,
     filled: usize,
-    /// `O_DIRECT` is on for the file (cleared for the tail, or when a write is refused).
-    direct: bool,
 }
 
 impl Out {
@@ -304,58 +302,50 @@ impl Out {
 
     /// Writes the block's bytes at the file's end. A direct write refused (`EINVAL`: this
     /// file system wants another alignment, or a short write left the rest unaligned)
-    /// clears `O_DIRECT`; the block, and every byte after it, go through the page cache.
+    /// clears `O_DIRECT`: the rest of the block, and every byte after it, go through the
+    /// page cache.
     fn write_block(&mut self) -> std::io::Result<()> {
-        let refuse = self.refuses_direct_at(self.written);
-        let Some(block) = &mut self.block else {
+        let Some(mut block) = self.block.take() else {
             return Ok(());
         };
+        let bytes = &block.buf[block.start..block.start + block.filled];
         let mut done = 0;
-        while done < block.filled {
-            let rest = &block.buf[block.start + done..block.start + block.filled];
-            let wrote = match refuse && block.direct {
+        while done < bytes.len() {
+            let wrote = match self.refuses_direct_at(self.written) {
                 true => Err(std::io::Error::from_raw_os_error(libc::EINVAL)),
-                false => self.file.write(rest),
+                false => self.file.write(&bytes[done..]),
             };
             match wrote {
                 Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
                 Ok(n) => {
                     done += n;
-                    if block.direct {
-                        self.direct += n as u64;
-                    }
+                    self.written += n as u64;
+                    self.direct += n as u64;
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) if block.direct && e.raw_os_error() == Some(libc::EINVAL) => {
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
                     tracing::debug!(
                         "a direct write at byte {} was refused ({e}): the rest goes through the page cache",
-                        self.written + done as u64
+                        self.written
                     );
                     set_direct(&self.file, false)?;
-                    block.direct = false;
+                    return self.write_through(&bytes[done..]);
                 }
                 Err(e) => return Err(e),
             }
         }
-        self.written += done as u64;
         block.filled = 0;
-        if !block.direct {
-            // Refused (or the tail): no more copies into the block.
-            self.block = None;
-        }
+        self.block = Some(block);
         Ok(())
     }
 
     /// Writes what is left and makes the file durable; gives the bytes written with
     /// `O_DIRECT`.
     fn finish(mut self) -> std::io::Result<u64> {
-        if let Some(block) = &mut self.block {
+        if let Some(block) = self.block.take() {
             // The tail is shorter than a block: through the page cache, no padding.
-            if block.filled > 0 && block.direct {
-                set_direct(&self.file, false)?;
-                block.direct = false;
-            }
-            self.write_block()?;
+            set_direct(&self.file, false)?;
+            self.write_through(&block.buf[block.start..block.start + block.filled])?;
         }
         self.file.sync_data()?;
         Ok(self.direct)
@@ -378,8 +368,18 @@ impl Block {
             buf,
             start,
             filled: 0,
-            direct: true,
         })
+    }
+}
+
+/// An open file's status flags (`F_GETFL`).
+#[cfg(target_os = "linux")]
+fn status_flags(file: &std::fs::File) -> std::io::Result<libc::c_int> {
+    use std::os::fd::AsRawFd as _;
+    // SAFETY: fcntl on a descriptor this function borrows open; no memory is passed.
+    match unsafe { libc::fcntl(file.as_raw_fd(), libc::F_GETFL) } {
+        flags if flags >= 0 => Ok(flags),
+        _ => Err(std::io::Error::last_os_error()),
     }
 }
 
@@ -387,18 +387,12 @@ impl Block {
 #[cfg(target_os = "linux")]
 fn set_direct(file: &std::fs::File, on: bool) -> std::io::Result<()> {
     use std::os::fd::AsRawFd as _;
-    let fd = file.as_raw_fd();
-    // SAFETY: fcntl on a descriptor this function borrows open; no memory is passed.
-    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
-    if flags < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
     let flags = match on {
-        true => flags | libc::O_DIRECT,
-        false => flags & !libc::O_DIRECT,
+        true => status_flags(file)? | libc::O_DIRECT,
+        false => status_flags(file)? & !libc::O_DIRECT,
     };
-    // SAFETY: as above.
-    match unsafe { libc::fcntl(fd, libc::F_SETFL, flags) } {
+    // SAFETY: as in `status_flags`.
+    match unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETFL, flags) } {
         0 => Ok(()),
         _ => Err(std::io::Error::last_os_error()),
     }
@@ -509,10 +503,7 @@ mod tests {
     /// Whether `file` has `O_DIRECT` on.
     #[cfg(target_os = "linux")]
     fn direct_is_on(file: &std::fs::File) -> bool {
-        use std::os::fd::AsRawFd as _;
-        // SAFETY: fcntl on a descriptor borrowed open; no memory is passed.
-        let flags = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_GETFL) };
-        flags >= 0 && flags & libc::O_DIRECT != 0
+        status_flags(file).is_ok_and(|flags| flags & libc::O_DIRECT != 0)
     }
 
     #[cfg(not(target_os = "linux"))]

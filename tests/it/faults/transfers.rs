@@ -96,19 +96,17 @@ async fn case06_a_cut_download_is_retried_or_leaves_nothing_behind() {
 /// 6b. A large download (announced size ≥ 64 MiB) is written around the page cache
 /// (`O_DIRECT`, where the file system takes it), its tail (not a whole block) through it:
 /// cut once past its first blocks, it is retried from the start, and the file is whole,
-/// with no padding and no temporary file left beside it.
+/// with no padding and no temporary file left beside it; cut every time, it leaves an older
+/// file untouched and nothing beside it.
 #[tokio::test(flavor = "multi_thread")]
 async fn case06_a_large_download_cut_once_is_retried_whole_around_the_page_cache() {
     let size: u64 = (64 << 20) + 12_345;
-    let emu = start_emulator(
-        Some(CANARY),
-        EmulatorOptions {
-            export_bytes: size,
-            export_polls: 0,
-            ..Default::default()
-        },
-    )
-    .await;
+    let options = || EmulatorOptions {
+        export_bytes: size,
+        export_polls: 0,
+        ..Default::default()
+    };
+    let emu = start_emulator(Some(CANARY), options()).await;
     let dir = tempfile::tempdir().unwrap();
     let file = write(dir.path(), "p.yaml", &export_pipeline(""));
     let dest = dir.path().join("out/export.json");
@@ -128,11 +126,11 @@ async fn case06_a_large_download_cut_once_is_retried_whole_around_the_page_cache
         out.step("fetch")["outputs"]["sha256"].as_str(),
         emu.export_sha256("exp_0001").as_deref()
     );
-    let left: Vec<_> = std::fs::read_dir(dir.path().join("out"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
-    assert_eq!(left, ["export.json"], "files beside the download");
+    assert_eq!(
+        files_in(&dir.path().join("out")),
+        ["export.json"],
+        "files beside the download"
+    );
     delivered(&emu, 6, &[("cut-once", 1)]);
     // Whether this file system takes direct writes (Linux: ext4, xfs, btrfs; tmpfs since
     // 6.6): if it does, every whole MiB was written with O_DIRECT.
@@ -157,6 +155,37 @@ async fn case06_a_large_download_cut_once_is_retried_whole_around_the_page_cache
         out.stderr
     );
     emu.shutdown().await;
+
+    // Cut every time past its first direct blocks, over an older file: exit 1, the older
+    // file untouched, no temporary file left (each abandoned attempt's file removed).
+    let emu = start_emulator(Some(CANARY), options()).await;
+    emu.add_fault(fault(
+        "cut-always",
+        "GET",
+        "/exports/*",
+        Trigger::Always,
+        FaultEffect::CutAfterBytes((5 << 20) + 7),
+    ));
+    std::fs::write(&dest, "the older file\n").unwrap();
+    let out = run(&emu, &file, dir.path(), &[]).await;
+    out.code(1);
+    let error = out.error("fetch");
+    assert!(
+        error.contains("(3 attempts)") && error.contains("left untouched"),
+        "{error}"
+    );
+    assert_eq!(std::fs::read_to_string(&dest).unwrap(), "the older file\n");
+    assert_eq!(files_in(&dir.path().join("out")), ["export.json"]);
+    delivered(&emu, 6, &[("cut-always", 3)]);
+    emu.shutdown().await;
+}
+
+/// The names of the files in `dir`.
+fn files_in(dir: &Path) -> Vec<std::ffi::OsString> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect()
 }
 
 /// 7. A body that does not match the given `sha256` (the storage answered with other bytes)

@@ -48,33 +48,13 @@ async fn case06_a_cut_download_is_retried_or_leaves_nothing_behind() {
     emu.shutdown().await;
 
     // Cut every time, over an older file: exit 1, the older file intact.
-    let emu = start_emulator(Some(CANARY), options()).await;
-    emu.add_fault(fault(
-        "cut-always",
-        "GET",
-        "/exports/*",
-        Trigger::Always,
-        FaultEffect::CutAfterBytes(1000),
-    ));
-    std::fs::write(&dest, "the older file\n").unwrap();
-    let out = run(&emu, &file, dir.path(), &[]).await;
-    out.code(1);
-    let error = out.error("fetch");
-    assert!(
-        error.contains("(3 attempts)") && error.contains("left untouched"),
-        "{error}"
-    );
-    assert!(
-        !error.contains("X-Amz-Signature"),
-        "no presigned query: {error}"
-    );
-    assert_eq!(std::fs::read_to_string(&dest).unwrap(), "the older file\n");
-    assert_eq!(
-        journal(&emu, Origin::Storage, "GET", "/exports/exp_0001.json").len(),
-        3
-    );
-    delivered(&emu, 6, &[("cut-always", 3)]);
-    emu.shutdown().await;
+    cut_every_time_over_an_older_file(
+        start_emulator(Some(CANARY), options()).await,
+        &file,
+        &dest,
+        1000,
+    )
+    .await;
 
     // Cut every time, no older file: nothing under the final name.
     std::fs::remove_file(&dest).unwrap();
@@ -152,26 +132,41 @@ async fn case06_a_large_download_cut_once_is_retried_whole_around_the_page_cache
     );
     emu.shutdown().await;
 
-    // Cut every time past its first direct blocks, over an older file: exit 1, the older
-    // file untouched, no temporary file left (each abandoned attempt's file removed).
+    // Cut every time past its first direct blocks, over an older file.
     let emu = start_emulator(Some(CANARY), options()).await;
+    cut_every_time_over_an_older_file(emu, &file, &dest, (5 << 20) + 7).await;
+}
+
+/// Runs the export pipeline `file` with every download of the export cut after `cut` bytes,
+/// over an older file at `dest`: exit 1 after 3 attempts, the error naming neither the
+/// presigned query nor anything but the path, the older file intact, no temporary file left.
+async fn cut_every_time_over_an_older_file(emu: Emulator, file: &Path, dest: &Path, cut: u64) {
     emu.add_fault(fault(
         "cut-always",
         "GET",
         "/exports/*",
         Trigger::Always,
-        FaultEffect::CutAfterBytes((5 << 20) + 7),
+        FaultEffect::CutAfterBytes(cut),
     ));
-    std::fs::write(&dest, "the older file\n").unwrap();
-    let out = run(&emu, &file, dir.path(), &[]).await;
+    std::fs::write(dest, "the older file\n").unwrap();
+    let dir = file.parent().unwrap();
+    let out = run(&emu, file, dir, &[]).await;
     out.code(1);
     let error = out.error("fetch");
     assert!(
         error.contains("(3 attempts)") && error.contains("left untouched"),
         "{error}"
     );
-    assert_eq!(std::fs::read_to_string(&dest).unwrap(), "the older file\n");
-    assert_eq!(partial_files(dir.path()), Vec::<PathBuf>::new());
+    assert!(
+        !error.contains("X-Amz-Signature"),
+        "no presigned query: {error}"
+    );
+    assert_eq!(std::fs::read_to_string(dest).unwrap(), "the older file\n");
+    assert_eq!(partial_files(dir), Vec::<PathBuf>::new());
+    assert_eq!(
+        journal(&emu, Origin::Storage, "GET", "/exports/exp_0001.json").len(),
+        3
+    );
     delivered(&emu, 6, &[("cut-always", 3)]);
     emu.shutdown().await;
 }
